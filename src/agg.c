@@ -1,0 +1,550 @@
+#include "agg.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Interned strings live in an arena of chunks that agg_reset keeps for reuse. */
+typedef struct chunk {
+    struct chunk *next;
+    size_t used, cap;
+    char data[];
+} chunk_t;
+
+typedef struct {
+    uint64_t hash;
+    const char *s;
+    uint32_t len;
+} istr_t;
+
+typedef struct {
+    istr_t *slots;
+    size_t cap, n;
+} itab_t;
+
+typedef struct {
+    uint64_t hash;
+    agg_use_t u;
+} use_slot_t;
+
+typedef struct {
+    uint64_t hash;
+    agg_hour_t h;
+} hour_slot_t;
+
+struct agg {
+    chunk_t *chunks;
+    size_t arena_bytes;
+    itab_t patterns; /* pattern IDs */
+    itab_t strings;  /* agents and topics */
+    use_slot_t *uses;
+    size_t uses_cap, uses_n;
+    hour_slot_t *hours;
+    size_t hours_cap, hours_n;
+    agg_topic_t *topics;
+    size_t topics_n, topics_cap;
+    agg_offset_t *offsets;
+    size_t offsets_n, offsets_cap;
+    agg_dead_t *dead;
+    size_t dead_n, dead_cap;
+    size_t dead_bytes;
+    size_t events;
+};
+
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n);
+    if (q == NULL) {
+        abort(); /* the aggregate is bounded by back-pressure; running out here is fatal */
+    }
+    return q;
+}
+
+static void *xcalloc(size_t n, size_t sz)
+{
+    void *q = calloc(n, sz);
+    if (q == NULL) {
+        abort();
+    }
+    return q;
+}
+
+/* FNV-1a, then a final mix so that the low bits used for slots are well spread. */
+static uint64_t hash_bytes(const char *s, size_t len, uint64_t seed)
+{
+    uint64_t h = 1469598103934665603ULL ^ seed;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static uint64_t mix(uint64_t a, uint64_t b)
+{
+    uint64_t h = a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 29;
+    return h;
+}
+
+static char *arena_copy(agg_t *a, const char *s, size_t len)
+{
+    chunk_t *c = a->chunks;
+    if (c == NULL || c->cap - c->used < len + 1) {
+        size_t cap = len + 1 > 65536 ? len + 1 : 65536;
+        /* Reuse a later kept chunk when it fits (chunks after the head are spare after reset). */
+        chunk_t *nc = xcalloc(1, sizeof(chunk_t) + cap);
+        nc->cap = cap;
+        nc->next = a->chunks;
+        a->chunks = nc;
+        a->arena_bytes += cap;
+        c = nc;
+    }
+    char *p = c->data + c->used;
+    memcpy(p, s, len);
+    p[len] = '\0';
+    c->used += len + 1;
+    return p;
+}
+
+static void itab_grow(itab_t *t)
+{
+    size_t ncap = t->cap ? t->cap * 2 : 1024;
+    istr_t *ns = xcalloc(ncap, sizeof(istr_t));
+    for (size_t i = 0; i < t->cap; i++) {
+        if (t->slots[i].s != NULL) {
+            size_t j = t->slots[i].hash & (ncap - 1);
+            while (ns[j].s != NULL) {
+                j = (j + 1) & (ncap - 1);
+            }
+            ns[j] = t->slots[i];
+        }
+    }
+    free(t->slots);
+    t->slots = ns;
+    t->cap = ncap;
+}
+
+static const istr_t *intern(agg_t *a, itab_t *t, const char *s, size_t len)
+{
+    if ((t->n + 1) * 10 >= t->cap * 7) {
+        itab_grow(t);
+    }
+    uint64_t h = hash_bytes(s, len, 0);
+    size_t j = h & (t->cap - 1);
+    while (t->slots[j].s != NULL) {
+        istr_t *e = &t->slots[j];
+        if (e->hash == h && e->len == len && memcmp(e->s, s, len) == 0) {
+            return e;
+        }
+        j = (j + 1) & (t->cap - 1);
+    }
+    t->slots[j].hash = h;
+    t->slots[j].s = arena_copy(a, s, len);
+    t->slots[j].len = (uint32_t)len;
+    t->n++;
+    return &t->slots[j];
+}
+
+agg_t *agg_new(void)
+{
+    return xcalloc(1, sizeof(agg_t));
+}
+
+static void free_dead(agg_t *a)
+{
+    for (size_t i = 0; i < a->dead_n; i++) {
+        free(a->dead[i].detail);
+        free(a->dead[i].payload);
+    }
+    a->dead_n = 0;
+    a->dead_bytes = 0;
+}
+
+void agg_free(agg_t *a)
+{
+    if (a == NULL) {
+        return;
+    }
+    free_dead(a);
+    chunk_t *c = a->chunks;
+    while (c != NULL) {
+        chunk_t *n = c->next;
+        free(c);
+        c = n;
+    }
+    free(a->patterns.slots);
+    free(a->strings.slots);
+    free(a->uses);
+    free(a->hours);
+    free(a->topics);
+    free(a->offsets);
+    free(a->dead);
+    free(a);
+}
+
+void agg_reset(agg_t *a)
+{
+    free_dead(a);
+    /* Keep one chunk; a batch that needed more will likely need it again, but an outlier batch
+     * (e.g. after a long outage) should not pin its memory forever. */
+    chunk_t *c = a->chunks;
+    if (c != NULL) {
+        chunk_t *rest = c->next;
+        while (rest != NULL) {
+            chunk_t *n = rest->next;
+            a->arena_bytes -= rest->cap;
+            free(rest);
+            rest = n;
+        }
+        c->next = NULL;
+        c->used = 0;
+    }
+    /* Tables shrink back to nothing when they grew large, otherwise they are cleared. */
+    if (a->patterns.cap > 65536) {
+        free(a->patterns.slots);
+        a->patterns.slots = NULL;
+        a->patterns.cap = 0;
+    } else if (a->patterns.slots) {
+        memset(a->patterns.slots, 0, a->patterns.cap * sizeof(istr_t));
+    }
+    a->patterns.n = 0;
+    if (a->strings.cap > 65536) {
+        free(a->strings.slots);
+        a->strings.slots = NULL;
+        a->strings.cap = 0;
+    } else if (a->strings.slots) {
+        memset(a->strings.slots, 0, a->strings.cap * sizeof(istr_t));
+    }
+    a->strings.n = 0;
+    if (a->uses_cap > 131072) {
+        free(a->uses);
+        a->uses = NULL;
+        a->uses_cap = 0;
+    } else if (a->uses) {
+        memset(a->uses, 0, a->uses_cap * sizeof(use_slot_t));
+    }
+    a->uses_n = 0;
+    if (a->hours_cap > 131072) {
+        free(a->hours);
+        a->hours = NULL;
+        a->hours_cap = 0;
+    } else if (a->hours) {
+        memset(a->hours, 0, a->hours_cap * sizeof(hour_slot_t));
+    }
+    a->hours_n = 0;
+    a->topics_n = 0;
+    a->offsets_n = 0;
+    a->events = 0;
+}
+
+static void uses_grow(agg_t *a)
+{
+    size_t ncap = a->uses_cap ? a->uses_cap * 2 : 1024;
+    use_slot_t *ns = xcalloc(ncap, sizeof(use_slot_t));
+    for (size_t i = 0; i < a->uses_cap; i++) {
+        if (a->uses[i].u.pattern != NULL) {
+            size_t j = a->uses[i].hash & (ncap - 1);
+            while (ns[j].u.pattern != NULL) {
+                j = (j + 1) & (ncap - 1);
+            }
+            ns[j] = a->uses[i];
+        }
+    }
+    free(a->uses);
+    a->uses = ns;
+    a->uses_cap = ncap;
+}
+
+static void hours_grow(agg_t *a)
+{
+    size_t ncap = a->hours_cap ? a->hours_cap * 2 : 1024;
+    hour_slot_t *ns = xcalloc(ncap, sizeof(hour_slot_t));
+    for (size_t i = 0; i < a->hours_cap; i++) {
+        if (a->hours[i].h.pattern != NULL) {
+            size_t j = a->hours[i].hash & (ncap - 1);
+            while (ns[j].h.pattern != NULL) {
+                j = (j + 1) & (ncap - 1);
+            }
+            ns[j] = a->hours[i];
+        }
+    }
+    free(a->hours);
+    a->hours = ns;
+    a->hours_cap = ncap;
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* Adds `count` uses with the given time range; the shared body of agg_add_use and merge. */
+static void add_use_range(agg_t *a, const char *pattern, size_t plen, const char *agent,
+                          size_t alen, int64_t count, int64_t first_us, int64_t last_us)
+{
+    const istr_t *p = intern(a, &a->patterns, pattern, plen);
+    const istr_t *g = intern(a, &a->strings, agent, alen);
+    if ((a->uses_n + 1) * 10 >= a->uses_cap * 7) {
+        uses_grow(a);
+    }
+    /* Interned pointers identify strings, so the pair hashes from the string hashes. */
+    uint64_t h = mix(p->hash, g->hash);
+    size_t j = h & (a->uses_cap - 1);
+    while (a->uses[j].u.pattern != NULL) {
+        agg_use_t *u = &a->uses[j].u;
+        if (u->pattern == p->s && u->agent == g->s) {
+            u->count += count;
+            if (first_us < u->first_us) {
+                u->first_us = first_us;
+            }
+            if (last_us > u->last_us) {
+                u->last_us = last_us;
+            }
+            return;
+        }
+        j = (j + 1) & (a->uses_cap - 1);
+    }
+    a->uses[j].hash = h;
+    a->uses[j].u = (agg_use_t){p->s, p->len, g->s, g->len, count, first_us, last_us};
+    a->uses_n++;
+}
+
+static void add_hour(agg_t *a, const char *pattern, size_t plen, int64_t hour, int64_t count)
+{
+    const istr_t *p = intern(a, &a->patterns, pattern, plen);
+    if ((a->hours_n + 1) * 10 >= a->hours_cap * 7) {
+        hours_grow(a);
+    }
+    uint64_t h = mix(p->hash, (uint64_t)hour);
+    size_t j = h & (a->hours_cap - 1);
+    while (a->hours[j].h.pattern != NULL) {
+        agg_hour_t *e = &a->hours[j].h;
+        if (e->pattern == p->s && e->hour == hour) {
+            e->count += count;
+            return;
+        }
+        j = (j + 1) & (a->hours_cap - 1);
+    }
+    a->hours[j].hash = h;
+    a->hours[j].h = (agg_hour_t){p->s, p->len, hour, count};
+    a->hours_n++;
+}
+
+void agg_add_use(agg_t *a, const char *pattern, size_t plen, const char *agent, size_t alen,
+                 int64_t time_us)
+{
+    add_use_range(a, pattern, plen, agent, alen, 1, time_us, time_us);
+    add_hour(a, pattern, plen, floor_div(time_us, 3600LL * 1000000LL), 1);
+}
+
+static agg_topic_t *topic_slot(agg_t *a, const char *topic)
+{
+    const istr_t *t = intern(a, &a->strings, topic, strlen(topic));
+    for (size_t i = 0; i < a->topics_n; i++) {
+        if (a->topics[i].topic == t->s) {
+            return &a->topics[i];
+        }
+    }
+    if (a->topics_n == a->topics_cap) {
+        a->topics_cap = a->topics_cap ? a->topics_cap * 2 : 8;
+        a->topics = xrealloc(a->topics, a->topics_cap * sizeof(agg_topic_t));
+    }
+    agg_topic_t *e = &a->topics[a->topics_n++];
+    *e = (agg_topic_t){.topic = t->s};
+    return e;
+}
+
+void agg_add_topic(agg_t *a, const char *topic, int64_t events, int64_t without_patterns,
+                   int64_t dead_letters, int64_t flagged)
+{
+    agg_topic_t *e = topic_slot(a, topic);
+    e->events += events;
+    e->without_patterns += without_patterns;
+    e->dead_letters += dead_letters;
+    e->flagged += flagged;
+}
+
+void agg_note_offset(agg_t *a, const char *topic, int32_t partition, int64_t expected,
+                     int64_t next)
+{
+    const istr_t *t = intern(a, &a->strings, topic, strlen(topic));
+    for (size_t i = 0; i < a->offsets_n; i++) {
+        agg_offset_t *o = &a->offsets[i];
+        if (o->topic == t->s && o->partition == partition) {
+            o->next = next;
+            return;
+        }
+    }
+    if (a->offsets_n == a->offsets_cap) {
+        a->offsets_cap = a->offsets_cap ? a->offsets_cap * 2 : 16;
+        a->offsets = xrealloc(a->offsets, a->offsets_cap * sizeof(agg_offset_t));
+    }
+    a->offsets[a->offsets_n++] = (agg_offset_t){t->s, partition, expected, next};
+}
+
+void agg_add_dead(agg_t *a, const char *topic, int32_t partition, int64_t offset,
+                  const char *reason, const char *detail, const char *payload, size_t len,
+                  size_t max_payload)
+{
+    const istr_t *t = intern(a, &a->strings, topic, strlen(topic));
+    if (a->dead_n == a->dead_cap) {
+        a->dead_cap = a->dead_cap ? a->dead_cap * 2 : 16;
+        a->dead = xrealloc(a->dead, a->dead_cap * sizeof(agg_dead_t));
+    }
+    size_t keep = len < max_payload ? len : max_payload;
+    agg_dead_t *d = &a->dead[a->dead_n++];
+    d->topic = t->s;
+    d->partition = partition;
+    d->offset = offset;
+    d->reason = reason;
+    d->detail = NULL;
+    if (detail != NULL) {
+        size_t dl = strlen(detail);
+        if (dl > 1024) {
+            dl = 1024; /* details are messages, not payloads */
+        }
+        d->detail = xcalloc(1, dl + 1);
+        memcpy(d->detail, detail, dl);
+    }
+    d->payload = xcalloc(1, keep + 1);
+    if (keep > 0) {
+        memcpy(d->payload, payload, keep);
+    }
+    d->payload_len = keep;
+    d->payload_size = len;
+    a->dead_bytes += keep + (d->detail ? strlen(d->detail) : 0) + sizeof(agg_dead_t);
+}
+
+void agg_merge(agg_t *dst, agg_t *src)
+{
+    for (size_t i = 0; i < src->uses_cap; i++) {
+        const agg_use_t *u = &src->uses[i].u;
+        if (u->pattern != NULL) {
+            add_use_range(dst, u->pattern, u->pattern_len, u->agent, u->agent_len, u->count,
+                          u->first_us, u->last_us);
+        }
+    }
+    for (size_t i = 0; i < src->hours_cap; i++) {
+        const agg_hour_t *h = &src->hours[i].h;
+        if (h->pattern != NULL) {
+            add_hour(dst, h->pattern, h->pattern_len, h->hour, h->count);
+        }
+    }
+    for (size_t i = 0; i < src->topics_n; i++) {
+        const agg_topic_t *t = &src->topics[i];
+        agg_add_topic(dst, t->topic, t->events, t->without_patterns, t->dead_letters,
+                      t->flagged);
+    }
+    for (size_t i = 0; i < src->offsets_n; i++) {
+        const agg_offset_t *o = &src->offsets[i];
+        agg_note_offset(dst, o->topic, o->partition, o->expected, o->next);
+    }
+    for (size_t i = 0; i < src->dead_n; i++) {
+        agg_dead_t *d = &src->dead[i];
+        /* Move, not copy: the payload buffers change owner. */
+        const istr_t *t = intern(dst, &dst->strings, d->topic, strlen(d->topic));
+        if (dst->dead_n == dst->dead_cap) {
+            dst->dead_cap = dst->dead_cap ? dst->dead_cap * 2 : 16;
+            dst->dead = xrealloc(dst->dead, dst->dead_cap * sizeof(agg_dead_t));
+        }
+        dst->dead[dst->dead_n] = *d;
+        dst->dead[dst->dead_n].topic = t->s;
+        dst->dead_n++;
+        dst->dead_bytes += d->payload_len + sizeof(agg_dead_t);
+        d->detail = NULL;
+        d->payload = NULL;
+    }
+    dst->events += src->events;
+    agg_reset(src);
+}
+
+size_t agg_events(const agg_t *a)
+{
+    return a->events;
+}
+
+size_t agg_patterns(const agg_t *a)
+{
+    return a->patterns.n;
+}
+
+size_t agg_bytes(const agg_t *a)
+{
+    return a->arena_bytes + a->patterns.cap * sizeof(istr_t) + a->strings.cap * sizeof(istr_t) +
+           a->uses_cap * sizeof(use_slot_t) + a->hours_cap * sizeof(hour_slot_t) +
+           a->dead_bytes;
+}
+
+bool agg_empty(const agg_t *a)
+{
+    return a->events == 0 && a->offsets_n == 0 && a->topics_n == 0;
+}
+
+void agg_count_event(agg_t *a)
+{
+    a->events++;
+}
+
+void agg_each_use(const agg_t *a, void (*fn)(const agg_use_t *, void *), void *ud)
+{
+    for (size_t i = 0; i < a->uses_cap; i++) {
+        if (a->uses[i].u.pattern != NULL) {
+            fn(&a->uses[i].u, ud);
+        }
+    }
+}
+
+void agg_each_hour(const agg_t *a, void (*fn)(const agg_hour_t *, void *), void *ud)
+{
+    for (size_t i = 0; i < a->hours_cap; i++) {
+        if (a->hours[i].h.pattern != NULL) {
+            fn(&a->hours[i].h, ud);
+        }
+    }
+}
+
+size_t agg_n_uses(const agg_t *a)
+{
+    return a->uses_n;
+}
+
+size_t agg_n_hours(const agg_t *a)
+{
+    return a->hours_n;
+}
+
+size_t agg_n_topics(const agg_t *a)
+{
+    return a->topics_n;
+}
+
+const agg_topic_t *agg_topic_at(const agg_t *a, size_t i)
+{
+    return &a->topics[i];
+}
+
+size_t agg_n_offsets(const agg_t *a)
+{
+    return a->offsets_n;
+}
+
+const agg_offset_t *agg_offset_at(const agg_t *a, size_t i)
+{
+    return &a->offsets[i];
+}
+
+size_t agg_n_dead(const agg_t *a)
+{
+    return a->dead_n;
+}
+
+const agg_dead_t *agg_dead_at(const agg_t *a, size_t i)
+{
+    return &a->dead[i];
+}

@@ -1,0 +1,101 @@
+/* agg: the in-memory aggregate of one batch: usage deltas per (pattern, agent) and per
+ * (pattern, hour), per-topic counters, the offset range each partition advanced by, and dead
+ * letters. Owns copies of every string it holds. Does not know about SQL, Kafka or Lua: the
+ * flush reads it through the iterators below. */
+#ifndef PT_AGG_H
+#define PT_AGG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct agg agg_t;
+
+/* Strings held by an aggregate are interned: equal strings share one pointer. */
+typedef struct {
+    const char *pattern;
+    uint32_t pattern_len;
+    const char *agent;
+    uint32_t agent_len;
+    int64_t count;
+    int64_t first_us;
+    int64_t last_us;
+} agg_use_t;
+
+typedef struct {
+    const char *pattern;
+    uint32_t pattern_len;
+    int64_t hour; /* hours since the epoch, UTC */
+    int64_t count;
+} agg_hour_t;
+
+typedef struct {
+    const char *topic;
+    int64_t events;
+    int64_t without_patterns;
+    int64_t dead_letters;
+    int64_t flagged;
+} agg_topic_t;
+
+typedef struct {
+    const char *topic;
+    int32_t partition;
+    int64_t expected; /* next_offset stored in PostgreSQL before this batch; -1 = no row */
+    int64_t next;     /* next_offset after this batch */
+} agg_offset_t;
+
+typedef struct {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    const char *reason; /* static string */
+    char *detail;       /* owned, may be NULL */
+    char *payload;      /* owned, truncated copy */
+    size_t payload_len; /* bytes kept */
+    size_t payload_size; /* original size */
+} agg_dead_t;
+
+agg_t *agg_new(void);
+void agg_free(agg_t *a);
+/* Empties the aggregate, keeping its allocations for reuse. */
+void agg_reset(agg_t *a);
+
+/* One use of a pattern by an agent at an event time. Copies the strings. */
+void agg_add_use(agg_t *a, const char *pattern, size_t plen, const char *agent, size_t alen,
+                 int64_t time_us);
+/* Adds to a topic's counters. */
+void agg_add_topic(agg_t *a, const char *topic, int64_t events, int64_t without_patterns,
+                   int64_t dead_letters, int64_t flagged);
+/* Records that a partition advanced to `next`. `expected` is used only when the partition is
+ * not yet in this batch: it is the offset the batch expects to find in PostgreSQL. */
+void agg_note_offset(agg_t *a, const char *topic, int32_t partition, int64_t expected,
+                     int64_t next);
+/* Records a dead letter; keeps at most max_payload bytes of the payload. */
+void agg_add_dead(agg_t *a, const char *topic, int32_t partition, int64_t offset,
+                  const char *reason, const char *detail, const char *payload, size_t len,
+                  size_t max_payload);
+/* Folds `src` (the newer batch) into `dst` (the older one) and empties src: counts add up,
+ * first/last times widen, offsets keep dst's expected and take src's next. */
+void agg_merge(agg_t *dst, agg_t *src);
+
+size_t agg_events(const agg_t *a);
+size_t agg_patterns(const agg_t *a);
+size_t agg_bytes(const agg_t *a);
+bool agg_empty(const agg_t *a);
+/* Adds one to the aggregate's event counter (events are counted by the caller: an event may
+ * produce several uses or none). */
+void agg_count_event(agg_t *a);
+
+/* Iterators: call fn for each element; order is unspecified. */
+void agg_each_use(const agg_t *a, void (*fn)(const agg_use_t *, void *), void *ud);
+void agg_each_hour(const agg_t *a, void (*fn)(const agg_hour_t *, void *), void *ud);
+size_t agg_n_uses(const agg_t *a);
+size_t agg_n_hours(const agg_t *a);
+size_t agg_n_topics(const agg_t *a);
+const agg_topic_t *agg_topic_at(const agg_t *a, size_t i);
+size_t agg_n_offsets(const agg_t *a);
+const agg_offset_t *agg_offset_at(const agg_t *a, size_t i);
+size_t agg_n_dead(const agg_t *a);
+const agg_dead_t *agg_dead_at(const agg_t *a, size_t i);
+
+#endif

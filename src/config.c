@@ -1,0 +1,491 @@
+#include "config.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lvm.h"
+
+#ifndef PT_SOURCE_DIR
+#define PT_SOURCE_DIR "."
+#endif
+
+typedef enum { T_STRING, T_INT, T_BOOL, T_TOPICS, T_PROPS } opt_type_t;
+
+typedef struct {
+    const char *key;
+    opt_type_t type;
+    const char *def;
+    size_t offset;
+    const char *env;
+    bool reload; /* may change on reload without a reconnect */
+    int64_t min, max;
+    const char *help;
+} option_t;
+
+#define OFF(f) offsetof(config_t, f)
+
+static const option_t options[] = {
+    {"database_url", T_STRING, "postgresql://postgres@127.0.0.1:55432/patterntrack",
+     OFF(database_url), "DATABASE_URL", false, 0, 0,
+     "libpq connection string or URL of the PostgreSQL database that holds the counts."},
+    {"kafka_bootstrap_servers", T_STRING, "127.0.0.1:59092", OFF(kafka_bootstrap_servers),
+     "KAFKA_BOOTSTRAP_SERVERS", false, 0, 0, "Kafka brokers, host:port[,host:port...]."},
+    {"kafka_enable_consumer", T_BOOL, "true", OFF(kafka_enable_consumer), "KAFKA_ENABLE_CONSUMER",
+     false, 0, 0, "false = no Kafka at all; the engine still serves HTTP and HTTP ingest."},
+    {"kafka_group_id", T_STRING, "pattern-usage-tracking", OFF(kafka_group_id), "KAFKA_GROUP_ID",
+     false, 0, 0, "Consumer group; offsets are stored in PostgreSQL per group."},
+    {"kafka_start_offset", T_STRING, "earliest", OFF(kafka_start_offset), NULL, false, 0, 0,
+     "Where a partition with no stored offset starts: earliest or latest."},
+    {"kafka_properties", T_PROPS, NULL, OFF(n_props), NULL, false, 0, 0,
+     "Table of extra librdkafka consumer properties, e.g. {[\"security.protocol\"]=\"ssl\"}."},
+    {"topics", T_TOPICS, NULL, OFF(n_topics), NULL, true, 0, 0,
+     "Table mapping each topic to its rule file (default: the three seed topics to "
+     "rules/<topic>.lua). Setting it replaces the whole default map."},
+    {"http_bind", T_STRING, "127.0.0.1", OFF(http_bind), NULL, false, 0, 0,
+     "Address the HTTP server binds (loopback by default)."},
+    {"http_port", T_INT, "8053", OFF(http_port), "HTTP_PORT", false, 0, 65535,
+     "HTTP port; 0 disables the HTTP server."},
+    {"batch_max_events", T_INT, "50000", OFF(batch_max_events), NULL, true, 1, 10000000,
+     "Flush when the batch holds this many events."},
+    {"batch_max_patterns", T_INT, "20000", OFF(batch_max_patterns), NULL, true, 1, 10000000,
+     "Flush when the batch holds this many distinct patterns (the seed used 50)."},
+    {"batch_timeout_ms", T_INT, "500", OFF(batch_timeout_ms), NULL, true, 1, 3600000,
+     "Flush a non-empty batch at the latest this long after its first event (the seed used "
+     "5000)."},
+    {"max_buffer_mb", T_INT, "32", OFF(max_buffer_mb), NULL, true, 1, 4096,
+     "Memory the unflushed batches may hold; above it consumption pauses until a flush "
+     "commits."},
+    {"max_event_bytes", T_INT, "1048576", OFF(max_event_bytes), NULL, true, 64, 1073741824,
+     "Larger messages are dead-lettered without being decoded."},
+    {"dead_letter_payload_max", T_INT, "65536", OFF(dead_letter_payload_max), NULL, true, 0,
+     16777216, "Bytes of a dead letter's payload kept in usage_dead_letters (the rest is cut)."},
+    {"rule_instruction_budget", T_INT, "1000000", OFF(rule_instruction_budget), NULL, true, 1000,
+     1000000000, "Lua instructions one rule call may run before it is stopped (rule timeout)."},
+    {"lua_memory_mb", T_INT, "64", OFF(lua_memory_mb), NULL, true, 1, 4096,
+     "Memory cap of each Lua state (rules, routes)."},
+    {"flush_retry_max_ms", T_INT, "10000", OFF(flush_retry_max_ms), NULL, true, 10, 600000,
+     "Longest backoff between retries of a failed flush."},
+    {"flush_timeout_ms", T_INT, "30000", OFF(flush_timeout_ms), NULL, true, 100, 3600000,
+     "A flush with no answer after this long is abandoned and retried on a new connection."},
+    {"shutdown_timeout_ms", T_INT, "15000", OFF(shutdown_timeout_ms), NULL, true, 100, 600000,
+     "Longest time SIGTERM waits for the last flush before exiting."},
+    {"pg_pool_size", T_INT, "4", OFF(pg_pool_size), NULL, false, 1, 64,
+     "PostgreSQL connections for HTTP queries (the flush has its own)."},
+    {"log_level", T_STRING, "info", OFF(log_level), NULL, true, 0, 0,
+     "debug, info, warn or error."},
+    {"root", T_STRING, NULL, OFF(root), "PATTERNTRACK_ROOT", false, 0, 0,
+     "Directory that relative paths (rules/, lua/, sql/, web/) are resolved against (default: "
+     "the current directory when it holds lua/pt/sandbox.lua, else the source tree)."},
+};
+
+static const char *const default_topics[] = {"agent-manifest-injections", "agent-actions",
+                                             "agent-routing-decisions"};
+
+static char *xstrdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static const option_t *find_option(const char *key)
+{
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        if (strcmp(options[i].key, key) == 0) {
+            return &options[i];
+        }
+    }
+    return NULL;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    if (!strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "yes") || !strcmp(s, "on")) {
+        *out = true;
+        return 0;
+    }
+    if (!strcmp(s, "false") || !strcmp(s, "0") || !strcmp(s, "no") || !strcmp(s, "off")) {
+        *out = false;
+        return 0;
+    }
+    return -1;
+}
+
+static int parse_int(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0') {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Sets a scalar option from text (defaults and environment). */
+static int set_text(config_t *c, const option_t *o, const char *text, const char *origin,
+                    char *err, size_t errlen)
+{
+    char *base = (char *)c;
+    switch (o->type) {
+    case T_STRING: {
+        char **dst = (char **)(base + o->offset);
+        free(*dst);
+        *dst = xstrdup(text);
+        return 0;
+    }
+    case T_INT: {
+        int64_t v;
+        if (parse_int(text, &v) != 0 || v < o->min || v > o->max) {
+            snprintf(err, errlen, "%s: %s must be an integer in %lld..%lld, got '%s'", origin,
+                     o->key, (long long)o->min, (long long)o->max, text);
+            return -1;
+        }
+        *(int64_t *)(base + o->offset) = v;
+        return 0;
+    }
+    case T_BOOL: {
+        bool v;
+        if (parse_bool(text, &v) != 0) {
+            snprintf(err, errlen, "%s: %s must be true or false, got '%s'", origin, o->key, text);
+            return -1;
+        }
+        *(bool *)(base + o->offset) = v;
+        return 0;
+    }
+    default:
+        snprintf(err, errlen, "%s: %s cannot be set from text", origin, o->key);
+        return -1;
+    }
+}
+
+static void clear_topics(config_t *c)
+{
+    for (size_t i = 0; i < c->n_topics; i++) {
+        free(c->topics[i].topic);
+        free(c->topics[i].rule);
+    }
+    c->n_topics = 0;
+}
+
+static int valid_topic_name(const char *t)
+{
+    size_t n = strlen(t);
+    if (n == 0 || n > 249) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char ch = t[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Reads the table at the top of the stack into the option o. [-0, +0] */
+static int set_lua(config_t *c, lua_State *L, const option_t *o, const char *origin, char *err,
+                   size_t errlen)
+{
+    char *base = (char *)c;
+    int t = lua_type(L, -1);
+    switch (o->type) {
+    case T_STRING:
+        if (t != LUA_TSTRING) {
+            snprintf(err, errlen, "%s: %s must be a string, got %s", origin, o->key,
+                     lua_typename(L, t));
+            return -1;
+        }
+        return set_text(c, o, lua_tostring(L, -1), origin, err, errlen);
+    case T_INT:
+        if (!lua_isinteger(L, -1)) {
+            snprintf(err, errlen, "%s: %s must be an integer, got %s", origin, o->key,
+                     t == LUA_TNUMBER ? "a fraction" : lua_typename(L, t));
+            return -1;
+        } else {
+            char num[32];
+            snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, -1));
+            return set_text(c, o, num, origin, err, errlen);
+        }
+    case T_BOOL:
+        if (t != LUA_TBOOLEAN) {
+            snprintf(err, errlen, "%s: %s must be true or false, got %s", origin, o->key,
+                     lua_typename(L, t));
+            return -1;
+        }
+        *(bool *)(base + o->offset) = lua_toboolean(L, -1);
+        return 0;
+    case T_TOPICS:
+    case T_PROPS:
+        if (t != LUA_TTABLE) {
+            snprintf(err, errlen, "%s: %s must be a table, got %s", origin, o->key,
+                     lua_typename(L, t));
+            return -1;
+        }
+        if (o->type == T_TOPICS) {
+            clear_topics(c);
+        }
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+                snprintf(err, errlen, "%s: %s must map strings to strings", origin, o->key);
+                lua_pop(L, 2);
+                return -1;
+            }
+            const char *k = lua_tostring(L, -2);
+            const char *v = lua_tostring(L, -1);
+            if (o->type == T_TOPICS) {
+                if (!valid_topic_name(k)) {
+                    snprintf(err, errlen, "%s: topics: '%s' is not a valid Kafka topic name",
+                             origin, k);
+                    lua_pop(L, 2);
+                    return -1;
+                }
+                if (c->n_topics == CONFIG_MAX_TOPICS) {
+                    snprintf(err, errlen, "%s: topics: at most %d topics", origin,
+                             CONFIG_MAX_TOPICS);
+                    lua_pop(L, 2);
+                    return -1;
+                }
+                c->topics[c->n_topics].topic = xstrdup(k);
+                c->topics[c->n_topics].rule = xstrdup(v);
+                c->n_topics++;
+            } else {
+                if (c->n_props == CONFIG_MAX_PROPS) {
+                    snprintf(err, errlen, "%s: kafka_properties: at most %d", origin,
+                             CONFIG_MAX_PROPS);
+                    lua_pop(L, 2);
+                    return -1;
+                }
+                c->kafka_properties[c->n_props].key = xstrdup(k);
+                c->kafka_properties[c->n_props].value = xstrdup(v);
+                c->n_props++;
+            }
+            lua_pop(L, 1);
+        }
+        return 0;
+    }
+    return -1;
+}
+
+static int load_file(config_t *c, const char *path, char *err, size_t errlen)
+{
+    int rc = -1;
+    lvm_t *vm = lvm_new(c->root, 16u << 20, err, errlen);
+    if (vm == NULL) {
+        return -1;
+    }
+    lua_State *L = lvm_state(vm);
+    lvm_push_sandbox(vm);
+    lua_getfield(L, -1, "load_file");
+    lua_pushstring(L, path);
+    lua_pushstring(L, path);
+    if (lvm_pcall(vm, 2, 2, 10000000) != LUA_OK) {
+        snprintf(err, errlen, "%s: %s", path, lua_tostring(L, -1));
+        goto done;
+    }
+    if (lua_isnil(L, -2)) {
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        } else {
+            snprintf(err, errlen, "%s: the file must return a table of options", path);
+        }
+        goto done;
+    }
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        snprintf(err, errlen, "%s: the file must return a table of options, got %s", path,
+                 luaL_typename(L, -1));
+        goto done;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            snprintf(err, errlen, "%s: option names must be strings", path);
+            goto done;
+        }
+        const char *key = lua_tostring(L, -2);
+        const option_t *o = find_option(key);
+        if (o == NULL) {
+            snprintf(err, errlen, "%s: unknown option '%s' (see patterntrack --help)", path,
+                     key);
+            goto done;
+        }
+        if (strcmp(key, "root") == 0) {
+            lua_pop(L, 1);
+            continue; /* already applied before the file was read */
+        }
+        if (set_lua(c, L, o, path, err, errlen) != 0) {
+            goto done;
+        }
+        lua_pop(L, 1);
+    }
+    rc = 0;
+done:
+    lvm_free(vm);
+    return rc;
+}
+
+static bool file_exists(const char *p)
+{
+    return access(p, R_OK) == 0;
+}
+
+/* Finds the root before the file is read: sandbox.lua lives there. */
+static char *find_root(void)
+{
+    const char *env = getenv("PATTERNTRACK_ROOT");
+    if (env && *env) {
+        return xstrdup(env);
+    }
+    if (file_exists("lua/pt/sandbox.lua")) {
+        char cwd[4096];
+        if (getcwd(cwd, sizeof cwd)) {
+            return xstrdup(cwd);
+        }
+    }
+    return xstrdup(PT_SOURCE_DIR);
+}
+
+config_t *config_load(const char *path, char *err, size_t errlen)
+{
+    config_t *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->root = find_root();
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        const option_t *o = &options[i];
+        if (o->def != NULL && set_text(c, o, o->def, "default", err, errlen) != 0) {
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < sizeof default_topics / sizeof default_topics[0]; i++) {
+        char rule[512];
+        snprintf(rule, sizeof rule, "rules/%s.lua", default_topics[i]);
+        c->topics[i].topic = xstrdup(default_topics[i]);
+        c->topics[i].rule = xstrdup(rule);
+        c->n_topics++;
+    }
+    char def[4096];
+    if (path == NULL) {
+        config_path(c, "etc/patterntrack.lua", def, sizeof def);
+        if (file_exists(def)) {
+            path = def;
+        }
+    }
+    if (path != NULL) {
+        if (!file_exists(path)) {
+            snprintf(err, errlen, "config file %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        c->config_path = xstrdup(path);
+        if (load_file(c, path, err, errlen) != 0) {
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        const option_t *o = &options[i];
+        const char *v = o->env ? getenv(o->env) : NULL;
+        if (v != NULL && *v != '\0' && strcmp(o->key, "root") != 0) {
+            char origin[64];
+            snprintf(origin, sizeof origin, "environment %s", o->env);
+            if (set_text(c, o, v, origin, err, errlen) != 0) {
+                goto fail;
+            }
+        }
+    }
+    if (strcmp(c->kafka_start_offset, "earliest") != 0 &&
+        strcmp(c->kafka_start_offset, "latest") != 0) {
+        snprintf(err, errlen, "kafka_start_offset must be earliest or latest, got '%s'",
+                 c->kafka_start_offset);
+        goto fail;
+    }
+    if (strcmp(c->log_level, "debug") && strcmp(c->log_level, "info") &&
+        strcmp(c->log_level, "warn") && strcmp(c->log_level, "error")) {
+        snprintf(err, errlen, "log_level must be debug, info, warn or error, got '%s'",
+                 c->log_level);
+        goto fail;
+    }
+    if (c->n_topics == 0 && c->kafka_enable_consumer) {
+        snprintf(err, errlen, "topics is empty: give at least one topic and its rule file");
+        goto fail;
+    }
+    return c;
+fail:
+    config_free(c);
+    return NULL;
+}
+
+void config_free(config_t *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        if (options[i].type == T_STRING) {
+            free(*(char **)((char *)c + options[i].offset));
+        }
+    }
+    clear_topics(c);
+    for (size_t i = 0; i < c->n_props; i++) {
+        free(c->kafka_properties[i].key);
+        free(c->kafka_properties[i].value);
+    }
+    free(c->config_path);
+    free(c);
+}
+
+const char *config_path(const config_t *c, const char *rel, char *buf, size_t buflen)
+{
+    if (rel[0] == '/') {
+        snprintf(buf, buflen, "%s", rel);
+    } else {
+        snprintf(buf, buflen, "%s/%s", c->root, rel);
+    }
+    return buf;
+}
+
+static const char *type_name(opt_type_t t)
+{
+    switch (t) {
+    case T_STRING:
+        return "string";
+    case T_INT:
+        return "integer";
+    case T_BOOL:
+        return "boolean";
+    case T_TOPICS:
+    case T_PROPS:
+        return "table";
+    }
+    return "?";
+}
+
+void config_print_help(FILE *out)
+{
+    fprintf(out, "Options (set in the config file, a Lua file that returns a table):\n");
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        const option_t *o = &options[i];
+        fprintf(out, "  %-24s %-8s default: %s%s%s%s\n      %s\n", o->key, type_name(o->type),
+                o->def ? o->def : "(see text)", o->env ? "  env: " : "", o->env ? o->env : "",
+                "", o->help);
+    }
+}
+
+void config_print_markdown(FILE *out)
+{
+    fprintf(out, "| option | type | default | environment | meaning |\n");
+    fprintf(out, "|---|---|---|---|---|\n");
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        const option_t *o = &options[i];
+        fprintf(out, "| `%s` | %s | %s%s%s | %s | %s |\n", o->key, type_name(o->type),
+                o->def ? "`" : "", o->def ? o->def : "see meaning", o->def ? "`" : "",
+                o->env ? o->env : "", o->help);
+    }
+}

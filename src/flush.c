@@ -1,0 +1,275 @@
+#include "flush.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "pg.h"
+#include "text.h"
+
+#define FLUSH_NPARAMS 25
+
+static const char flush_sql[] =
+    "SELECT pt_flush($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
+    "$17, $18, $19, $20, $21, $22, $23, $24, $25)";
+
+struct flush {
+    pg_conn_t *conn;
+    char *group;
+    int64_t timeout_ms;
+    flush_cb cb;
+    void *ud;
+    struct timespec started;
+};
+
+flush_t *flush_new(struct event_base *base, const config_t *c)
+{
+    flush_t *f = calloc(1, sizeof *f);
+    if (f == NULL) {
+        return NULL;
+    }
+    f->conn = pg_conn_new(base, c->database_url, "flush");
+    f->group = strdup(c->kafka_group_id);
+    f->timeout_ms = c->flush_timeout_ms;
+    if (f->conn == NULL || f->group == NULL) {
+        flush_free(f);
+        return NULL;
+    }
+    return f;
+}
+
+void flush_free(flush_t *f)
+{
+    if (f == NULL) {
+        return;
+    }
+    pg_conn_free(f->conn);
+    free(f->group);
+    free(f);
+}
+
+bool flush_busy(const flush_t *f)
+{
+    return f->cb != NULL;
+}
+
+bool flush_pg_down(const flush_t *f)
+{
+    return pg_conn_broken(f->conn);
+}
+
+typedef struct {
+    pg_buf_t pat, agent, cnt, first, last;
+    bool any;
+} uses_ctx_t;
+
+static void sep(pg_buf_t *b, bool first)
+{
+    if (!first) {
+        pg_array_next(b);
+    }
+}
+
+static void use_cb(const agg_use_t *u, void *ud)
+{
+    uses_ctx_t *x = ud;
+    bool first = !x->any;
+    sep(&x->pat, first);
+    sep(&x->agent, first);
+    sep(&x->cnt, first);
+    sep(&x->first, first);
+    sep(&x->last, first);
+    pg_array_text(&x->pat, u->pattern, u->pattern_len);
+    pg_array_text(&x->agent, u->agent, u->agent_len);
+    pg_array_int(&x->cnt, u->count);
+    pg_array_int(&x->first, u->first_us);
+    pg_array_int(&x->last, u->last_us);
+    x->any = true;
+}
+
+typedef struct {
+    pg_buf_t pat, hour, cnt;
+    bool any;
+} hours_ctx_t;
+
+static void hour_cb(const agg_hour_t *h, void *ud)
+{
+    hours_ctx_t *x = ud;
+    bool first = !x->any;
+    sep(&x->pat, first);
+    sep(&x->hour, first);
+    sep(&x->cnt, first);
+    pg_array_text(&x->pat, h->pattern, h->pattern_len);
+    pg_array_int(&x->hour, h->hour);
+    pg_array_int(&x->cnt, h->count);
+    x->any = true;
+}
+
+static void open_arrays(pg_buf_t *bufs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        pg_buf_init(&bufs[i]);
+        pg_buf_putc(&bufs[i], '{');
+    }
+}
+
+/* Text for a dead letter's detail: PostgreSQL text must be UTF-8. */
+static void put_detail(pg_buf_t *b, const char *s)
+{
+    if (s == NULL) {
+        pg_buf_put(b, "NULL", 4);
+        return;
+    }
+    size_t n = strlen(s);
+    if (text_utf8_valid(s, n)) {
+        pg_array_text(b, s, n);
+        return;
+    }
+    char *copy = malloc(n + 1);
+    if (copy == NULL) {
+        abort();
+    }
+    for (size_t i = 0; i < n; i++) {
+        copy[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
+    }
+    pg_array_text(b, copy, n);
+    free(copy);
+}
+
+int flush_build(const agg_t *a, const char *group, char **values, int *lengths)
+{
+    pg_buf_t b[FLUSH_NPARAMS - 1];
+    open_arrays(b, FLUSH_NPARAMS - 1);
+    /* offsets: b[0..3] */
+    for (size_t i = 0; i < agg_n_offsets(a); i++) {
+        const agg_offset_t *o = agg_offset_at(a, i);
+        for (int k = 0; k < 4 && i > 0; k++) {
+            pg_array_next(&b[k]);
+        }
+        pg_array_text(&b[0], o->topic, strlen(o->topic));
+        pg_array_int(&b[1], o->partition);
+        pg_array_int(&b[2], o->expected);
+        pg_array_int(&b[3], o->next);
+    }
+    /* uses: b[4..8] */
+    uses_ctx_t uc = {.pat = b[4], .agent = b[5], .cnt = b[6], .first = b[7], .last = b[8]};
+    agg_each_use(a, use_cb, &uc);
+    b[4] = uc.pat;
+    b[5] = uc.agent;
+    b[6] = uc.cnt;
+    b[7] = uc.first;
+    b[8] = uc.last;
+    /* hours: b[9..11] */
+    hours_ctx_t hc = {.pat = b[9], .hour = b[10], .cnt = b[11]};
+    agg_each_hour(a, hour_cb, &hc);
+    b[9] = hc.pat;
+    b[10] = hc.hour;
+    b[11] = hc.cnt;
+    /* topics: b[12..16] */
+    for (size_t i = 0; i < agg_n_topics(a); i++) {
+        const agg_topic_t *t = agg_topic_at(a, i);
+        for (int k = 12; k < 17 && i > 0; k++) {
+            pg_array_next(&b[k]);
+        }
+        pg_array_text(&b[12], t->topic, strlen(t->topic));
+        pg_array_int(&b[13], t->events);
+        pg_array_int(&b[14], t->without_patterns);
+        pg_array_int(&b[15], t->dead_letters);
+        pg_array_int(&b[16], t->flagged);
+    }
+    /* dead letters: b[17..23] */
+    for (size_t i = 0; i < agg_n_dead(a); i++) {
+        const agg_dead_t *d = agg_dead_at(a, i);
+        for (int k = 17; k < 24 && i > 0; k++) {
+            pg_array_next(&b[k]);
+        }
+        pg_array_text(&b[17], d->topic, strlen(d->topic));
+        pg_array_int(&b[18], d->partition);
+        pg_array_int(&b[19], d->offset);
+        pg_array_text(&b[20], d->reason, strlen(d->reason));
+        put_detail(&b[21], d->detail);
+        pg_array_bytea(&b[22], d->payload, d->payload_len);
+        pg_array_int(&b[23], (int64_t)d->payload_size);
+    }
+    values[0] = strdup(group);
+    lengths[0] = (int)strlen(group);
+    for (int i = 0; i < FLUSH_NPARAMS - 1; i++) {
+        pg_array_end(&b[i]);
+        values[i + 1] = b[i].data;
+        lengths[i + 1] = (int)b[i].len;
+    }
+    return FLUSH_NPARAMS;
+}
+
+void flush_build_free(char **values, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(values[i]);
+    }
+}
+
+/* SQLSTATEs after which the same flush may succeed: connection trouble, deadlock,
+ * serialization failure, shutdown, resource shortage. */
+static bool transient(const char *st)
+{
+    return strncmp(st, "08", 2) == 0 || strcmp(st, "40P01") == 0 || strcmp(st, "40001") == 0 ||
+           strncmp(st, "57P", 3) == 0 || strncmp(st, "53", 2) == 0 || st[0] == '\0';
+}
+
+static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
+{
+    (void)c;
+    flush_t *f = ud;
+    flush_cb cb = f->cb;
+    void *cud = f->ud;
+    f->cb = NULL;
+    f->ud = NULL;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double secs = (double)(now.tv_sec - f->started.tv_sec) +
+                  (double)(now.tv_nsec - f->started.tv_nsec) / 1e9;
+    if (res == NULL) {
+        cb(FLUSH_RETRY, err, secs, cud);
+        return;
+    }
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        cb(FLUSH_OK, NULL, secs, cud);
+        return;
+    }
+    const char *state = pg_sqlstate(res);
+    const char *msg = PQresultErrorMessage(res);
+    if (strcmp(state, "PT409") == 0) {
+        cb(FLUSH_CONFLICT, msg, secs, cud);
+        return;
+    }
+    if (!transient(state)) {
+        /* Not a passing condition: a schema change, a constraint from another system, a bug.
+         * The batch is kept and retried, so nothing is lost, but someone must look. */
+        log_error("flush failed with SQLSTATE %s (retrying; this needs attention): %s", state,
+                  msg);
+    }
+    cb(FLUSH_RETRY, msg, secs, cud);
+}
+
+int flush_send(flush_t *f, const agg_t *a, flush_cb cb, void *ud)
+{
+    if (f->cb != NULL) {
+        return -1;
+    }
+    char *values[FLUSH_NPARAMS];
+    int lengths[FLUSH_NPARAMS];
+    int n = flush_build(a, f->group, values, lengths);
+    f->cb = cb;
+    f->ud = ud;
+    clock_gettime(CLOCK_MONOTONIC, &f->started);
+    int rc = pg_conn_query(f->conn, flush_sql, n, (const char *const *)values, lengths,
+                           f->timeout_ms, result_cb, f);
+    flush_build_free(values, n);
+    if (rc != 0) {
+        f->cb = NULL;
+        f->ud = NULL;
+        return -1;
+    }
+    return 0;
+}

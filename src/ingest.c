@@ -1,0 +1,531 @@
+#include "ingest.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "flush.h"
+#include "log.h"
+#include "text.h"
+
+typedef struct {
+    const char *s;
+    size_t len;
+} ref_t;
+
+typedef struct {
+    int64_t without, dead, flagged, events;
+} batch_topic_t;
+
+struct ingest {
+    struct event_base *base;
+    const config_t *cfg;
+    rules_t *rules;
+    ingest_hooks_t hooks;
+    flush_t *flush;
+    agg_t *cur;      /* filling */
+    agg_t *inflight; /* being flushed (empty otherwise) */
+    batch_topic_t *batch_topics; /* per topic counters of cur, moved into it at flush time */
+    size_t n_topics;
+    ingest_topic_stats_t *stats;
+    struct event *batch_timer;
+    struct event *retry_timer;
+    bool retry_wait;
+    int64_t backoff_ms;
+    struct timespec cur_started;
+    bool force; /* flush even if not due */
+    void (*drain_cb)(bool ok, void *ud);
+    void *drain_ud;
+    ref_t *refs;
+    size_t refs_cap;
+    uint64_t flushes_ok, flushes_failed;
+    int64_t last_flush_us;
+    time_t dl_log_second;
+    uint64_t dl_suppressed;
+};
+
+static void batch_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void retry_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void start_flush(ingest_t *g);
+
+static int64_t now_us(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+static int64_t mono_ms_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+ingest_t *ingest_new(struct event_base *base, const config_t *c, rules_t *rules,
+                     ingest_hooks_t hooks)
+{
+    ingest_t *g = calloc(1, sizeof *g);
+    if (g == NULL) {
+        return NULL;
+    }
+    g->base = base;
+    g->cfg = c;
+    g->rules = rules;
+    g->hooks = hooks;
+    g->n_topics = rules_count(rules);
+    g->flush = flush_new(base, c);
+    g->cur = agg_new();
+    g->inflight = agg_new();
+    g->batch_topics = calloc(g->n_topics + 1, sizeof(batch_topic_t));
+    g->stats = calloc(g->n_topics + 1, sizeof(ingest_topic_stats_t));
+    g->batch_timer = evtimer_new(base, batch_timer_cb, g);
+    g->retry_timer = evtimer_new(base, retry_timer_cb, g);
+    if (!g->flush || !g->cur || !g->inflight || !g->batch_topics || !g->stats ||
+        !g->batch_timer || !g->retry_timer) {
+        ingest_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+void ingest_free(ingest_t *g)
+{
+    if (g == NULL) {
+        return;
+    }
+    flush_free(g->flush);
+    agg_free(g->cur);
+    agg_free(g->inflight);
+    free(g->batch_topics);
+    free(g->stats);
+    if (g->batch_timer) {
+        event_free(g->batch_timer);
+    }
+    if (g->retry_timer) {
+        event_free(g->retry_timer);
+    }
+    free(g->refs);
+    free(g);
+}
+
+static void dead_letter(ingest_t *g, const ingest_msg_t *m, const char *reason,
+                        const char *detail)
+{
+    agg_add_dead(g->cur, m->topic, m->partition, m->offset, reason, detail, m->payload, m->len,
+                 (size_t)g->cfg->dead_letter_payload_max);
+    /* One line per second at most: a poisoned topic must not flood the log. */
+    time_t sec = time(NULL);
+    if (sec != g->dl_log_second) {
+        if (g->dl_suppressed > 0) {
+            log_warn("%llu more dead letters in the last second",
+                     (unsigned long long)g->dl_suppressed);
+        }
+        g->dl_log_second = sec;
+        g->dl_suppressed = 0;
+        log_warn("dead letter: %s[%d]@%lld: %s%s%.300s", m->topic, m->partition,
+                 (long long)m->offset, reason, detail ? ": " : "", detail ? detail : "");
+    } else {
+        g->dl_suppressed++;
+    }
+}
+
+static int ref_cmp(const void *a, const void *b)
+{
+    const ref_t *x = a, *y = b;
+    if (x->len != y->len) {
+        return x->len < y->len ? -1 : 1;
+    }
+    return memcmp(x->s, y->s, x->len);
+}
+
+/* Sorts and removes repeats: an event counts each pattern once. */
+static size_t dedup(ref_t *r, size_t n)
+{
+    if (n < 2) {
+        return n;
+    }
+    if (n <= 8) {
+        size_t out = 0;
+        for (size_t i = 0; i < n; i++) {
+            bool seen = false;
+            for (size_t j = 0; j < out; j++) {
+                if (r[j].len == r[i].len && memcmp(r[j].s, r[i].s, r[i].len) == 0) {
+                    seen = true;
+                    break;
+                }
+            }
+            if (!seen) {
+                r[out++] = r[i];
+            }
+        }
+        return out;
+    }
+    qsort(r, n, sizeof *r, ref_cmp);
+    size_t out = 1;
+    for (size_t i = 1; i < n; i++) {
+        if (ref_cmp(&r[out - 1], &r[i]) != 0) {
+            r[out++] = r[i];
+        }
+    }
+    return out;
+}
+
+static const char *status_reason(rule_status_t st)
+{
+    switch (st) {
+    case RULE_NOT_JSON:
+        return "not json";
+    case RULE_NOT_OBJECT:
+        return "not an object";
+    case RULE_ERROR:
+        return "rule error";
+    case RULE_TIMEOUT:
+        return "rule timeout";
+    case RULE_NOMEM:
+        return "rule memory";
+    case RULE_BAD_RESULT:
+        return "rule result";
+    default:
+        return "rule error";
+    }
+}
+
+/* Appends a printable rendering of an invalid ID to the detail text. */
+static void describe_invalid(char *buf, size_t cap, size_t *used, const char *s, size_t len,
+                             const char *why)
+{
+    if (*used + 16 >= cap) {
+        return;
+    }
+    int n = snprintf(buf + *used, cap - *used, "%s%s", *used ? "; " : "", why);
+    if (n > 0) {
+        *used += (size_t)n < cap - *used ? (size_t)n : cap - *used - 1;
+    }
+    if (s != NULL) {
+        int k = snprintf(buf + *used, cap - *used, " \"");
+        *used += k > 0 ? (size_t)k : 0;
+        for (size_t i = 0; i < len && i < 40 && *used + 5 < cap; i++) {
+            unsigned char ch = (unsigned char)s[i];
+            if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
+                buf[(*used)++] = (char)ch;
+            } else {
+                *used += (size_t)snprintf(buf + *used, cap - *used, "\\x%02x", ch);
+            }
+        }
+        if (*used + 2 < cap) {
+            buf[(*used)++] = '"';
+            buf[*used] = '\0';
+        }
+    }
+}
+
+void ingest_message(ingest_t *g, const ingest_msg_t *m)
+{
+    agg_t *a = g->cur;
+    if (agg_events(a) == 0) {
+        clock_gettime(CLOCK_MONOTONIC, &g->cur_started);
+        struct timeval tv = {(time_t)(g->cfg->batch_timeout_ms / 1000),
+                             (suseconds_t)((g->cfg->batch_timeout_ms % 1000) * 1000)};
+        evtimer_add(g->batch_timer, &tv);
+    }
+    agg_count_event(a);
+    batch_topic_t *bt = &g->batch_topics[m->topic_idx];
+    ingest_topic_stats_t *st = &g->stats[m->topic_idx];
+    bt->events++;
+    st->events++;
+    char err[1024];
+    if (m->len > (size_t)g->cfg->max_event_bytes) {
+        snprintf(err, sizeof err, "%zu bytes, over max_event_bytes (%lld)", m->len,
+                 (long long)g->cfg->max_event_bytes);
+        dead_letter(g, m, "too large", err);
+        bt->dead++;
+        st->dead_letters++;
+        return;
+    }
+    if (!text_utf8_valid(m->payload, m->len)) {
+        dead_letter(g, m, "not utf-8", NULL);
+        bt->dead++;
+        st->dead_letters++;
+        return;
+    }
+    rule_result_t res;
+    rule_status_t rs = rules_run(g->rules, m->topic_idx, m->payload, m->len, m->meta, &res, err,
+                                 sizeof err);
+    if (rs != RULE_OK) {
+        dead_letter(g, m, status_reason(rs), err);
+        bt->dead++;
+        st->dead_letters++;
+        rules_done(g->rules);
+        return;
+    }
+    int64_t t;
+    if (res.has_time) {
+        t = res.time_us;
+    } else if (m->kafka_ts_ms >= 0) {
+        t = m->kafka_ts_ms * 1000;
+    } else {
+        t = now_us();
+    }
+    if (res.n_patterns > g->refs_cap) {
+        size_t cap = res.n_patterns < 64 ? 64 : res.n_patterns;
+        ref_t *nr = realloc(g->refs, cap * sizeof(ref_t));
+        if (nr == NULL) {
+            abort();
+        }
+        g->refs = nr;
+        g->refs_cap = cap;
+    }
+    size_t n = 0, n_invalid = 0;
+    char detail[1024];
+    size_t dused = 0;
+    detail[0] = '\0';
+    for (size_t i = 0; i < res.n_patterns; i++) {
+        size_t len = 0;
+        const char *s = rules_pattern(g->rules, i, &len);
+        const char *why = NULL;
+        if (s == NULL) {
+            why = "not a string";
+        } else if (len == 0) {
+            why = "empty";
+        } else if (len > 255) {
+            why = "over 255 bytes";
+        } else if (!text_utf8_valid(s, len) || memchr(s, '\0', len) != NULL) {
+            why = "not valid UTF-8 text";
+        }
+        if (why != NULL) {
+            n_invalid++;
+            describe_invalid(detail, sizeof detail, &dused, s, len, why);
+            continue;
+        }
+        g->refs[n].s = s;
+        g->refs[n].len = len;
+        n++;
+    }
+    n = dedup(g->refs, n);
+    for (size_t i = 0; i < n; i++) {
+        agg_add_use(a, g->refs[i].s, g->refs[i].len, res.agent, res.agent_len, t);
+    }
+    st->uses += n;
+    if (n == 0) {
+        bt->without++;
+        st->without_patterns++;
+    }
+    if (res.note != NULL) {
+        bt->flagged++;
+        st->flagged++;
+    }
+    if (n_invalid > 0) {
+        char msg[1200];
+        snprintf(msg, sizeof msg, "%zu invalid pattern ID%s (the %zu valid ones were counted): %s",
+                 n_invalid, n_invalid == 1 ? "" : "s", n, detail);
+        dead_letter(g, m, "invalid pattern id", msg);
+        bt->dead++;
+        st->dead_letters++;
+    }
+    rules_done(g->rules);
+}
+
+static bool due(ingest_t *g)
+{
+    if (agg_events(g->cur) == 0) {
+        return false;
+    }
+    return g->force || agg_events(g->cur) >= (size_t)g->cfg->batch_max_events ||
+           agg_patterns(g->cur) >= (size_t)g->cfg->batch_max_patterns ||
+           mono_ms_since(&g->cur_started) >= g->cfg->batch_timeout_ms;
+}
+
+void ingest_poke(ingest_t *g)
+{
+    if (!flush_busy(g->flush) && !g->retry_wait && due(g)) {
+        start_flush(g);
+    }
+}
+
+bool ingest_accepting(const ingest_t *g)
+{
+    size_t limit = (size_t)g->cfg->max_buffer_mb << 20;
+    return agg_bytes(g->cur) + agg_bytes(g->inflight) < limit;
+}
+
+bool ingest_idle(const ingest_t *g)
+{
+    return agg_events(g->cur) == 0 && agg_empty(g->inflight) && !flush_busy(g->flush);
+}
+
+bool ingest_pg_down(const ingest_t *g)
+{
+    return flush_pg_down(g->flush);
+}
+
+/* Moves the per-topic counters of the filling batch into its aggregate. */
+static void settle_topics(ingest_t *g)
+{
+    for (size_t i = 0; i < g->n_topics; i++) {
+        batch_topic_t *bt = &g->batch_topics[i];
+        if (bt->events || bt->dead || bt->without || bt->flagged) {
+            agg_add_topic(g->cur, rules_topic(g->rules, i), bt->events, bt->without, bt->dead,
+                          bt->flagged);
+            memset(bt, 0, sizeof *bt);
+        }
+    }
+}
+
+static void finish_drain(ingest_t *g, bool ok)
+{
+    if (g->drain_cb) {
+        void (*cb)(bool, void *) = g->drain_cb;
+        void *ud = g->drain_ud;
+        g->drain_cb = NULL;
+        g->drain_ud = NULL;
+        g->force = false;
+        cb(ok, ud);
+    }
+}
+
+static void flush_done_cb(flush_status_t fs, const char *err, double secs, void *ud)
+{
+    ingest_t *g = ud;
+    switch (fs) {
+    case FLUSH_OK:
+        g->flushes_ok++;
+        g->last_flush_us = now_us();
+        g->backoff_ms = 0;
+        log_debug("flush committed: %zu events, %zu uses, %zu hours in %.3fs",
+                  agg_events(g->inflight), agg_n_uses(g->inflight), agg_n_hours(g->inflight),
+                  secs);
+        if (g->hooks.committed) {
+            g->hooks.committed(g->inflight, g->hooks.ud);
+        }
+        agg_reset(g->inflight);
+        break;
+    case FLUSH_CONFLICT:
+        g->flushes_failed++;
+        log_warn("flush refused: %s; dropping unflushed batches and re-reading offsets", err);
+        agg_reset(g->inflight);
+        agg_reset(g->cur);
+        memset(g->batch_topics, 0, g->n_topics * sizeof(batch_topic_t));
+        if (g->hooks.conflict) {
+            g->hooks.conflict(g->hooks.ud);
+        }
+        break;
+    case FLUSH_RETRY:
+        g->flushes_failed++;
+        /* Keep everything: the failed batch absorbs the newer one (older offsets expected,
+         * newer reached) and becomes the filling batch again. */
+        agg_merge(g->inflight, g->cur);
+        agg_t *tmp = g->cur;
+        g->cur = g->inflight;
+        g->inflight = tmp;
+        g->backoff_ms = g->backoff_ms ? g->backoff_ms * 2 : 100;
+        if (g->backoff_ms > g->cfg->flush_retry_max_ms) {
+            g->backoff_ms = g->cfg->flush_retry_max_ms;
+        }
+        log_warn("flush failed (%s); %zu events kept, retrying in %lld ms", err ? err : "?",
+                 agg_events(g->cur), (long long)g->backoff_ms);
+        g->retry_wait = true;
+        struct timeval tv = {(time_t)(g->backoff_ms / 1000),
+                             (suseconds_t)((g->backoff_ms % 1000) * 1000)};
+        evtimer_add(g->retry_timer, &tv);
+        finish_drain(g, false);
+        return;
+    }
+    if (g->drain_cb && agg_events(g->cur) == 0) {
+        finish_drain(g, true);
+        return;
+    }
+    ingest_poke(g);
+}
+
+static void start_flush(ingest_t *g)
+{
+    settle_topics(g);
+    if (g->hooks.snapshot) {
+        g->hooks.snapshot(g->cur, g->hooks.ud);
+    }
+    agg_t *tmp = g->inflight;
+    g->inflight = g->cur;
+    g->cur = tmp;
+    evtimer_del(g->batch_timer);
+    if (flush_send(g->flush, g->inflight, flush_done_cb, g) != 0) {
+        /* Only when a flush is already in flight, which start_flush's callers exclude. */
+        log_error("flush could not be started");
+        abort();
+    }
+}
+
+static void batch_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ingest_poke(arg);
+}
+
+static void retry_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ingest_t *g = arg;
+    g->retry_wait = false;
+    if (!flush_busy(g->flush) && agg_events(g->cur) > 0) {
+        start_flush(g);
+    }
+}
+
+void ingest_drain(ingest_t *g, void (*done)(bool ok, void *ud), void *ud)
+{
+    g->drain_cb = done;
+    g->drain_ud = ud;
+    if (agg_events(g->cur) == 0 && !flush_busy(g->flush)) {
+        /* Offsets may still have moved (messages skipped as duplicates move nothing, so an
+         * empty batch has nothing to store). */
+        finish_drain(g, true);
+        return;
+    }
+    g->force = true;
+    if (g->retry_wait) {
+        evtimer_del(g->retry_timer);
+        g->retry_wait = false;
+    }
+    ingest_poke(g);
+}
+
+void ingest_note_offsets(ingest_t *g)
+{
+    if (g->hooks.snapshot) {
+        g->hooks.snapshot(g->cur, g->hooks.ud);
+    }
+}
+
+void ingest_discard(ingest_t *g)
+{
+    agg_reset(g->cur);
+    memset(g->batch_topics, 0, g->n_topics * sizeof(batch_topic_t));
+}
+
+const ingest_topic_stats_t *ingest_stats(const ingest_t *g, size_t topic_idx)
+{
+    return &g->stats[topic_idx];
+}
+
+uint64_t ingest_flushes_ok(const ingest_t *g)
+{
+    return g->flushes_ok;
+}
+
+uint64_t ingest_flushes_failed(const ingest_t *g)
+{
+    return g->flushes_failed;
+}
+
+int64_t ingest_last_flush_us(const ingest_t *g)
+{
+    return g->last_flush_us;
+}
+
+size_t ingest_buffer_bytes(const ingest_t *g)
+{
+    return agg_bytes(g->cur) + agg_bytes(g->inflight);
+}

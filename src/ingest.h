@@ -1,0 +1,77 @@
+/* ingest: what happens to one message: size and UTF-8 checks, the topic's rule, the checks on
+ * what it extracted, and the resulting uses, counters and dead letters in the current batch.
+ * Also owns the batching policy around the flush: size and time triggers, one flush in flight
+ * while the next batch fills, retry with backoff, and the back-pressure signal. Does not own
+ * the rules (the generation does) or any Kafka state (kafka passes offsets in). */
+#ifndef PT_INGEST_H
+#define PT_INGEST_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agg.h"
+#include "config.h"
+#include "rules.h"
+
+typedef struct ingest ingest_t;
+
+typedef struct {
+    /* Called just before a batch is handed to the flush: the owner records into it how far each
+     * partition advanced since the previous batch (agg_note_offset). */
+    void (*snapshot)(agg_t *a, void *ud);
+    /* Called after a flush committed, with the aggregate that was written (for its offsets). */
+    void (*committed)(const agg_t *a, void *ud);
+    /* Called when a flush hit an offset conflict: both batches were dropped; the owner must
+     * re-read its offsets from PostgreSQL before consuming on. */
+    void (*conflict)(void *ud);
+    void *ud;
+} ingest_hooks_t;
+
+typedef struct {
+    size_t topic_idx; /* index of the rule in the current rules */
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    const char *payload;
+    size_t len;
+    rule_meta_t *meta;
+    int64_t kafka_ts_ms; /* -1 when none */
+} ingest_msg_t;
+
+/* Per topic counters since start (for metrics and /health). */
+typedef struct {
+    uint64_t events;
+    uint64_t dead_letters;
+    uint64_t without_patterns;
+    uint64_t flagged;
+    uint64_t uses;
+} ingest_topic_stats_t;
+
+ingest_t *ingest_new(struct event_base *base, const config_t *c, rules_t *rules,
+                     ingest_hooks_t hooks);
+void ingest_free(ingest_t *g);
+/* Processes one message into the current batch. */
+void ingest_message(ingest_t *g, const ingest_msg_t *m);
+/* Starts a flush if the batch is due (call after a burst of messages). */
+void ingest_poke(ingest_t *g);
+/* False while the unflushed batches hold more than max_buffer_mb: stop consuming. */
+bool ingest_accepting(const ingest_t *g);
+/* Flushes everything now. done(ok) is called once nothing is left unflushed (ok = true) or
+ * after a flush failed (ok = false, the batch is kept for retries). */
+void ingest_drain(ingest_t *g, void (*done)(bool ok, void *ud), void *ud);
+/* True when nothing is waiting to be flushed and no flush is in flight. */
+bool ingest_idle(const ingest_t *g);
+/* Asks the owner (hooks.snapshot) to record its partitions' progress into the filling batch
+ * now, e.g. before partitions are revoked. */
+void ingest_note_offsets(ingest_t *g);
+/* Drops every unflushed batch (after an offset conflict decided by someone else). */
+void ingest_discard(ingest_t *g);
+bool ingest_pg_down(const ingest_t *g);
+const ingest_topic_stats_t *ingest_stats(const ingest_t *g, size_t topic_idx);
+uint64_t ingest_flushes_ok(const ingest_t *g);
+uint64_t ingest_flushes_failed(const ingest_t *g);
+int64_t ingest_last_flush_us(const ingest_t *g);
+size_t ingest_buffer_bytes(const ingest_t *g);
+
+#endif

@@ -1,0 +1,237 @@
+/* main: command line, start-up order and shutdown. Owns the event loop and the top-level
+ * objects; everything else is reached through them. */
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "ingest.h"
+#include "kafka.h"
+#include "log.h"
+#include "migrate.h"
+#include "rules.h"
+
+#ifndef PT_VERSION
+#define PT_VERSION "0.0.0"
+#endif
+
+typedef struct {
+    struct event_base *base;
+    config_t *cfg;
+    rules_t *rules;
+    ingest_t *ingest;
+    kafka_t *kafka;
+    struct event *ev_term, *ev_int, *ev_deadline;
+    bool stopping;
+    int exit_code;
+} app_t;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "patterntrack %s - counts pattern usage from Kafka events into PostgreSQL and\n"
+            "answers analytics over HTTP.\n"
+            "\n"
+            "Usage:\n"
+            "  patterntrack [run] [--config FILE]   run the engine (the default command)\n"
+            "  patterntrack migrate [--config FILE] apply the SQL migrations and exit\n"
+            "  patterntrack check [--config FILE]   validate the config and every rule, start "
+            "nothing\n"
+            "  patterntrack options-markdown        print the option table as Markdown\n"
+            "  patterntrack --help | --version\n"
+            "\n"
+            "The config file is Lua returning a table (default: etc/patterntrack.lua under the\n"
+            "root, when it exists). Every key is optional; unknown keys are errors.\n"
+            "Environment variables override the file where listed.\n"
+            "\n",
+            PT_VERSION);
+    config_print_help(out);
+    fprintf(out, "\nSignals: SIGTERM/SIGINT stop consuming, flush, store offsets and exit 0.\n"
+                 "Exit status: 0 clean stop, 1 bad usage or config, 2 start-up failure,\n"
+                 "3 the final flush did not finish within shutdown_timeout_ms.\n");
+}
+
+static void closed_cb(void *ud)
+{
+    app_t *app = ud;
+    log_info("consumer closed; exiting");
+    event_base_loopexit(app->base, NULL);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    app_t *app = arg;
+    log_error("shutdown: the final flush did not finish within shutdown_timeout_ms; exiting "
+              "anyway (unflushed events are consumed again on the next start)");
+    app->exit_code = 3;
+    event_base_loopbreak(app->base);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    app_t *app = arg;
+    if (app->stopping) {
+        log_warn("second signal; exiting now");
+        app->exit_code = 3;
+        event_base_loopbreak(app->base);
+        return;
+    }
+    app->stopping = true;
+    log_info("%s: stopping (flush, store offsets, leave the group)",
+             sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    struct timeval tv = {(time_t)(app->cfg->shutdown_timeout_ms / 1000),
+                         (suseconds_t)((app->cfg->shutdown_timeout_ms % 1000) * 1000)};
+    evtimer_add(app->ev_deadline, &tv);
+    if (app->kafka) {
+        kafka_close(app->kafka, closed_cb, app);
+    } else {
+        event_base_loopexit(app->base, NULL);
+    }
+}
+
+static int run(config_t *cfg)
+{
+    char err[2048];
+    app_t app = {.cfg = cfg};
+    int rc = 2;
+    if (migrate_run(cfg, 30, err, sizeof err) != 0) {
+        log_error("start-up: %s", err);
+        return 2;
+    }
+    app.base = event_base_new();
+    if (app.base == NULL) {
+        log_error("start-up: cannot create the event loop");
+        return 2;
+    }
+    app.rules = rules_new(cfg, err, sizeof err);
+    if (app.rules == NULL) {
+        log_error("start-up: rules: %s", err);
+        goto done;
+    }
+    if (cfg->kafka_enable_consumer) {
+        app.kafka = kafka_new(app.base, cfg, app.rules, err, sizeof err);
+        if (app.kafka == NULL) {
+            log_error("start-up: %s", err);
+            goto done;
+        }
+        app.ingest = ingest_new(app.base, cfg, app.rules, kafka_ingest_hooks(app.kafka));
+        if (app.ingest == NULL) {
+            log_error("start-up: out of memory");
+            goto done;
+        }
+        kafka_set_ingest(app.kafka, app.ingest);
+        if (kafka_start(app.kafka, err, sizeof err) != 0) {
+            log_error("start-up: %s", err);
+            goto done;
+        }
+        log_info("consuming %zu topics as group %s from %s", rules_count(app.rules),
+                 cfg->kafka_group_id, cfg->kafka_bootstrap_servers);
+    } else {
+        log_info("KAFKA_ENABLE_CONSUMER is false: not consuming");
+    }
+    app.ev_term = evsignal_new(app.base, SIGTERM, signal_cb, &app);
+    app.ev_int = evsignal_new(app.base, SIGINT, signal_cb, &app);
+    app.ev_deadline = evtimer_new(app.base, deadline_cb, &app);
+    evsignal_add(app.ev_term, NULL);
+    evsignal_add(app.ev_int, NULL);
+    event_base_dispatch(app.base);
+    rc = app.exit_code;
+done:
+    if (app.ev_term) {
+        event_free(app.ev_term);
+    }
+    if (app.ev_int) {
+        event_free(app.ev_int);
+    }
+    if (app.ev_deadline) {
+        event_free(app.ev_deadline);
+    }
+    kafka_free(app.kafka);
+    ingest_free(app.ingest);
+    rules_free(app.rules);
+    event_base_free(app.base);
+    return rc;
+}
+
+static int check(config_t *cfg)
+{
+    char err[2048];
+    rules_t *r = rules_new(cfg, err, sizeof err);
+    if (r == NULL) {
+        fprintf(stderr, "patterntrack check: %s\n", err);
+        return 1;
+    }
+    printf("config %s: ok\n", cfg->config_path ? cfg->config_path : "(defaults)");
+    for (size_t i = 0; i < rules_count(r); i++) {
+        printf("rule %s for topic %s: ok\n", rules_file(r, i), rules_topic(r, i));
+    }
+    rules_free(r);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = "run";
+    const char *config_file = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("patterntrack %s\n", PT_VERSION);
+            return 0;
+        } else if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "patterntrack: --config needs a file\n");
+                return 1;
+            }
+            config_file = argv[++i];
+        } else if (!strncmp(argv[i], "--config=", 9)) {
+            config_file = argv[i] + 9;
+        } else if (argv[i][0] != '-' && i == 1) {
+            cmd = argv[i];
+        } else {
+            fprintf(stderr, "patterntrack: unknown argument '%s' (see --help)\n", argv[i]);
+            return 1;
+        }
+    }
+    if (!strcmp(cmd, "options-markdown")) {
+        config_print_markdown(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "run") && strcmp(cmd, "migrate") && strcmp(cmd, "check")) {
+        fprintf(stderr, "patterntrack: unknown command '%s' (see --help)\n", cmd);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    char err[2048];
+    config_t *cfg = config_load(config_file, err, sizeof err);
+    if (cfg == NULL) {
+        fprintf(stderr, "patterntrack: %s\n", err);
+        return 1;
+    }
+    log_level_t lvl;
+    if (log_parse_level(cfg->log_level, &lvl)) {
+        log_set_level(lvl);
+    }
+    int rc;
+    if (!strcmp(cmd, "migrate")) {
+        rc = migrate_run(cfg, 30, err, sizeof err) == 0 ? 0 : 2;
+        if (rc != 0) {
+            fprintf(stderr, "patterntrack migrate: %s\n", err);
+        } else {
+            printf("migrations applied\n");
+        }
+    } else if (!strcmp(cmd, "check")) {
+        rc = check(cfg);
+    } else {
+        rc = run(cfg);
+    }
+    config_free(cfg);
+    return rc;
+}

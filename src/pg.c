@@ -1,0 +1,517 @@
+#include "pg.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+typedef enum { PG_IDLE_DOWN, PG_CONNECTING, PG_READY, PG_BUSY } pg_state_t;
+
+struct pg_conn {
+    struct event_base *base;
+    char *conninfo;
+    char *name;
+    PGconn *conn;
+    pg_state_t state;
+    struct event *ev;      /* socket readiness */
+    struct event *timer;   /* query timeout */
+    struct event *defer;   /* reports a failure to connect after pg_conn_query returns */
+    bool broken;
+    char last_error[512];
+    /* the pending query; params are copied so the query can wait for the connection */
+    char *sql;
+    int nparams;
+    char **values;
+    int *lengths;
+    pg_result_cb cb;
+    void *ud;
+    PGresult *result;   /* last result of the query in flight */
+    PGresult *error;    /* first error result of the query in flight */
+    bool flushing;      /* output not fully sent yet */
+};
+
+static void socket_cb(evutil_socket_t fd, short what, void *arg);
+static void fail(pg_conn_t *c, const char *what);
+
+static void send_query(pg_conn_t *c);
+static int start_connect(pg_conn_t *c);
+
+/* Starts the query queued by pg_conn_query on the next loop turn, so that its callback never
+ * runs inside pg_conn_query. */
+static void defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pg_conn_t *c = arg;
+    if (c->cb == NULL) {
+        return;
+    }
+    if (c->state == PG_READY) {
+        send_query(c);
+    } else if (c->state == PG_IDLE_DOWN) {
+        if (start_connect(c) != 0) {
+            fail(c, "cannot connect");
+        }
+    }
+}
+
+static void free_query(pg_conn_t *c)
+{
+    free(c->sql);
+    c->sql = NULL;
+    for (int i = 0; i < c->nparams; i++) {
+        free(c->values[i]);
+    }
+    free(c->values);
+    free(c->lengths);
+    c->values = NULL;
+    c->lengths = NULL;
+    c->nparams = 0;
+    if (c->result) {
+        PQclear(c->result);
+        c->result = NULL;
+    }
+    if (c->error) {
+        PQclear(c->error);
+        c->error = NULL;
+    }
+}
+
+pg_conn_t *pg_conn_new(struct event_base *base, const char *conninfo, const char *name)
+{
+    pg_conn_t *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return NULL;
+    }
+    c->base = base;
+    c->conninfo = strdup(conninfo);
+    c->name = strdup(name);
+    c->timer = evtimer_new(base, socket_cb, c);
+    c->defer = evtimer_new(base, defer_cb, c);
+    if (c->conninfo == NULL || c->name == NULL || c->timer == NULL || c->defer == NULL) {
+        pg_conn_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void drop(pg_conn_t *c)
+{
+    if (c->ev) {
+        event_free(c->ev);
+        c->ev = NULL;
+    }
+    if (c->conn) {
+        PQfinish(c->conn);
+        c->conn = NULL;
+    }
+    c->state = PG_IDLE_DOWN;
+    c->flushing = false;
+}
+
+void pg_conn_free(pg_conn_t *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    drop(c);
+    if (c->timer) {
+        event_free(c->timer);
+    }
+    if (c->defer) {
+        event_free(c->defer);
+    }
+    free_query(c);
+    free(c->conninfo);
+    free(c->name);
+    free(c);
+}
+
+bool pg_conn_busy(const pg_conn_t *c)
+{
+    return c->cb != NULL;
+}
+
+bool pg_conn_broken(const pg_conn_t *c)
+{
+    return c->broken;
+}
+
+const char *pg_conn_last_error(const pg_conn_t *c)
+{
+    return c->last_error;
+}
+
+const char *pg_sqlstate(const PGresult *res)
+{
+    const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return s ? s : "";
+}
+
+/* Ends the query in flight: clears the callback first so the callee may send the next one. */
+static void finish(pg_conn_t *c, PGresult *res, const char *err)
+{
+    evtimer_del(c->defer);
+    pg_result_cb cb = c->cb;
+    void *ud = c->ud;
+    c->cb = NULL;
+    c->ud = NULL;
+    evtimer_del(c->timer);
+    PGresult *keep_result = c->result, *keep_error = c->error;
+    c->result = NULL;
+    c->error = NULL;
+    free_query(c);
+    if (cb) {
+        cb(c, res, err, ud);
+    }
+    if (keep_result) {
+        PQclear(keep_result);
+    }
+    if (keep_error) {
+        PQclear(keep_error);
+    }
+}
+
+static void fail(pg_conn_t *c, const char *what)
+{
+    const char *msg = c->conn ? PQerrorMessage(c->conn) : "";
+    snprintf(c->last_error, sizeof c->last_error, "%s%s%s", what, *msg ? ": " : "", msg);
+    /* libpq messages end in a newline */
+    size_t n = strlen(c->last_error);
+    while (n > 0 && (c->last_error[n - 1] == '\n' || c->last_error[n - 1] == ' ')) {
+        c->last_error[--n] = '\0';
+    }
+    c->broken = true;
+    drop(c);
+    finish(c, NULL, c->last_error);
+}
+
+static int watch(pg_conn_t *c, short what)
+{
+    if (c->ev) {
+        event_free(c->ev);
+        c->ev = NULL;
+    }
+    int fd = PQsocket(c->conn);
+    if (fd < 0) {
+        return -1;
+    }
+    c->ev = event_new(c->base, fd, what, socket_cb, c);
+    if (c->ev == NULL || event_add(c->ev, NULL) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static void send_query(pg_conn_t *c)
+{
+    if (!PQsendQueryParams(c->conn, c->sql, c->nparams, NULL, (const char *const *)c->values,
+                           c->lengths, NULL, 0)) {
+        fail(c, "cannot send query");
+        return;
+    }
+    c->state = PG_BUSY;
+    int f = PQflush(c->conn);
+    if (f < 0) {
+        fail(c, "cannot send query");
+        return;
+    }
+    c->flushing = f == 1;
+    if (watch(c, EV_READ | (c->flushing ? EV_WRITE : 0) | EV_PERSIST) != 0) {
+        fail(c, "cannot watch the socket");
+    }
+}
+
+static void on_connect_step(pg_conn_t *c)
+{
+    PostgresPollingStatusType st = PQconnectPoll(c->conn);
+    switch (st) {
+    case PGRES_POLLING_READING:
+        if (watch(c, EV_READ) != 0) {
+            fail(c, "cannot watch the socket");
+        }
+        return;
+    case PGRES_POLLING_WRITING:
+        if (watch(c, EV_WRITE) != 0) {
+            fail(c, "cannot watch the socket");
+        }
+        return;
+    case PGRES_POLLING_OK:
+        if (PQsetnonblocking(c->conn, 1) != 0) {
+            fail(c, "cannot set non-blocking mode");
+            return;
+        }
+        if (c->broken) {
+            log_info("postgresql (%s): connected again", c->name);
+        }
+        c->broken = false;
+        c->state = PG_READY;
+        if (c->ev) {
+            event_free(c->ev);
+            c->ev = NULL;
+        }
+        if (c->cb) {
+            send_query(c);
+        }
+        return;
+    default:
+        fail(c, "cannot connect");
+        return;
+    }
+}
+
+static void on_readable(pg_conn_t *c)
+{
+    if (!PQconsumeInput(c->conn)) {
+        fail(c, "connection lost");
+        return;
+    }
+    while (!PQisBusy(c->conn)) {
+        PGresult *r = PQgetResult(c->conn);
+        if (r == NULL) {
+            /* The query is complete. */
+            c->state = PG_READY;
+            if (c->ev) {
+                event_free(c->ev);
+                c->ev = NULL;
+            }
+            PGresult *res = c->error ? c->error : c->result;
+            finish(c, res, NULL);
+            return;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE) {
+            if (c->error == NULL) {
+                c->error = r;
+            } else {
+                PQclear(r);
+            }
+        } else {
+            if (c->result) {
+                PQclear(c->result);
+            }
+            c->result = r;
+        }
+    }
+}
+
+static void socket_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    pg_conn_t *c = arg;
+    if (what & EV_TIMEOUT) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "no answer from PostgreSQL in time; connection dropped");
+        snprintf(c->last_error, sizeof c->last_error, "%s", msg);
+        c->broken = true;
+        drop(c);
+        finish(c, NULL, c->last_error);
+        return;
+    }
+    if (c->state == PG_CONNECTING) {
+        on_connect_step(c);
+        return;
+    }
+    if (c->state != PG_BUSY) {
+        return;
+    }
+    if (c->flushing && (what & EV_WRITE)) {
+        int f = PQflush(c->conn);
+        if (f < 0) {
+            fail(c, "cannot send query");
+            return;
+        }
+        if (f == 0) {
+            c->flushing = false;
+            if (watch(c, EV_READ | EV_PERSIST) != 0) {
+                fail(c, "cannot watch the socket");
+                return;
+            }
+        }
+    }
+    if (what & EV_READ) {
+        on_readable(c);
+    }
+}
+
+static int start_connect(pg_conn_t *c)
+{
+    c->conn = PQconnectStart(c->conninfo);
+    if (c->conn == NULL || PQstatus(c->conn) == CONNECTION_BAD) {
+        return -1;
+    }
+    c->state = PG_CONNECTING;
+    /* PQconnectStart wants the first wait to be for writing. */
+    return watch(c, EV_WRITE);
+}
+
+int pg_conn_query(pg_conn_t *c, const char *sql, int nparams, const char *const *values,
+                  const int *lengths, int64_t timeout_ms, pg_result_cb cb, void *ud)
+{
+    if (c->cb != NULL) {
+        return -1;
+    }
+    c->sql = strdup(sql);
+    c->nparams = nparams;
+    c->values = calloc(nparams ? (size_t)nparams : 1, sizeof(char *));
+    c->lengths = calloc(nparams ? (size_t)nparams : 1, sizeof(int));
+    if (c->sql == NULL || c->values == NULL || c->lengths == NULL) {
+        free_query(c);
+        return -1;
+    }
+    for (int i = 0; i < nparams; i++) {
+        if (values[i] != NULL) {
+            size_t n = lengths ? (size_t)lengths[i] : strlen(values[i]);
+            c->values[i] = malloc(n + 1);
+            if (c->values[i] == NULL) {
+                free_query(c);
+                return -1;
+            }
+            memcpy(c->values[i], values[i], n);
+            c->values[i][n] = '\0';
+            c->lengths[i] = (int)n;
+        }
+    }
+    c->cb = cb;
+    c->ud = ud;
+    if (timeout_ms > 0) {
+        struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
+        evtimer_add(c->timer, &tv);
+    }
+    struct timeval zero = {0, 0};
+    evtimer_add(c->defer, &zero);
+    return 0;
+}
+
+void pg_conn_reset(pg_conn_t *c, const char *reason)
+{
+    drop(c);
+    if (c->cb) {
+        snprintf(c->last_error, sizeof c->last_error, "%s", reason);
+        finish(c, NULL, c->last_error);
+    }
+}
+
+/* ---- parameter building ---- */
+
+void pg_buf_init(pg_buf_t *b)
+{
+    memset(b, 0, sizeof *b);
+}
+
+void pg_buf_free(pg_buf_t *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+void pg_buf_reset(pg_buf_t *b)
+{
+    b->len = 0;
+    if (b->data) {
+        b->data[0] = '\0';
+    }
+}
+
+static void reserve(pg_buf_t *b, size_t more)
+{
+    if (b->len + more + 1 <= b->cap) {
+        return;
+    }
+    size_t ncap = b->cap ? b->cap : 256;
+    while (ncap < b->len + more + 1) {
+        ncap *= 2;
+    }
+    char *nd = realloc(b->data, ncap);
+    if (nd == NULL) {
+        abort();
+    }
+    b->data = nd;
+    b->cap = ncap;
+}
+
+void pg_buf_putc(pg_buf_t *b, char ch)
+{
+    reserve(b, 1);
+    b->data[b->len++] = ch;
+    b->data[b->len] = '\0';
+}
+
+void pg_buf_put(pg_buf_t *b, const char *s, size_t len)
+{
+    reserve(b, len);
+    memcpy(b->data + b->len, s, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
+
+void pg_buf_printf(pg_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[256];
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        return;
+    }
+    if ((size_t)n < sizeof tmp) {
+        pg_buf_put(b, tmp, (size_t)n);
+        return;
+    }
+    reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void pg_array_text(pg_buf_t *b, const char *s, size_t len)
+{
+    reserve(b, len * 2 + 2);
+    b->data[b->len++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (ch == '"' || ch == '\\') {
+            b->data[b->len++] = '\\';
+        }
+        b->data[b->len++] = ch;
+    }
+    b->data[b->len++] = '"';
+    b->data[b->len] = '\0';
+}
+
+void pg_array_int(pg_buf_t *b, int64_t v)
+{
+    pg_buf_printf(b, "%lld", (long long)v);
+}
+
+void pg_array_bytea(pg_buf_t *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    /* Inside a quoted array element a backslash is escaped, so bytea's \x becomes \\x. */
+    reserve(b, len * 2 + 6);
+    b->data[b->len++] = '"';
+    b->data[b->len++] = '\\';
+    b->data[b->len++] = '\\';
+    b->data[b->len++] = 'x';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        b->data[b->len++] = hex[ch >> 4];
+        b->data[b->len++] = hex[ch & 15];
+    }
+    b->data[b->len++] = '"';
+    b->data[b->len] = '\0';
+}
+
+void pg_array_next(pg_buf_t *b)
+{
+    pg_buf_putc(b, ',');
+}
+
+void pg_array_end(pg_buf_t *b)
+{
+    pg_buf_putc(b, '}');
+}

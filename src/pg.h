@@ -1,0 +1,58 @@
+/* pg: non-blocking PostgreSQL connections driven by libevent. One pg_conn_t runs one query at
+ * a time: it connects when needed (PQconnectStart), sends with bound parameters
+ * (PQsendQueryParams), and calls back once per query with the final result or an error. Owns
+ * the PGconn and its events; does not retry (callers decide policy) and knows no SQL. */
+#ifndef PT_PG_H
+#define PT_PG_H
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct pg_conn pg_conn_t;
+
+/* Called exactly once per query. res is the last result (NULL when the connection failed or
+ * timed out; then err says why). The callee must not free res; the connection clears it after
+ * the callback returns. The callback may send the next query on the same connection. */
+typedef void (*pg_result_cb)(pg_conn_t *c, PGresult *res, const char *err, void *ud);
+
+pg_conn_t *pg_conn_new(struct event_base *base, const char *conninfo, const char *name);
+/* Frees the connection; a query in flight is abandoned without its callback. */
+void pg_conn_free(pg_conn_t *c);
+/* Sends a query, connecting first if needed. values are copied; NULL entries are SQL NULL.
+ * timeout_ms > 0 abandons the query (and the connection) after that long. -1 when a query is
+ * already in flight. */
+int pg_conn_query(pg_conn_t *c, const char *sql, int nparams, const char *const *values,
+                  const int *lengths, int64_t timeout_ms, pg_result_cb cb, void *ud)
+    __attribute__((warn_unused_result));
+bool pg_conn_busy(const pg_conn_t *c);
+/* True while the last attempt to connect or query failed at the connection level. */
+bool pg_conn_broken(const pg_conn_t *c);
+/* Drops the connection (the next query reconnects). A query in flight gets its callback with
+ * err = reason. */
+void pg_conn_reset(pg_conn_t *c, const char *reason);
+const char *pg_conn_last_error(const pg_conn_t *c);
+
+/* SQLSTATE of a result, or "" */
+const char *pg_sqlstate(const PGresult *res);
+
+/* Appends s to an array literal being built in buf (quoted element). */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} pg_buf_t;
+void pg_buf_init(pg_buf_t *b);
+void pg_buf_free(pg_buf_t *b);
+void pg_buf_reset(pg_buf_t *b);
+void pg_buf_putc(pg_buf_t *b, char c);
+void pg_buf_put(pg_buf_t *b, const char *s, size_t len);
+void pg_buf_printf(pg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Array literals: start with '{', elements separated by ',', end with '}'. */
+void pg_array_text(pg_buf_t *b, const char *s, size_t len);
+void pg_array_int(pg_buf_t *b, int64_t v);
+void pg_array_bytea(pg_buf_t *b, const char *s, size_t len);
+void pg_array_next(pg_buf_t *b);
+void pg_array_end(pg_buf_t *b);
+
+#endif
