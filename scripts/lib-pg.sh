@@ -170,6 +170,53 @@ pg_free_port() {
     pt_die "pg: port $port is in use${pid:+ by pid $pid ($(pt_cmdline "$pid"))}; set PT_PG_PORT to another port"
 }
 
+# pg_leftovers: pids of processes working in our data dir (a crashed postmaster's children
+# linger until they notice; while they hold its shared memory no new server may start).
+pg_leftovers() {
+    local d cwd data
+    data=$(readlink -f "$PG_DATA")
+    for d in /proc/[0-9]*; do
+        cwd=$(readlink "$d/cwd" 2>/dev/null) || continue
+        [ "$cwd" = "$data" ] && printf '%s\n' "${d#/proc/}"
+    done
+    return 0
+}
+
+# pg_clear_stale PORT: after a crash (kill -9 of the postmaster), clears what would stop the
+# next start: lingering children, and lock files (postmaster.pid, the socket's .lock) naming
+# the dead postmaster. Until its parent reaps it, a killed process is a zombie, which
+# PostgreSQL's own lock check takes for a live postmaster; so we wait for it or, when no
+# one reaps it, remove the lock files ourselves. Called only when pg_pid found no server.
+pg_clear_stale() {
+    local port=$1 pids pid lock deadline=$((SECONDS + 30))
+    mapfile -t pids < <(pg_leftovers)
+    if [ "${#pids[@]}" -gt 0 ]; then
+        pt_log "pg: waiting for ${#pids[@]} leftover process(es) of a crashed server: ${pids[*]}"
+        while [ -n "$(pg_leftovers)" ] && [ "$SECONDS" -lt "$deadline" ]; do
+            sleep 0.2
+        done
+        mapfile -t pids < <(pg_leftovers)
+        if [ "${#pids[@]}" -gt 0 ]; then
+            pt_log "pg: SIGKILL ${pids[*]}"
+            kill -KILL "${pids[@]}" 2>/dev/null || true
+            for pid in "${pids[@]}"; do pt_wait_exit "$pid" 10 || true; done
+        fi
+    fi
+    for lock in "$PG_DATA/postmaster.pid" "$PG_RUN/.s.PGSQL.$port.lock"; do
+        pid=$(head -n1 "$lock" 2>/dev/null) || continue
+        deadline=$((SECONDS + 5))
+        while kill -0 "$pid" 2>/dev/null && ! pt_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do
+            sleep 0.1
+        done
+        # Live and not ours (a recycled pid: pg_leftovers above would have seen ours), a
+        # zombie, or gone: the file is stale. A process we cannot inspect: leave it to pg_ctl.
+        if ! pt_alive "$pid" || [ -n "$(readlink "/proc/$pid/cwd" 2>/dev/null)" ]; then
+            pt_log "pg: removing stale ${lock##*/} (pid $pid)"
+            rm -f -- "$lock"
+        fi
+    done
+}
+
 # pg_wait_ready PORT: until the server accepts TCP connections or the timeout passes.
 pg_wait_ready() {
     local port=$1 deadline=$((SECONDS + PT_SERVICES_TIMEOUT))
@@ -195,7 +242,7 @@ pg_ensure_db() {
 }
 
 pg_start() {
-    local port=${PT_PG_PORT:-$PG_DEFAULT_PORT} pid rport stale
+    local port=${PT_PG_PORT:-$PG_DEFAULT_PORT} pid rport
     pt_check_port PT_PG_PORT "$port"
     [ -x "$PG_BIN/pg_ctl" ] || pt_die "pg: no $PG_BIN/pg_ctl; run scripts/deps (or set PT_PG_BIN)"
     pg_prepare_home
@@ -208,13 +255,7 @@ pg_start() {
         fi
         port=$rport
     else
-        # A pid file naming a dead process, or a live one that is not our postmaster
-        # (recycled pid), is stale. One whose process we cannot inspect is left to pg_ctl.
-        stale=$(head -n1 "$PG_DATA/postmaster.pid" 2>/dev/null || true)
-        if [ -n "$stale" ] && { ! pt_alive "$stale" || [ -n "$(readlink "/proc/$stale/cwd" 2>/dev/null)" ]; }; then
-            pt_log "pg: removing stale postmaster.pid (pid $stale)"
-            rm -f -- "$PG_DATA/postmaster.pid"
-        fi
+        pg_clear_stale "$port"
         pg_free_port "$port"
         pg_write_conf "$port"
         pt_log "pg: starting on 127.0.0.1:$port (data $PG_DATA)"

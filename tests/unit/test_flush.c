@@ -1,0 +1,162 @@
+/* The flush's parameters, and (with --pg URL) the flush SQL itself against a real PostgreSQL:
+ * exact sums across flushes, first/last times, used_by_agents without duplicates, unregistered
+ * patterns created, dead letters stored, and the offset compare-and-set refusing a stale
+ * writer without writing anything. */
+#include <libpq-fe.h>
+#include <stdlib.h>
+
+#include "agg.h"
+#include "check.h"
+#include "flush.h"
+#include "migrate.h"
+
+#define H (3600LL * 1000000LL)
+
+static void test_build(void)
+{
+    agg_t *a = agg_new();
+    agg_add_use(a, "we\"ird\\id,{x}", 13, "ag \xc3\xa9", 5, 2 * H + 7);
+    agg_note_offset(a, "topic-a", 3, -1, 42);
+    agg_add_topic(a, "topic-a", 1, 0, 1, 0);
+    agg_add_dead(a, "topic-a", 3, 41, "not json", "bad \xff byte", "\x01\xfe", 2, 100);
+    char *v[25];
+    int len[25];
+    int n = flush_build(a, "grp", v, len);
+    CHECK_EQ_INT(n, 25);
+    CHECK_EQ_STR(v[0], "grp");
+    CHECK_EQ_STR(v[1], "{\"topic-a\"}");
+    CHECK_EQ_STR(v[2], "{3}");
+    CHECK_EQ_STR(v[3], "{-1}");
+    CHECK_EQ_STR(v[4], "{42}");
+    CHECK_EQ_STR(v[5], "{\"we\\\"ird\\\\id,{x}\"}");
+    CHECK_EQ_STR(v[6], "{\"ag \xc3\xa9\"}");
+    CHECK_EQ_STR(v[7], "{1}");
+    CHECK_EQ_STR(v[10], "{\"we\\\"ird\\\\id,{x}\"}");
+    CHECK_EQ_STR(v[11], "{2}");
+    CHECK_EQ_STR(v[12], "{1}");
+    CHECK_EQ_STR(v[13], "{\"topic-a\"}");
+    CHECK_EQ_STR(v[22], "{\"bad ? byte\"}"); /* text must be UTF-8 */
+    CHECK_EQ_STR(v[23], "{\"\\\\x01fe\"}");
+    CHECK_EQ_STR(v[24], "{2}");
+    for (int i = 0; i < n; i++) {
+        CHECK_EQ_INT(len[i], strlen(v[i]));
+    }
+    flush_build_free(v, n);
+    agg_free(a);
+}
+
+static PGresult *run_flush(PGconn *c, const agg_t *a)
+{
+    char *v[25];
+    int len[25];
+    int n = flush_build(a, "g1", v, len);
+    char sql[256] = "SELECT pt_flush($1";
+    for (int i = 2; i <= n; i++) {
+        snprintf(sql + strlen(sql), sizeof sql - strlen(sql), ",$%d", i);
+    }
+    strcat(sql, ")");
+    PGresult *r = PQexecParams(c, sql, n, NULL, (const char *const *)v, len, NULL, 0);
+    flush_build_free(v, n);
+    return r;
+}
+
+static const char *one(PGconn *c, const char *sql)
+{
+    static char buf[4096];
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        snprintf(buf, sizeof buf, "ERROR %s", PQresultErrorMessage(r));
+    } else {
+        snprintf(buf, sizeof buf, "%s", PQgetisnull(r, 0, 0) ? "NULL" : PQgetvalue(r, 0, 0));
+    }
+    PQclear(r);
+    return buf;
+}
+
+static void test_pg(const char *url)
+{
+    char err[1024];
+    setenv("DATABASE_URL", url, 1);
+    config_t *cfg = config_load(NULL, err, sizeof err);
+    CHECK(cfg != NULL);
+    if (cfg == NULL) {
+        return;
+    }
+    CHECK(migrate_run(cfg, 5, err, sizeof err) == 0);
+    /* migrations are idempotent */
+    CHECK(migrate_run(cfg, 5, err, sizeof err) == 0);
+    PGconn *c = PQconnectdb(url);
+    CHECK(PQstatus(c) == CONNECTION_OK);
+    PQclear(PQexec(c, "TRUNCATE pattern_lineage_nodes, pattern_agent_usage, pattern_usage_hourly,"
+                      " usage_consumer_offsets, usage_topic_stats, usage_dead_letters"));
+    PQclear(PQexec(c, "INSERT INTO pattern_lineage_nodes (pattern_id, pattern_name, pattern_type)"
+                      " VALUES ('reg', 'Registered', 'code')"));
+
+    agg_t *a = agg_new();
+    agg_add_use(a, "reg", 3, "bob", 3, 5 * H + 10);
+    agg_add_use(a, "reg", 3, "alice", 5, 5 * H + 20);
+    agg_add_use(a, "new\"one", 7, "alice", 5, 6 * H);
+    agg_note_offset(a, "t", 0, -1, 100);
+    agg_add_topic(a, "t", 3, 1, 1, 0);
+    agg_add_dead(a, "t", 0, 50, "not json", "x", "not-json", 8, 3);
+    PGresult *r = run_flush(c, a);
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+    PQclear(r);
+
+    /* second batch continues from 100 */
+    agg_reset(a);
+    agg_add_use(a, "reg", 3, "alice", 5, 4 * H);
+    agg_add_use(a, "reg", 3, "carol", 5, 7 * H);
+    agg_note_offset(a, "t", 0, 100, 130);
+    r = run_flush(c, a);
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+    PQclear(r);
+
+    CHECK_EQ_STR(one(c, "SELECT usage_count FROM pattern_lineage_nodes WHERE pattern_id='reg'"), "4");
+    CHECK_EQ_STR(one(c, "SELECT used_by_agents::text FROM pattern_lineage_nodes WHERE pattern_id='reg'"),
+                 "{alice,bob,carol}");
+    CHECK_EQ_STR(one(c, "SELECT registered::text || pattern_name FROM pattern_lineage_nodes WHERE pattern_id='reg'"),
+                 "trueRegistered");
+    CHECK_EQ_STR(one(c, "SELECT (first_used_at = pt_ts(4*3600000000))::text || (last_used_at = pt_ts(7*3600000000))::text"
+                        " FROM pattern_lineage_nodes WHERE pattern_id='reg'"),
+                 "truetrue");
+    CHECK_EQ_STR(one(c, "SELECT registered::text FROM pattern_lineage_nodes WHERE pattern_id='new\"one'"), "false");
+    CHECK_EQ_STR(one(c, "SELECT usage_count FROM pattern_agent_usage WHERE pattern_id='reg' AND agent_name='alice'"), "2");
+    CHECK_EQ_STR(one(c, "SELECT sum(usage_count) FROM pattern_usage_hourly WHERE pattern_id='reg'"), "4");
+    CHECK_EQ_STR(one(c, "SELECT count(*) FROM pattern_usage_hourly WHERE pattern_id='reg'"), "3");
+    CHECK_EQ_STR(one(c, "SELECT next_offset FROM usage_consumer_offsets WHERE group_id='g1'"), "130");
+    CHECK_EQ_STR(one(c, "SELECT events || '/' || dead_letters FROM usage_topic_stats WHERE topic='t'"), "3/1");
+    CHECK_EQ_STR(one(c, "SELECT encode(payload,'escape') || payload_size || truncated FROM usage_dead_letters"),
+                 "not8true");
+
+    /* a stale writer (expects 100, the row says 130) is refused and writes nothing */
+    agg_reset(a);
+    agg_add_use(a, "reg", 3, "mallory", 7, 8 * H);
+    agg_note_offset(a, "t", 0, 100, 120);
+    r = run_flush(c, a);
+    CHECK(PQresultStatus(r) == PGRES_FATAL_ERROR);
+    CHECK_EQ_STR(PQresultErrorField(r, PG_DIAG_SQLSTATE), "PT409");
+    PQclear(r);
+    CHECK_EQ_STR(one(c, "SELECT usage_count FROM pattern_lineage_nodes WHERE pattern_id='reg'"), "4");
+    CHECK_EQ_STR(one(c, "SELECT count(*) FROM pattern_agent_usage WHERE agent_name='mallory'"), "0");
+    /* and a second "first" writer of a partition that already has a row is refused too */
+    agg_reset(a);
+    agg_add_use(a, "reg", 3, "mallory", 7, 8 * H);
+    agg_note_offset(a, "t", 0, -1, 10);
+    r = run_flush(c, a);
+    CHECK_EQ_STR(PQresultErrorField(r, PG_DIAG_SQLSTATE) ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : "", "PT409");
+    PQclear(r);
+    CHECK_EQ_STR(one(c, "SELECT usage_count FROM pattern_lineage_nodes WHERE pattern_id='reg'"), "4");
+    agg_free(a);
+    PQfinish(c);
+    config_free(cfg);
+}
+
+int main(int argc, char **argv)
+{
+    test_build();
+    if (argc == 3 && strcmp(argv[1], "--pg") == 0) {
+        test_pg(argv[2]);
+    }
+    return check_done("test_flush");
+}
