@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared by scripts/deps and scripts/services: where things live, messages, and the few
 # process/port probes both need. Sourced, never run; the sourcing script sets PT_PROG and
 # `set -euo pipefail`. Messages go to stderr: stdout is kept for what callers eval.
@@ -63,8 +64,9 @@ pt_port_pid() {
 
 # pt_check_port NAME VALUE: dies unless VALUE is a TCP port number.
 pt_check_port() {
-    [[ $2 =~ ^[0-9]+$ ]] && [ "$2" -ge 1 ] && [ "$2" -le 65535 ] ||
+    if ! [[ $2 =~ ^[0-9]+$ ]] || [ "$2" -lt 1 ] || [ "$2" -gt 65535 ]; then
         pt_die "$1=$2 is not a TCP port"
+    fi
 }
 
 # pt_java_major: the major version of `java` on PATH (8 for "1.8.0_x"), or nothing.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Kafka half of scripts/services: one Apache Kafka 4.4 process in KRaft mode (broker and
 # controller), run from the jars in var/kafka/libs (scripts/deps kafka) with the JDK on
 # PATH. Sourced after lib-common.sh.
@@ -26,16 +27,37 @@ KAFKA_JVM_OPTS=(-Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20
 # Seconds a SIGTERM'd broker gets for its controlled shutdown before SIGKILL.
 KAFKA_STOP_TIMEOUT=${PT_KAFKA_STOP_TIMEOUT:-60}
 
-# kafka_pid: the broker's pid if ours runs: the pid file's process must be a kafka.Kafka
-# started with our server.properties (a stale file may name a recycled pid).
-kafka_pid() {
-    local pid
-    pid=$(cat "$KAFKA_PIDFILE" 2>/dev/null) || return 1
-    pt_alive "$pid" || return 1
-    case "$(pt_cmdline "$pid")" in
-        *" kafka.Kafka $KAFKA_CONF"*) printf '%s\n' "$pid" ;;
+# kafka_is_ours PID: true if PID is a live kafka.Kafka started with our server.properties
+# from var/kafka (its cwd). One whose var/ was deleted under it has a "(deleted)" cwd: it
+# is not ours to adopt, and kafka_free_port stops it.
+kafka_is_ours() {
+    pt_alive "$1" || return 1
+    case "$(pt_cmdline "$1")" in
+        *" kafka.Kafka $KAFKA_CONF"*) ;;
         *) return 1 ;;
     esac
+    [ "$(readlink "/proc/$1/cwd" 2>/dev/null)" = "$KAFKA_HOME" ]
+}
+
+# kafka_pid: the broker's pid if ours runs. The pid file is checked against the process (a
+# stale file may name a recycled pid); if it is wrong or gone, a broker of this tree is
+# looked for among all processes, so one whose pid file was lost is still found.
+kafka_pid() {
+    local pid f
+    pid=$(cat "$KAFKA_PIDFILE" 2>/dev/null || true)
+    if [ -n "$pid" ] && kafka_is_ours "$pid"; then
+        printf '%s\n' "$pid"
+        return 0
+    fi
+    while read -r f; do
+        pid=${f#/proc/}
+        pid=${pid%/cmdline}
+        if kafka_is_ours "$pid"; then
+            printf '%s\n' "$pid"
+            return 0
+        fi
+    done < <(grep -lzF -- "$KAFKA_CONF" /proc/[0-9]*/cmdline 2>/dev/null || true)
+    return 1
 }
 
 # kafka_ports: "PORT CONTROLLER_PORT" of the running broker (from the server.properties it
@@ -55,19 +77,17 @@ kafka_port() { local p; p=$(kafka_ports); printf '%s\n' "${p%% *}"; }
 
 kafka_ready() { kcat -b "127.0.0.1:$1" -L -m 3 >/dev/null 2>&1; }
 
-# kafka_free_port PORT: returns if PORT is free; stops a broker of ours that holds it
-# without a valid pid file (the file was lost); dies for anything else.
+# kafka_free_port PORT: returns if PORT is free; stops a broker of this tree whose var/ was
+# deleted under it (e.g. by git clean); dies naming any other holder.
 kafka_free_port() {
     local port=$1 pid
     pt_port_busy "$port" || return 0
     pid=$(pt_port_pid "$port")
-    case "$(pt_cmdline "${pid:-0}")" in
-        *" kafka.Kafka $KAFKA_CONF"*)
-            pt_log "kafka: stopping pid $pid, an earlier broker of this tree still holding port $port"
-            kafka_terminate "$pid"
-            return 0
-            ;;
-    esac
+    if [ -n "$pid" ] && [[ "$(pt_cmdline "$pid")" == *" kafka.Kafka $KAFKA_CONF"* ]]; then
+        pt_log "kafka: stopping pid $pid, a broker of this tree whose files were deleted"
+        kafka_terminate "$pid"
+        return 0
+    fi
     pt_die "kafka: port $port is in use${pid:+ by pid $pid ($(pt_cmdline "$pid"))}; set PT_KAFKA_PORT / PT_KAFKA_CONTROLLER_PORT"
 }
 
@@ -155,10 +175,13 @@ kafka_start() {
     pt_check_port PT_KAFKA_CONTROLLER_PORT "$cport"
     command -v kcat >/dev/null 2>&1 || pt_die "kafka: kcat not found; run scripts/deps"
     major=$(pt_java_major)
-    [ -n "$major" ] && [ "$major" -ge 17 ] || pt_die "kafka: needs java >= 17 on PATH; run scripts/deps"
+    if [ -z "$major" ] || [ "$major" -lt 17 ]; then
+        pt_die "kafka: needs java >= 17 on PATH; run scripts/deps"
+    fi
     "$PT_ROOT/scripts/deps" kafka
     mkdir -p "$KAFKA_LOGDIR"
     if pid=$(kafka_pid); then
+        printf '%s\n' "$pid" >"$KAFKA_PIDFILE"
         pt_log "kafka: already running (pid $pid, 127.0.0.1:$port)"
         if [ "$port" != "${PT_KAFKA_PORT:-$port}" ]; then
             pt_log "kafka: warning: PT_KAFKA_PORT=$PT_KAFKA_PORT but the broker runs on $port; 'restart kafka' to move it"
@@ -177,6 +200,8 @@ kafka_start() {
         # group does not take the broker along. No fd may stay open to the caller: fd 3 is
         # its stdout (see scripts/services), and `eval "$(scripts/services up)"` waits for
         # every holder of it.
+        printf '=== %s: scripts/services starts the broker\n' "$(date -u +%FT%TZ)" \
+            >>"$KAFKA_LOGDIR/stdout.log"
         # shellcheck disable=SC2086
         (cd "$KAFKA_HOME" && exec setsid java "${KAFKA_JVM_OPTS[@]}" ${PT_KAFKA_JVM_OPTS:-} \
             -cp "$KAFKA_LIBS/*" -Dlog4j2.configurationFile="$PT_ROOT/etc/kafka/log4j2.xml" \
@@ -303,10 +328,14 @@ kafka_topic_count() {
 kafka_topic() {
     local topic=$1 parts=${2:-} port n
     port=$(kafka_port)
-    kafka_pid >/dev/null && kafka_ready "$port" || pt_die "kafka: not running; scripts/services up"
+    if ! kafka_pid >/dev/null || ! kafka_ready "$port"; then
+        pt_die "kafka: not running; scripts/services up"
+    fi
     [[ $topic =~ ^[A-Za-z0-9._-]{1,249}$ ]] || pt_die "kafka: '$topic' is not a valid topic name"
     if [ -n "$parts" ]; then
-        [[ $parts =~ ^[0-9]+$ ]] && [ "$parts" -ge 1 ] || pt_die "kafka: PARTITIONS must be >= 1"
+        if ! [[ $parts =~ ^[0-9]+$ ]] || [ "$parts" -lt 1 ]; then
+            pt_die "kafka: PARTITIONS must be a number >= 1"
+        fi
         n=$(kafka_topic_count "$port" "$topic")
         if [ "$n" -ne "$parts" ] && { [ "$n" -gt 0 ] || [ "$parts" -ne "$KAFKA_AUTO_PARTITIONS" ]; }; then
             kafka_admin_topic "$port" "$topic" "$parts"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # PostgreSQL half of scripts/services: a private PostgreSQL 15 cluster (Debian's binaries,
 # not Debian's cluster manager) with database `patterntrack`, superuser `postgres`, trust
 # auth on the unix socket and on 127.0.0.1/::1 only. Sourced after lib-common.sh.
@@ -79,6 +80,16 @@ pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1" -U postgres -d postgre
 pg_prepare_home() {
     mkdir -p "$PT_VAR"
     if [ ! -e "$PT_VAR/pg" ] && [ ! -L "$PT_VAR/pg" ] && [ "$PG_HOME" != "$PT_VAR/pg" ]; then
+        # No var/pg: a fresh clone. Anything left at PG_HOME belongs to an earlier tree at
+        # this path; reusing its database next to a new, empty Kafka would pair stored
+        # offsets with topics that no longer have them. Start clean.
+        if [ -e "$PG_HOME" ]; then
+            pt_log "pg: clearing $PG_HOME, left by an earlier tree at this path"
+            if [ -n "$(pg_leftovers)" ]; then
+                pg_clear_stale "${PT_PG_PORT:-$PG_DEFAULT_PORT}"
+            fi
+            rm -rf -- "$PG_HOME"
+        fi
         mkdir -p "$PG_HOME"
         ln -s "$PG_HOME" "$PT_VAR/pg"
         pt_log "pg: var/pg -> $PG_HOME (the postgres user cannot reach this tree, or its path is too long for a socket)"
@@ -170,28 +181,41 @@ pg_free_port() {
     pt_die "pg: port $port is in use${pid:+ by pid $pid ($(pt_cmdline "$pid"))}; set PT_PG_PORT to another port"
 }
 
-# pg_leftovers: pids of processes working in our data dir (a crashed postmaster's children
-# linger until they notice; while they hold its shared memory no new server may start).
+# pg_leftovers: pids of processes working in our data dir (cwd), postmaster first if any.
 pg_leftovers() {
-    local d cwd data
+    local data pattern
     data=$(readlink -f "$PG_DATA")
-    for d in /proc/[0-9]*; do
-        cwd=$(readlink "$d/cwd" 2>/dev/null) || continue
-        [ "$cwd" = "$data" ] && printf '%s\n' "${d#/proc/}"
-    done
-    return 0
+    pattern=$(printf '%s' "$data" | sed 's/[][*?\\]/\\&/g')
+    find /proc/[0-9]*/cwd -maxdepth 0 -lname "$pattern" 2>/dev/null |
+        cut -d/ -f3 | while read -r pid; do
+            case "$(pt_cmdline "$pid")" in
+                "$PG_BIN/postgres "*) echo "0 $pid" ;;
+                *) echo "1 $pid" ;;
+            esac
+        done | sort -n | cut -d' ' -f2
 }
 
-# pg_clear_stale PORT: after a crash (kill -9 of the postmaster), clears what would stop the
-# next start: lingering children, and lock files (postmaster.pid, the socket's .lock) naming
-# the dead postmaster. Until its parent reaps it, a killed process is a zombie, which
-# PostgreSQL's own lock check takes for a live postmaster; so we wait for it or, when no
-# one reaps it, remove the lock files ourselves. Called only when pg_pid found no server.
+# pg_clear_stale PORT: clears what would stop a start when pg_pid found no server of ours:
+#  - a postmaster of ours whose postmaster.pid is gone or damaged (it would quit by itself
+#    within a minute): stopped like `-m fast`;
+#  - children of a crashed (kill -9) postmaster, which linger until they notice and hold its
+#    shared memory meanwhile: given 10 s, then SIGKILL;
+#  - lock files (postmaster.pid, the socket's .lock) naming a dead postmaster. Until its
+#    parent reaps it, a killed process is a zombie, which PostgreSQL's own lock check takes
+#    for a live postmaster; we wait a little for the reaper, then remove the files.
 pg_clear_stale() {
-    local port=$1 pids pid lock deadline=$((SECONDS + 30))
+    local port=$1 pids pid lock deadline
     mapfile -t pids < <(pg_leftovers)
+    if [ "${#pids[@]}" -gt 0 ] && [[ "$(pt_cmdline "${pids[0]}")" == "$PG_BIN/postgres "* ]]; then
+        pt_log "pg: stopping pid ${pids[0]}, a server of this tree without a valid postmaster.pid"
+        kill -INT "${pids[0]}" 2>/dev/null || true
+        pt_wait_exit "${pids[0]}" 30 || kill -QUIT "${pids[0]}" 2>/dev/null || true
+        pt_wait_exit "${pids[0]}" 10 || kill -KILL "${pids[0]}" 2>/dev/null || true
+        mapfile -t pids < <(pg_leftovers)
+    fi
     if [ "${#pids[@]}" -gt 0 ]; then
         pt_log "pg: waiting for ${#pids[@]} leftover process(es) of a crashed server: ${pids[*]}"
+        deadline=$((SECONDS + 10))
         while [ -n "$(pg_leftovers)" ] && [ "$SECONDS" -lt "$deadline" ]; do
             sleep 0.2
         done
@@ -276,7 +300,13 @@ pg_start() {
 pg_stop() {
     local mode=$1 pid
     if ! pid=$(pg_pid); then
-        pt_log "pg: not running"
+        if [ -n "$(pg_leftovers)" ]; then
+            pt_log "pg: no valid postmaster.pid, but processes of this tree run"
+            pg_clear_stale "$(pg_port)"
+            pt_log "pg: stopped"
+        else
+            pt_log "pg: not running"
+        fi
         return 0
     fi
     pt_log "pg: stopping (pid $pid, -m $mode)"
@@ -293,7 +323,13 @@ pg_stop() {
 pg_status() {
     local pid port
     if ! pid=$(pg_pid); then
-        printf 'pg:    down      (data %s)\n' "$PG_DATA" >&3
+        pid=$(pg_leftovers | head -n1)
+        if [ -n "$pid" ]; then
+            printf 'pg:    broken    pid %s runs in %s without a valid postmaster.pid; use restart pg\n' \
+                "$pid" "$PG_DATA" >&3
+        else
+            printf 'pg:    down      (data %s)\n' "$PG_DATA" >&3
+        fi
         return 1
     fi
     port=$(pg_port)

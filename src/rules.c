@@ -227,7 +227,8 @@ rule_status_t rules_run(rules_t *r, size_t idx, const char *payload, size_t len,
         /* Still tell "not JSON" from "JSON but not an object" */
         lvm_push_decode(r->vm);
         lua_pushlstring(L, payload, len);
-        int rc = lvm_pcall(r->vm, 1, 1, 0);
+        /* Plain pcall: a decode error is about the payload, a traceback would say nothing. */
+        int rc = lua_pcall(L, 1, 1, 0);
         if (rc == LUA_OK) {
             snprintf(err, errlen, "the event is JSON %s, not an object",
                      lua_type(L, -1) == LUA_TTABLE ? "array" : luaL_typename(L, -1));
@@ -239,7 +240,7 @@ rule_status_t rules_run(rules_t *r, size_t idx, const char *payload, size_t len,
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->rules[idx].fn_ref);
     lvm_push_decode(r->vm);
     lua_pushlstring(L, payload, len);
-    int rc = lvm_pcall(r->vm, 1, 1, 0);
+    int rc = lua_pcall(L, 1, 1, 0);
     if (rc != LUA_OK) {
         snprintf(err, errlen, "%s", lua_tostring(L, -1));
         return rc == LUA_ERRMEM ? RULE_NOMEM : RULE_NOT_JSON;
