@@ -33,6 +33,10 @@ typedef struct config {
     char *kafka_start_offset;
     char *http_bind;
     int64_t http_port;
+    int64_t http_max_body_bytes;
+    int64_t http_timeout_s;
+    int64_t route_instruction_budget;
+    int64_t query_timeout_ms;
     int64_t batch_max_events;
     int64_t batch_max_patterns;
     int64_t batch_timeout_ms;

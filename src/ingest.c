@@ -7,6 +7,7 @@
 
 #include "flush.h"
 #include "log.h"
+#include "metrics.h"
 #include "text.h"
 
 typedef struct {
@@ -17,6 +18,11 @@ typedef struct {
 typedef struct {
     int64_t without, dead, flagged, events;
 } batch_topic_t;
+
+/* Per topic series, looked up once. */
+typedef struct {
+    metric_t *ok, *dead, *tracked, *without, *flagged;
+} topic_metrics_t;
 
 struct ingest {
     struct event_base *base;
@@ -29,6 +35,9 @@ struct ingest {
     batch_topic_t *batch_topics; /* per topic counters of cur, moved into it at flush time */
     size_t n_topics;
     ingest_topic_stats_t *stats;
+    topic_metrics_t *tm;
+    metric_t *m_flush_seconds, *m_flush_ok, *m_flush_retry, *m_flush_conflict;
+    metric_t *m_err_flush, *m_err_conflict, *m_err_dead;
     struct event *batch_timer;
     struct event *retry_timer;
     bool retry_wait;
@@ -48,6 +57,23 @@ struct ingest {
 static void batch_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void retry_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void start_flush(ingest_t *g);
+
+const char *ingest_source_type(const char *topic)
+{
+    static const struct {
+        const char *suffix, *type;
+    } known[] = {{"agent-manifest-injections", "manifest"},
+                 {"agent-actions", "action"},
+                 {"agent-routing-decisions", "routing"}};
+    size_t tl = strlen(topic);
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        size_t sl = strlen(known[i].suffix);
+        if (tl >= sl && strcmp(topic + tl - sl, known[i].suffix) == 0) {
+            return known[i].type;
+        }
+    }
+    return topic;
+}
 
 static int64_t now_us(void)
 {
@@ -80,9 +106,50 @@ ingest_t *ingest_new(struct event_base *base, const config_t *c, rules_t *rules,
     g->inflight = agg_new();
     g->batch_topics = calloc(g->n_topics + 1, sizeof(batch_topic_t));
     g->stats = calloc(g->n_topics + 1, sizeof(ingest_topic_stats_t));
+    g->tm = calloc(g->n_topics + 1, sizeof(topic_metrics_t));
+    for (size_t i = 0; g->tm && i < g->n_topics; i++) {
+        char lt[300], ls[600], st[300];
+        const char *topic = rules_topic(rules, i);
+        metrics_label(lt, sizeof lt, "topic", topic);
+        snprintf(ls, sizeof ls, "%s,status=\"ok\"", lt);
+        g->tm[i].ok = metrics_series("usage_tracking_events_consumed_total", METRIC_COUNTER,
+                                     "Events consumed, by topic and outcome (ok or dead_letter).",
+                                     ls);
+        snprintf(ls, sizeof ls, "%s,status=\"dead_letter\"", lt);
+        g->tm[i].dead = metrics_series("usage_tracking_events_consumed_total", METRIC_COUNTER,
+                                       "Events consumed, by topic and outcome (ok or dead_letter).",
+                                       ls);
+        metrics_label(st, sizeof st, "source_type", ingest_source_type(topic));
+        g->tm[i].tracked = metrics_series("pattern_usage_tracked_total", METRIC_COUNTER,
+                                          "Pattern uses counted, by source type.", st);
+        g->tm[i].without = metrics_series(
+            "patterntrack_events_without_patterns_total", METRIC_COUNTER,
+            "Events from which the rule extracted no pattern (extraction gaps), by topic.", lt);
+        g->tm[i].flagged = metrics_series(
+            "patterntrack_events_flagged_total", METRIC_COUNTER,
+            "Events the rule flagged with a note (e.g. a pattern count but no list), by topic.",
+            lt);
+    }
+    g->m_flush_seconds = metrics_series("pattern_usage_update_duration_seconds",
+                                        METRIC_HISTOGRAM,
+                                        "Time to write one batch to PostgreSQL (one transaction).",
+                                        "");
+    g->m_flush_ok = metrics_series("patterntrack_flushes_total", METRIC_COUNTER,
+                                   "Flushes by result.", "result=\"ok\"");
+    g->m_flush_retry = metrics_series("patterntrack_flushes_total", METRIC_COUNTER,
+                                      "Flushes by result.", "result=\"retry\"");
+    g->m_flush_conflict = metrics_series("patterntrack_flushes_total", METRIC_COUNTER,
+                                         "Flushes by result.", "result=\"conflict\"");
+    g->m_err_flush = metrics_series("pattern_usage_errors_total", METRIC_COUNTER,
+                                    "Tracking errors, by type.", "error_type=\"flush_failed\"");
+    g->m_err_conflict = metrics_series("pattern_usage_errors_total", METRIC_COUNTER,
+                                       "Tracking errors, by type.",
+                                       "error_type=\"offset_conflict\"");
+    g->m_err_dead = metrics_series("pattern_usage_errors_total", METRIC_COUNTER,
+                                   "Tracking errors, by type.", "error_type=\"dead_letter\"");
     g->batch_timer = evtimer_new(base, batch_timer_cb, g);
     g->retry_timer = evtimer_new(base, retry_timer_cb, g);
-    if (!g->flush || !g->cur || !g->inflight || !g->batch_topics || !g->stats ||
+    if (!g->flush || !g->cur || !g->inflight || !g->batch_topics || !g->stats || !g->tm ||
         !g->batch_timer || !g->retry_timer) {
         ingest_free(g);
         return NULL;
@@ -100,6 +167,7 @@ void ingest_free(ingest_t *g)
     agg_free(g->inflight);
     free(g->batch_topics);
     free(g->stats);
+    free(g->tm);
     if (g->batch_timer) {
         event_free(g->batch_timer);
     }
@@ -113,6 +181,14 @@ void ingest_free(ingest_t *g)
 static void dead_letter(ingest_t *g, const ingest_msg_t *m, const char *reason,
                         const char *detail)
 {
+    char labels[400], lt[300], lr[100];
+    metrics_label(lt, sizeof lt, "topic", m->topic);
+    metrics_label(lr, sizeof lr, "reason", reason);
+    snprintf(labels, sizeof labels, "%s,%s", lt, lr);
+    metric_add(metrics_series("patterntrack_dead_letters_total", METRIC_COUNTER,
+                              "Dead letters, by topic and reason.", labels),
+               1);
+    metric_add(g->m_err_dead, 1);
     agg_add_dead(g->cur, m->topic, m->partition, m->offset, reason, detail, m->payload, m->len,
                  (size_t)g->cfg->dead_letter_payload_max);
     /* One line per second at most: a poisoned topic must not flood the log. */
@@ -221,20 +297,11 @@ static void describe_invalid(char *buf, size_t cap, size_t *used, const char *s,
     }
 }
 
-void ingest_message(ingest_t *g, const ingest_msg_t *m)
+/* Everything one message does to the batch; the caller counts it. */
+static void process(ingest_t *g, const ingest_msg_t *m, batch_topic_t *bt,
+                    ingest_topic_stats_t *st)
 {
     agg_t *a = g->cur;
-    if (agg_events(a) == 0) {
-        clock_gettime(CLOCK_MONOTONIC, &g->cur_started);
-        struct timeval tv = {(time_t)(g->cfg->batch_timeout_ms / 1000),
-                             (suseconds_t)((g->cfg->batch_timeout_ms % 1000) * 1000)};
-        evtimer_add(g->batch_timer, &tv);
-    }
-    agg_count_event(a);
-    batch_topic_t *bt = &g->batch_topics[m->topic_idx];
-    ingest_topic_stats_t *st = &g->stats[m->topic_idx];
-    bt->events++;
-    st->events++;
     char err[1024];
     if (m->len > (size_t)g->cfg->max_event_bytes) {
         snprintf(err, sizeof err, "%zu bytes, over max_event_bytes (%lld)", m->len,
@@ -308,13 +375,16 @@ void ingest_message(ingest_t *g, const ingest_msg_t *m)
         agg_add_use(a, g->refs[i].s, g->refs[i].len, res.agent, res.agent_len, t);
     }
     st->uses += n;
+    metric_add(g->tm[m->topic_idx].tracked, (double)n);
     if (n == 0) {
         bt->without++;
         st->without_patterns++;
+        metric_add(g->tm[m->topic_idx].without, 1);
     }
     if (res.note != NULL) {
         bt->flagged++;
         st->flagged++;
+        metric_add(g->tm[m->topic_idx].flagged, 1);
     }
     if (n_invalid > 0) {
         char msg[1200];
@@ -325,6 +395,25 @@ void ingest_message(ingest_t *g, const ingest_msg_t *m)
         st->dead_letters++;
     }
     rules_done(g->rules);
+}
+
+void ingest_message(ingest_t *g, const ingest_msg_t *m)
+{
+    if (agg_events(g->cur) == 0) {
+        clock_gettime(CLOCK_MONOTONIC, &g->cur_started);
+        struct timeval tv = {(time_t)(g->cfg->batch_timeout_ms / 1000),
+                             (suseconds_t)((g->cfg->batch_timeout_ms % 1000) * 1000)};
+        evtimer_add(g->batch_timer, &tv);
+    }
+    agg_count_event(g->cur);
+    batch_topic_t *bt = &g->batch_topics[m->topic_idx];
+    ingest_topic_stats_t *st = &g->stats[m->topic_idx];
+    bt->events++;
+    st->events++;
+    uint64_t dead_before = st->dead_letters;
+    process(g, m, bt, st);
+    metric_add(st->dead_letters != dead_before ? g->tm[m->topic_idx].dead : g->tm[m->topic_idx].ok,
+               1);
 }
 
 static bool due(ingest_t *g)
@@ -390,6 +479,8 @@ static void flush_done_cb(flush_status_t fs, const char *err, double secs, void 
     ingest_t *g = ud;
     switch (fs) {
     case FLUSH_OK:
+        metric_add(g->m_flush_ok, 1);
+        metric_observe(g->m_flush_seconds, secs);
         g->flushes_ok++;
         g->last_flush_us = now_us();
         g->backoff_ms = 0;
@@ -402,6 +493,8 @@ static void flush_done_cb(flush_status_t fs, const char *err, double secs, void 
         agg_reset(g->inflight);
         break;
     case FLUSH_CONFLICT:
+        metric_add(g->m_flush_conflict, 1);
+        metric_add(g->m_err_conflict, 1);
         g->flushes_failed++;
         log_warn("flush refused: %s; dropping unflushed batches and re-reading offsets", err);
         agg_reset(g->inflight);
@@ -412,6 +505,8 @@ static void flush_done_cb(flush_status_t fs, const char *err, double secs, void 
         }
         break;
     case FLUSH_RETRY:
+        metric_add(g->m_flush_retry, 1);
+        metric_add(g->m_err_flush, 1);
         g->flushes_failed++;
         /* Keep everything: the failed batch absorbs the newer one (older offsets expected,
          * newer reached) and becomes the filling batch again. */

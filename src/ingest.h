@@ -48,6 +48,10 @@ typedef struct {
     uint64_t uses;
 } ingest_topic_stats_t;
 
+/* The seed's source_type label of a topic: manifest, action or routing for the seed topics
+ * (also with a prefix such as prod.), else the topic itself. */
+const char *ingest_source_type(const char *topic);
+
 ingest_t *ingest_new(struct event_base *base, const config_t *c, rules_t *rules,
                      ingest_hooks_t hooks);
 void ingest_free(ingest_t *g);

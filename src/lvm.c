@@ -256,3 +256,22 @@ void lvm_push_decode(lvm_t *vm)
 {
     lua_rawgeti(vm->L, LUA_REGISTRYINDEX, vm->decode_ref);
 }
+
+int lvm_resume(lvm_t *vm, lua_State *co, int nargs, int *nres, int64_t budget)
+{
+    vm->timed_out = false;
+    if (budget > 0) {
+        lua_sethook(co, budget_hook, LUA_MASKCOUNT, budget > INT32_MAX ? INT32_MAX : (int)budget);
+    }
+    int rc = lua_resume(co, vm->L, nargs, nres);
+    lua_sethook(co, NULL, 0, 0);
+    if (rc != LUA_OK && rc != LUA_YIELD) {
+        if (vm->timed_out) {
+            lua_pushliteral(co, "route timeout: the instruction budget ran out");
+            return LVM_TIMEOUT;
+        }
+        const char *msg = lua_tostring(co, -1);
+        luaL_traceback(co, co, msg ? msg : "(error object is not a string)", 0);
+    }
+    return rc;
+}

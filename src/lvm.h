@@ -28,6 +28,11 @@ size_t lvm_mem_used(const lvm_t *vm);
  * catch it. On error the message is left on the stack: [-(nargs+1), +(nresults|1)]. */
 int lvm_pcall(lvm_t *vm, int nargs, int nresults, int64_t budget);
 
+/* Resumes coroutine co (which must belong to this state) like lua_resume, with the same
+ * instruction budget as lvm_pcall; LVM_TIMEOUT when it ran out. On error the message (with a
+ * traceback of co) is on co's stack top. */
+int lvm_resume(lvm_t *vm, lua_State *co, int nargs, int *nres, int64_t budget);
+
 /* Pushes the sandbox module table (lua/pt/sandbox.lua's M): [-0, +1]. */
 void lvm_push_sandbox(lvm_t *vm);
 /* Pushes the host's cjson.decode: [-0, +1]. */

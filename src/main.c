@@ -6,27 +6,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app.h"
 #include "config.h"
+#include "http.h"
 #include "ingest.h"
 #include "kafka.h"
+#include "l_app.h"
 #include "log.h"
+#include "metrics.h"
 #include "migrate.h"
+#include "pg.h"
+#include "routes.h"
 #include "rules.h"
 
 #ifndef PT_VERSION
 #define PT_VERSION "0.0.0"
 #endif
-
-typedef struct {
-    struct event_base *base;
-    config_t *cfg;
-    rules_t *rules;
-    ingest_t *ingest;
-    kafka_t *kafka;
-    struct event *ev_term, *ev_int, *ev_deadline;
-    bool stopping;
-    int exit_code;
-} app_t;
 
 static void usage(FILE *out)
 {
@@ -97,7 +92,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 static int run(config_t *cfg)
 {
     char err[2048];
-    app_t app = {.cfg = cfg};
+    app_t app = {.cfg = cfg, .started = time(NULL)};
     int rc = 2;
     if (migrate_run(cfg, 30, err, sizeof err) != 0) {
         log_error("start-up: %s", err);
@@ -134,6 +129,30 @@ static int run(config_t *cfg)
     } else {
         log_info("KAFKA_ENABLE_CONSUMER is false: not consuming");
     }
+    if (cfg->http_port > 0) {
+        char opts[128];
+        /* UTC so timestamps render as ...Z; the timeout bounds every HTTP query; a client that
+         * vanished mid-query is noticed by the server within a second. */
+        snprintf(opts, sizeof opts,
+                 "-c TimeZone=UTC -c statement_timeout=%lld -c client_connection_check_interval=1000",
+                 (long long)cfg->query_timeout_ms);
+        app.pool = pg_pool_new(app.base, cfg->database_url, opts, (int)cfg->pg_pool_size, 1024);
+        if (app.pool == NULL) {
+            log_error("start-up: out of memory");
+            goto done;
+        }
+        app.routes = routes_new(app.base, cfg, app.pool, l_app_fns, &app, err, sizeof err);
+        if (app.routes == NULL) {
+            log_error("start-up: routes: %s", err);
+            goto done;
+        }
+        app.http = http_new(app.base, cfg, routes_handle, app.routes, err, sizeof err);
+        if (app.http == NULL) {
+            log_error("start-up: %s", err);
+            goto done;
+        }
+        metrics_add_collector(l_app_collect, &app);
+    }
     app.ev_term = evsignal_new(app.base, SIGTERM, signal_cb, &app);
     app.ev_int = evsignal_new(app.base, SIGINT, signal_cb, &app);
     app.ev_deadline = evtimer_new(app.base, deadline_cb, &app);
@@ -151,10 +170,16 @@ done:
     if (app.ev_deadline) {
         event_free(app.ev_deadline);
     }
+    http_free(app.http);
+    routes_free(app.routes);
+    pg_pool_free(app.pool);
     kafka_free(app.kafka);
     ingest_free(app.ingest);
     rules_free(app.rules);
-    event_base_free(app.base);
+    if (app.base) {
+        event_base_free(app.base);
+    }
+    metrics_free_all();
     return rc;
 }
 

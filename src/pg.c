@@ -12,6 +12,7 @@ typedef enum { PG_IDLE_DOWN, PG_CONNECTING, PG_READY, PG_BUSY } pg_state_t;
 struct pg_conn {
     struct event_base *base;
     char *conninfo;
+    char *options;
     char *name;
     PGconn *conn;
     pg_state_t state;
@@ -81,11 +82,18 @@ static void free_query(pg_conn_t *c)
 
 pg_conn_t *pg_conn_new(struct event_base *base, const char *conninfo, const char *name)
 {
+    return pg_conn_new_opts(base, conninfo, NULL, name);
+}
+
+pg_conn_t *pg_conn_new_opts(struct event_base *base, const char *conninfo, const char *options,
+                            const char *name)
+{
     pg_conn_t *c = calloc(1, sizeof *c);
     if (c == NULL) {
         return NULL;
     }
     c->base = base;
+    c->options = options ? strdup(options) : NULL;
     c->conninfo = strdup(conninfo);
     c->name = strdup(name);
     c->timer = evtimer_new(base, socket_cb, c);
@@ -125,6 +133,7 @@ void pg_conn_free(pg_conn_t *c)
     }
     free_query(c);
     free(c->conninfo);
+    free(c->options);
     free(c->name);
     free(c);
 }
@@ -338,7 +347,10 @@ static void socket_cb(evutil_socket_t fd, short what, void *arg)
 
 static int start_connect(pg_conn_t *c)
 {
-    c->conn = PQconnectStart(c->conninfo);
+    /* dbname carries the whole conninfo or URL (expand_dbname); settings ride along. */
+    const char *keys[] = {"dbname", "application_name", c->options ? "options" : NULL, NULL};
+    const char *vals[] = {c->conninfo, "patterntrack", c->options, NULL};
+    c->conn = PQconnectStartParams(keys, vals, 1);
     if (c->conn == NULL || PQstatus(c->conn) == CONNECTION_BAD) {
         return -1;
     }
@@ -514,4 +526,218 @@ void pg_array_next(pg_buf_t *b)
 void pg_array_end(pg_buf_t *b)
 {
     pg_buf_putc(b, '}');
+}
+
+/* ---- pool ---- */
+
+struct pg_job {
+    pg_pool_t *pool;
+    char *sql;
+    int nparams;
+    char **values;
+    int64_t timeout_ms;
+    pg_result_cb cb;
+    void *ud;
+    int conn_idx; /* -1 while queued */
+    bool cancelled;
+    struct pg_job *next;
+};
+
+struct pg_pool {
+    struct event_base *base;
+    int size;
+    int max_queue;
+    int queued;
+    pg_conn_t **conns;
+    pg_job_t **running; /* per connection */
+    pg_job_t *head, *tail;
+    struct event *kick;
+};
+
+static void job_free(pg_job_t *j)
+{
+    if (j == NULL) {
+        return;
+    }
+    free(j->sql);
+    for (int i = 0; i < j->nparams; i++) {
+        free(j->values[i]);
+    }
+    free(j->values);
+    free(j);
+}
+
+static void pool_dispatch(pg_pool_t *p);
+
+static void pool_result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
+{
+    pg_job_t *j = ud;
+    pg_pool_t *p = j->pool;
+    p->running[j->conn_idx] = NULL;
+    if (!j->cancelled) {
+        j->cb(c, res, err, j->ud);
+    }
+    job_free(j);
+    /* Not now: the connection is still inside its own callback. */
+    struct timeval zero = {0, 0};
+    evtimer_add(p->kick, &zero);
+}
+
+static void pool_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pool_dispatch(arg);
+}
+
+static void pool_dispatch(pg_pool_t *p)
+{
+    for (int i = 0; i < p->size && p->head; i++) {
+        if (p->running[i] != NULL || pg_conn_busy(p->conns[i])) {
+            continue;
+        }
+        pg_job_t *j = p->head;
+        p->head = j->next;
+        if (p->head == NULL) {
+            p->tail = NULL;
+        }
+        p->queued--;
+        j->next = NULL;
+        j->conn_idx = i;
+        p->running[i] = j;
+        if (pg_conn_query(p->conns[i], j->sql, j->nparams, (const char *const *)j->values, NULL,
+                          j->timeout_ms, pool_result_cb, j) != 0) {
+            p->running[i] = NULL;
+            if (!j->cancelled) {
+                j->cb(p->conns[i], NULL, "cannot send the query", j->ud);
+            }
+            job_free(j);
+        }
+    }
+}
+
+pg_pool_t *pg_pool_new(struct event_base *base, const char *conninfo, const char *options,
+                       int size, int max_queue)
+{
+    pg_pool_t *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        return NULL;
+    }
+    p->base = base;
+    p->size = size;
+    p->max_queue = max_queue;
+    p->conns = calloc((size_t)size, sizeof(pg_conn_t *));
+    p->running = calloc((size_t)size, sizeof(pg_job_t *));
+    p->kick = evtimer_new(base, pool_kick_cb, p);
+    if (p->conns == NULL || p->running == NULL || p->kick == NULL) {
+        pg_pool_free(p);
+        return NULL;
+    }
+    for (int i = 0; i < size; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "http-%d", i);
+        p->conns[i] = pg_conn_new_opts(base, conninfo, options, name);
+        if (p->conns[i] == NULL) {
+            pg_pool_free(p);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+void pg_pool_free(pg_pool_t *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    for (int i = 0; i < p->size && p->conns; i++) {
+        if (p->running && p->running[i]) {
+            p->running[i]->cancelled = true;
+        }
+        pg_conn_free(p->conns[i]); /* frees without calling back */
+        if (p->running && p->running[i]) {
+            job_free(p->running[i]);
+        }
+    }
+    pg_job_t *j = p->head;
+    while (j) {
+        pg_job_t *n = j->next;
+        job_free(j);
+        j = n;
+    }
+    if (p->kick) {
+        event_free(p->kick);
+    }
+    free(p->conns);
+    free(p->running);
+    free(p);
+}
+
+pg_job_t *pg_pool_query(pg_pool_t *p, const char *sql, int nparams, const char *const *values,
+                        int64_t timeout_ms, pg_result_cb cb, void *ud)
+{
+    if (p->queued >= p->max_queue) {
+        return NULL;
+    }
+    pg_job_t *j = calloc(1, sizeof *j);
+    if (j == NULL) {
+        return NULL;
+    }
+    j->pool = p;
+    j->sql = strdup(sql);
+    j->nparams = nparams;
+    j->values = calloc(nparams ? (size_t)nparams : 1, sizeof(char *));
+    j->timeout_ms = timeout_ms;
+    j->cb = cb;
+    j->ud = ud;
+    j->conn_idx = -1;
+    if (j->sql == NULL || j->values == NULL) {
+        job_free(j);
+        return NULL;
+    }
+    for (int i = 0; i < nparams; i++) {
+        if (values[i] && (j->values[i] = strdup(values[i])) == NULL) {
+            job_free(j);
+            return NULL;
+        }
+    }
+    if (p->tail) {
+        p->tail->next = j;
+    } else {
+        p->head = j;
+    }
+    p->tail = j;
+    p->queued++;
+    struct timeval zero = {0, 0};
+    evtimer_add(p->kick, &zero);
+    return j;
+}
+
+void pg_pool_cancel(pg_pool_t *p, pg_job_t *job)
+{
+    if (job->conn_idx < 0) {
+        pg_job_t **pp = &p->head;
+        pg_job_t *prev = NULL;
+        while (*pp && *pp != job) {
+            prev = *pp;
+            pp = &(*pp)->next;
+        }
+        if (*pp == job) {
+            *pp = job->next;
+            if (p->tail == job) {
+                p->tail = prev;
+            }
+            p->queued--;
+            job_free(job);
+        }
+        return;
+    }
+    job->cancelled = true;
+    /* Drop the connection: its callback runs now (and frees the job without calling back). */
+    pg_conn_reset(p->conns[job->conn_idx], "query cancelled: the client went away");
+}
+
+int pg_pool_waiting(const pg_pool_t *p)
+{
+    return p->queued;
 }

@@ -17,7 +17,11 @@ typedef struct pg_conn pg_conn_t;
  * the callback returns. The callback may send the next query on the same connection. */
 typedef void (*pg_result_cb)(pg_conn_t *c, PGresult *res, const char *err, void *ud);
 
+/* options: PostgreSQL session settings sent at connect (libpq "options", e.g.
+ * "-c TimeZone=UTC"), or NULL. */
 pg_conn_t *pg_conn_new(struct event_base *base, const char *conninfo, const char *name);
+pg_conn_t *pg_conn_new_opts(struct event_base *base, const char *conninfo, const char *options,
+                            const char *name);
 /* Frees the connection; a query in flight is abandoned without its callback. */
 void pg_conn_free(pg_conn_t *c);
 /* Sends a query, connecting first if needed. values are copied; NULL entries are SQL NULL.
@@ -33,6 +37,22 @@ bool pg_conn_broken(const pg_conn_t *c);
  * err = reason. */
 void pg_conn_reset(pg_conn_t *c, const char *reason);
 const char *pg_conn_last_error(const pg_conn_t *c);
+
+/* A pool of connections for HTTP queries: jobs wait in a bounded FIFO for a free connection. */
+typedef struct pg_pool pg_pool_t;
+typedef struct pg_job pg_job_t;
+
+pg_pool_t *pg_pool_new(struct event_base *base, const char *conninfo, const char *options,
+                       int size, int max_queue);
+void pg_pool_free(pg_pool_t *p);
+/* Queues a query; cb is called once (never inside this call), unless the job is cancelled.
+ * NULL when the queue is full. */
+pg_job_t *pg_pool_query(pg_pool_t *p, const char *sql, int nparams, const char *const *values,
+                        int64_t timeout_ms, pg_result_cb cb, void *ud);
+/* The job's callback will not be called; a query in flight is abandoned with its connection
+ * (PostgreSQL stops it when it notices the client is gone). */
+void pg_pool_cancel(pg_pool_t *p, pg_job_t *job);
+int pg_pool_waiting(const pg_pool_t *p);
 
 /* SQLSTATE of a result, or "" */
 const char *pg_sqlstate(const PGresult *res);

@@ -1,0 +1,308 @@
+-- The HTTP router: loads every route file of lua/routes in the sandbox, matches a request to a
+-- route (static segments win over {params}), validates its query parameters from the route's
+-- own declaration (the same declaration /openapi.json is built from), runs the handler and turns
+-- its result or error into (status, body, content type, route pattern).
+--
+-- Trusted code, loaded by src/routes.c as a chunk called with (sandbox, pt, db, files), where
+-- files is a list of {path, chunkname}. Returns dispatch(req) -> status, body, ctype, pattern.
+--
+-- A route file returns a list of routes:
+--   { method = "GET", path = "/api/patterns/usage/{pattern_id}", summary = "...",
+--     query = { {name = "limit", type = "integer", minimum = 1, maximum = 100, default = 20} },
+--     handler = function(req) return body end }     -- or: return status, body[, content_type]
+-- req: method, path, params (path), args (validated query), query (raw), headers, body, id.
+-- A handler fails a request with pt.fail(status, detail).
+local sandbox, pt, db, files = ...
+
+local SUPPORTED = { GET = true, POST = true, PUT = true, DELETE = true, PATCH = true }
+local TYPES = { integer = true, number = true, boolean = true, string = true }
+
+local routes = {}
+local modules = {}
+local json_env = sandbox.env(modules)
+local cjson = json_env.cjson
+
+function pt.fail(status, detail, extra)
+    error({ status = status, detail = detail, extra = extra }, 0)
+end
+
+-- Decodes a JSON request body; a malformed one is a 400 that says where.
+function pt.decode_json(text)
+    local ok, value = pcall(cjson.decode, text)
+    if not ok then
+        pt.fail(400, "invalid JSON body: " .. tostring(value):gsub("^.-:%d+: ", ""))
+    end
+    return value
+end
+
+local function compile(path)
+    local segs = {}
+    for seg in path:gmatch("[^/]+") do
+        local name = seg:match("^{([%w_]+)}$")
+        segs[#segs + 1] = name and { param = name } or seg
+    end
+    return segs
+end
+
+local function check_route(r, where)
+    assert(type(r) == "table", where .. ": each route must be a table")
+    assert(SUPPORTED[r.method], where .. ": method must be one of GET POST PUT DELETE PATCH")
+    assert(type(r.path) == "string" and r.path:sub(1, 1) == "/", where .. ": path must start with /")
+    assert(type(r.handler) == "function", where .. ": handler must be a function")
+    for _, q in ipairs(r.query or {}) do
+        assert(type(q.name) == "string", where .. ": query parameters need a name")
+        assert(TYPES[q.type], where .. ": query parameter " .. q.name .. " has an unknown type")
+    end
+end
+
+for _, f in ipairs(files) do
+    local defs, env = sandbox.load_file(f[1], f[2], modules, { pt = pt, db = db })
+    if defs == nil then
+        error(type(env) == "string" and env or (f[2] .. ": must return a list of routes"), 0)
+    end
+    assert(type(defs) == "table", f[2] .. ": must return a list of routes")
+    for i, r in ipairs(defs) do
+        check_route(r, f[2] .. " route " .. i)
+        r.segs = compile(r.path)
+        r.file = f[2]
+        for _, other in ipairs(routes) do
+            assert(not (other.method == r.method and other.path == r.path),
+                f[2] .. ": " .. r.method .. " " .. r.path .. " is already defined in " .. other.file)
+        end
+        routes[#routes + 1] = r
+    end
+end
+
+-- Finds the route for a path: among routes whose segments match, the one whose first static
+-- segment comes earliest where the others have a parameter wins (so /top beats /{pattern_id}).
+local function match(segments)
+    local best, best_params, best_score
+    local methods = {}
+    for _, r in ipairs(routes) do
+        if #r.segs == #segments then
+            local params, score, ok = {}, {}, true
+            for i, s in ipairs(r.segs) do
+                if type(s) == "table" then
+                    params[s.param] = segments[i]
+                    score[i] = 0
+                elseif s == segments[i] then
+                    score[i] = 1
+                else
+                    ok = false
+                    break
+                end
+            end
+            if ok then
+                methods[#methods + 1] = r
+                r._params, r._score = params, score
+            end
+        end
+    end
+    return methods
+end
+
+local function better(a, b)
+    for i = 1, #a do
+        if a[i] ~= b[i] then
+            return a[i] > b[i]
+        end
+    end
+    return false
+end
+
+local function validation_error(loc, msg, typ, ctx)
+    return { loc = loc, msg = msg, type = typ, ctx = ctx }
+end
+
+-- Validates query parameters as FastAPI does, with its error shapes.
+local function parse_args(r, query)
+    local args, errors = {}, {}
+    for _, q in ipairs(r.query or {}) do
+        local raw = query[q.name]
+        local loc = pt.array({ "query", q.name })
+        if raw == nil then
+            if q.required then
+                errors[#errors + 1] = validation_error(loc, "field required", "value_error.missing")
+            else
+                args[q.name] = q.default
+            end
+        else
+            local v
+            if q.type == "integer" then
+                v = raw:match("^%s*[-+]?%d+%s*$") and math.tointeger(tonumber(raw))
+                if not v then
+                    errors[#errors + 1] = validation_error(loc, "value is not a valid integer", "type_error.integer")
+                end
+            elseif q.type == "number" then
+                v = tonumber(raw)
+                if not v or v ~= v or v == math.huge or v == -math.huge then
+                    v = nil
+                    errors[#errors + 1] = validation_error(loc, "value is not a valid float", "type_error.float")
+                end
+            elseif q.type == "boolean" then
+                local l = raw:lower()
+                if l == "true" or l == "1" or l == "yes" or l == "on" then
+                    v = true
+                elseif l == "false" or l == "0" or l == "no" or l == "off" then
+                    v = false
+                else
+                    errors[#errors + 1] = validation_error(loc, "value could not be parsed to a boolean", "type_error.bool")
+                end
+            else
+                v = raw
+                if q.max_length and #raw > q.max_length then
+                    errors[#errors + 1] = validation_error(loc,
+                        "ensure this value has at most " .. q.max_length .. " characters",
+                        "value_error.any_str.max_length", { limit_value = q.max_length })
+                    v = nil
+                elseif q.enum then
+                    local found = false
+                    for _, e in ipairs(q.enum) do
+                        found = found or e == raw
+                    end
+                    if not found then
+                        errors[#errors + 1] = validation_error(loc,
+                            "value is not a valid enumeration member; permitted: '" .. table.concat(q.enum, "', '") .. "'",
+                            "type_error.enum", { enum_values = pt.array(q.enum) })
+                        v = nil
+                    end
+                elseif q.pattern and not raw:match(q.pattern) then
+                    errors[#errors + 1] = validation_error(loc,
+                        "string does not match " .. (q.pattern_text or q.pattern), "value_error.str.regex")
+                    v = nil
+                end
+            end
+            if v ~= nil and (q.type == "integer" or q.type == "number") then
+                if q.minimum and v < q.minimum then
+                    errors[#errors + 1] = validation_error(loc,
+                        "ensure this value is greater than or equal to " .. q.minimum,
+                        "value_error.number.not_ge", { limit_value = q.minimum })
+                    v = nil
+                elseif q.maximum and v > q.maximum then
+                    errors[#errors + 1] = validation_error(loc,
+                        "ensure this value is less than or equal to " .. q.maximum,
+                        "value_error.number.not_le", { limit_value = q.maximum })
+                    v = nil
+                end
+            end
+            args[q.name] = v
+        end
+    end
+    return args, errors
+end
+
+local function reply(status, body, pattern)
+    return status, pt.json(body), "application/json", pattern
+end
+
+local function openapi()
+    local paths = {}
+    for _, r in ipairs(routes) do
+        if not r.hidden then
+            local item = paths[r.path] or {}
+            paths[r.path] = item
+            local params = {}
+            for _, s in ipairs(r.segs) do
+                if type(s) == "table" then
+                    params[#params + 1] = { name = s.param, ["in"] = "path", required = true,
+                        schema = { type = "string", minLength = 1, maxLength = 255 } }
+                end
+            end
+            for _, q in ipairs(r.query or {}) do
+                local schema = { type = q.type, minimum = q.minimum, maximum = q.maximum,
+                    default = q.default, maxLength = q.max_length,
+                    enum = q.enum and pt.array(q.enum) or nil, pattern = q.openapi_pattern }
+                params[#params + 1] = { name = q.name, ["in"] = "query", required = q.required or false,
+                    description = q.description, schema = schema }
+            end
+            local responses = {}
+            for code, desc in pairs(r.responses or { ["200"] = "OK" }) do
+                local resp = { description = type(desc) == "table" and desc.description or desc }
+                if type(desc) == "table" and desc.schema then
+                    resp.content = { [desc.content_type or "application/json"] = { schema = desc.schema } }
+                else
+                    resp.content = { ["application/json"] = { schema = {} } }
+                end
+                responses[tostring(code)] = resp
+            end
+            if r.query and #r.query > 0 then
+                responses["422"] = { description = "Validation Error",
+                    content = { ["application/json"] = { schema = { ["$ref"] = "#/components/schemas/HTTPValidationError" } } } }
+            end
+            local op = { summary = r.summary, description = r.description, tags = r.tags and pt.array(r.tags),
+                operationId = (r.method .. r.path):lower():gsub("[^%w]+", "_"):gsub("_$", ""),
+                parameters = pt.array(params), responses = responses }
+            if r.body then
+                op.requestBody = { required = true, content = r.body }
+            end
+            item[r.method:lower()] = op
+        end
+    end
+    return {
+        openapi = "3.0.3",
+        info = { title = "patterntrack", version = "0.1.0",
+            description = "Pattern usage tracking: exact usage counts from Kafka events, and analytics over them." },
+        paths = paths,
+        components = { schemas = {
+            ValidationError = { type = "object", required = pt.array({ "loc", "msg", "type" }),
+                properties = { loc = { type = "array", items = { anyOf = pt.array({ { type = "string" }, { type = "integer" } }) } },
+                    msg = { type = "string" }, type = { type = "string" } } },
+            HTTPValidationError = { type = "object",
+                properties = { detail = { type = "array", items = { ["$ref"] = "#/components/schemas/ValidationError" } } } },
+        } },
+    }
+end
+
+routes[#routes + 1] = { method = "GET", path = "/openapi.json", segs = compile("/openapi.json"),
+    summary = "This document", file = "lua/pt/router.lua",
+    handler = function() return openapi() end }
+
+local function run(r, req)
+    local ok, a, b, c = xpcall(r.handler, pt.traceback, req)
+    if ok then
+        if type(a) == "number" then
+            if type(b) == "string" and c then
+                return a, b, c, r.path
+            end
+            return a, pt.json(b == nil and pt.null or b), "application/json", r.path
+        end
+        return 200, pt.json(a == nil and pt.null or a), "application/json", r.path
+    end
+    if type(a) == "table" and a.status then
+        local body = { detail = a.detail }
+        if a.status >= 500 then
+            body.error_id = tostring(req.id)
+            pt.log("warn", "request " .. req.id .. " " .. req.method .. " " .. req.raw_path .. ": " .. tostring(a.detail))
+        end
+        for k, v in pairs(a.extra or {}) do
+            body[k] = v
+        end
+        return reply(a.status, body, r.path)
+    end
+    pt.log("error", "request " .. req.id .. " " .. req.method .. " " .. req.raw_path .. " (" .. r.file .. "): " .. tostring(a))
+    return reply(500, { detail = "Internal Server Error", error_id = tostring(req.id) }, r.path)
+end
+
+return function(req)
+    local method = req.method == "HEAD" and "GET" or req.method
+    local candidates = match(req.segments)
+    local best
+    for _, r in ipairs(candidates) do
+        if r.method == method and (best == nil or better(r._score, best._score)) then
+            best = r
+        end
+    end
+    if best == nil then
+        if #candidates > 0 then
+            return reply(405, { detail = "Method Not Allowed" }, "unmatched")
+        end
+        return reply(404, { detail = "Not Found" }, "unmatched")
+    end
+    req.params = best._params
+    local args, errors = parse_args(best, req.query)
+    if #errors > 0 then
+        return reply(422, { detail = pt.array(errors) }, best.path)
+    end
+    req.args = args
+    return run(best, req)
+end

@@ -1,0 +1,155 @@
+-- The seed's usage API (/api/patterns/usage/...): same paths, parameters, ranges, defaults and
+-- fields as the service it replaces, plus /unknown for IDs nobody registered.
+local stats = require("pt.stats")
+local WINDOW = 7
+
+local STATS_SCHEMA = {
+    type = "object",
+    required = pt.array({ "pattern_id", "usage_count", "used_by_agents", "agent_count", "trend", "trend_percentage" }),
+    properties = {
+        pattern_id = { type = "string" }, pattern_name = { type = "string" },
+        pattern_type = { type = "string" }, usage_count = { type = "integer" },
+        last_used_at = { type = "string", format = "date-time", nullable = true },
+        first_used_at = { type = "string", format = "date-time", nullable = true },
+        used_by_agents = { type = "array", items = { type = "string" } },
+        agent_count = { type = "integer" },
+        trend = { type = "string", enum = pt.array({ "increasing", "decreasing", "stable", "insufficient_data" }) },
+        trend_percentage = { type = "number" },
+        days_since_last_use = { type = "integer", nullable = true },
+        registered = { type = "boolean" },
+    },
+}
+local LIST_SCHEMA = { type = "array", items = STATS_SCHEMA }
+local NOT_FOUND = { description = "Unknown pattern",
+    schema = { type = "object", properties = { detail = { type = "string" } } } }
+
+return {
+    {
+        method = "GET", path = "/api/patterns/usage/summary", tags = { "usage" },
+        summary = "Overall usage summary",
+        responses = { ["200"] = { description = "Summary", schema = { type = "object",
+            properties = { total_patterns = { type = "integer" }, used_patterns = { type = "integer" },
+                unused_patterns = { type = "integer" }, total_usage = { type = "integer" },
+                avg_usage_per_pattern = { type = "number" }, usage_rate = { type = "number" },
+                total_agents = { type = "integer" } } } } },
+        handler = function()
+            local r = db.query([[
+                SELECT count(*)::bigint AS total_patterns,
+                       count(*) FILTER (WHERE coalesce(usage_count, 0) > 0)::bigint AS used_patterns,
+                       coalesce(sum(usage_count), 0)::bigint AS total_usage,
+                       (SELECT count(DISTINCT agent_name) FROM pattern_agent_usage)::bigint AS total_agents
+                  FROM pattern_lineage_nodes]])[1]
+            local total = r.total_patterns
+            local function round1(x)
+                return math.floor(x * 10 + 0.5) / 10
+            end
+            return {
+                total_patterns = total,
+                used_patterns = r.used_patterns,
+                unused_patterns = total - r.used_patterns,
+                total_usage = r.total_usage,
+                avg_usage_per_pattern = total > 0 and round1(r.total_usage / total) or 0.0,
+                usage_rate = total > 0 and round1(r.used_patterns / total * 100) or 0.0,
+                total_agents = r.total_agents,
+            }
+        end,
+    },
+    {
+        method = "GET", path = "/api/patterns/usage/top", tags = { "usage" },
+        summary = "Most used patterns",
+        query = {
+            { name = "limit", type = "integer", minimum = 1, maximum = 100, default = 20 },
+            { name = "pattern_type", type = "string", max_length = 100 },
+        },
+        responses = { ["200"] = { description = "Patterns by usage, most used first", schema = LIST_SCHEMA } },
+        handler = function(req)
+            local rows = db.query(stats.SELECT .. [[
+                WHERE ($3::text IS NULL OR n.pattern_type = $3)
+                ORDER BY n.usage_count DESC NULLS LAST, n.pattern_id LIMIT $2]],
+                WINDOW, req.args.limit, req.args.pattern_type)
+            return stats.rows(rows)
+        end,
+    },
+    {
+        method = "GET", path = "/api/patterns/usage/unused", tags = { "usage" },
+        summary = "Registered patterns never used, older than min_age_days",
+        query = { { name = "min_age_days", type = "integer", minimum = 1, maximum = 365, default = 30 } },
+        responses = { ["200"] = { description = "Unused patterns, oldest first", schema = LIST_SCHEMA } },
+        handler = function(req)
+            local rows = db.query(stats.SELECT .. [[
+                WHERE coalesce(n.usage_count, 0) = 0
+                  AND n.created_at <= now() - make_interval(days => $2::int)
+                ORDER BY n.created_at, n.pattern_id LIMIT 1000]],
+                WINDOW, req.args.min_age_days)
+            return stats.rows(rows, true, function(s, r)
+                s.age_days = r.age_days
+                s.created_at = r.created_at
+            end)
+        end,
+    },
+    {
+        method = "GET", path = "/api/patterns/usage/stale", tags = { "usage" },
+        summary = "Patterns used before but not in the last days_inactive days",
+        query = { { name = "days_inactive", type = "integer", minimum = 1, maximum = 365, default = 90 } },
+        responses = { ["200"] = { description = "Stale patterns, longest inactive first", schema = LIST_SCHEMA } },
+        handler = function(req)
+            local rows = db.query(stats.SELECT .. [[
+                WHERE n.last_used_at < now() - make_interval(days => $2::int)
+                ORDER BY n.last_used_at, n.pattern_id LIMIT 1000]],
+                WINDOW, req.args.days_inactive)
+            return stats.rows(rows)
+        end,
+    },
+    {
+        method = "GET", path = "/api/patterns/usage/unknown", tags = { "usage" },
+        summary = "Pattern IDs seen in events but never registered in the catalog",
+        query = { { name = "limit", type = "integer", minimum = 1, maximum = 1000, default = 100 } },
+        handler = function(req)
+            local rows = db.query([[
+                SELECT pattern_id, usage_count::bigint AS count, first_used_at AS first_seen,
+                       last_used_at AS last_seen
+                  FROM pattern_lineage_nodes WHERE NOT registered
+                 ORDER BY usage_count DESC, pattern_id LIMIT $1]], req.args.limit)
+            return rows
+        end,
+    },
+    {
+        method = "GET", path = "/api/patterns/usage/by-agent/{agent_name}", tags = { "usage" },
+        summary = "Patterns used by one agent, most used by it first",
+        query = { { name = "limit", type = "integer", minimum = 1, maximum = 200, default = 50 } },
+        responses = { ["200"] = { description = "Patterns with the agent's own counts", schema = LIST_SCHEMA } },
+        handler = function(req)
+            local rows = db.query(stats.SELECT .. [[
+                JOIN pattern_agent_usage a ON a.pattern_id = n.pattern_id AND a.agent_name = $3
+                ORDER BY a.usage_count DESC, n.pattern_id LIMIT $2]],
+                WINDOW, req.args.limit, req.params.agent_name)
+            -- The join's own columns are not in stats.SELECT; fetch the agent's counts apart.
+            local mine = db.query([[
+                SELECT pattern_id, usage_count::bigint AS c, last_used_at AS l, first_used_at AS f
+                  FROM pattern_agent_usage WHERE agent_name = $1]], req.params.agent_name)
+            local by = {}
+            for _, m in ipairs(mine) do
+                by[m.pattern_id] = m
+            end
+            return stats.rows(rows, true, function(s)
+                local m = by[s.pattern_id]
+                s.agent_usage_count = m and m.c or 0
+                s.agent_last_used_at = m and m.l or pt.null
+                s.agent_first_used_at = m and m.f or pt.null
+            end)
+        end,
+    },
+    {
+        method = "GET", path = "/api/patterns/usage/{pattern_id}", tags = { "usage" },
+        summary = "Usage statistics of one pattern",
+        query = { { name = "include_trend", type = "boolean", default = true } },
+        responses = { ["200"] = { description = "PatternUsageStats", schema = STATS_SCHEMA }, ["404"] = NOT_FOUND },
+        handler = function(req)
+            local rows = db.query(stats.SELECT .. " WHERE n.pattern_id = $2", WINDOW, req.params.pattern_id)
+            if #rows == 0 then
+                pt.fail(404, "Pattern not found: " .. req.params.pattern_id)
+            end
+            return stats.row(rows[1], req.args.include_trend)
+        end,
+    },
+}

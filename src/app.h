@@ -1,0 +1,33 @@
+/* app: the engine's top-level objects of one running process, shared by main (which builds and
+ * tears them down) and l_app (which shows their state to routes). */
+#ifndef PT_APP_H
+#define PT_APP_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "config.h"
+#include "http.h"
+#include "ingest.h"
+#include "kafka.h"
+#include "pg.h"
+#include "routes.h"
+#include "rules.h"
+
+typedef struct app {
+    struct event_base *base;
+    config_t *cfg;
+    rules_t *rules;
+    ingest_t *ingest;
+    kafka_t *kafka;
+    pg_pool_t *pool;
+    routes_t *routes;
+    http_t *http;
+    struct event *ev_term, *ev_int, *ev_deadline;
+    time_t started;
+    bool stopping;
+    int exit_code;
+} app_t;
+
+#endif
