@@ -24,7 +24,15 @@ typedef struct {
     metric_t *ok, *dead, *tracked, *without, *flagged;
 } topic_metrics_t;
 
+struct ingest_waiter {
+    void (*cb)(bool ok, const char *why, void *ud);
+    void *ud;
+    struct ingest_waiter *next;
+};
+
 struct ingest {
+    ingest_waiter_t *cur_waiters;      /* wait for the filling batch */
+    ingest_waiter_t *inflight_waiters; /* wait for the batch being flushed */
     struct event_base *base;
     const config_t *cfg;
     rules_t *rules;
@@ -157,11 +165,53 @@ ingest_t *ingest_new(struct event_base *base, const config_t *c, rules_t *rules,
     return g;
 }
 
+static void notify(ingest_waiter_t **list, bool ok, const char *why)
+{
+    ingest_waiter_t *w = *list;
+    *list = NULL;
+    while (w) {
+        ingest_waiter_t *n = w->next;
+        w->cb(ok, why, w->ud);
+        free(w);
+        w = n;
+    }
+}
+
+ingest_waiter_t *ingest_wait(ingest_t *g, void (*cb)(bool ok, const char *why, void *ud),
+                             void *ud)
+{
+    ingest_waiter_t *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        return NULL;
+    }
+    w->cb = cb;
+    w->ud = ud;
+    w->next = g->cur_waiters;
+    g->cur_waiters = w;
+    return w;
+}
+
+void ingest_unwait(ingest_t *g, ingest_waiter_t *w)
+{
+    ingest_waiter_t **lists[2] = {&g->cur_waiters, &g->inflight_waiters};
+    for (int i = 0; i < 2; i++) {
+        for (ingest_waiter_t **pp = lists[i]; *pp; pp = &(*pp)->next) {
+            if (*pp == w) {
+                *pp = w->next;
+                free(w);
+                return;
+            }
+        }
+    }
+}
+
 void ingest_free(ingest_t *g)
 {
     if (g == NULL) {
         return;
     }
+    notify(&g->inflight_waiters, false, "shutting down before the events were stored");
+    notify(&g->cur_waiters, false, "shutting down before the events were stored");
     flush_free(g->flush);
     agg_free(g->cur);
     agg_free(g->inflight);
@@ -491,6 +541,7 @@ static void flush_done_cb(flush_status_t fs, const char *err, double secs, void 
             g->hooks.committed(g->inflight, g->hooks.ud);
         }
         agg_reset(g->inflight);
+        notify(&g->inflight_waiters, true, NULL);
         break;
     case FLUSH_CONFLICT:
         metric_add(g->m_flush_conflict, 1);
@@ -500,6 +551,8 @@ static void flush_done_cb(flush_status_t fs, const char *err, double secs, void 
         agg_reset(g->inflight);
         agg_reset(g->cur);
         memset(g->batch_topics, 0, g->n_topics * sizeof(batch_topic_t));
+        notify(&g->inflight_waiters, false, "dropped after an offset conflict; send them again");
+        notify(&g->cur_waiters, false, "dropped after an offset conflict; send them again");
         if (g->hooks.conflict) {
             g->hooks.conflict(g->hooks.ud);
         }
@@ -514,6 +567,16 @@ static void flush_done_cb(flush_status_t fs, const char *err, double secs, void 
         agg_t *tmp = g->cur;
         g->cur = g->inflight;
         g->inflight = tmp;
+        /* The merged batch carries both groups of waiters. */
+        if (g->inflight_waiters) {
+            ingest_waiter_t *last = g->inflight_waiters;
+            while (last->next) {
+                last = last->next;
+            }
+            last->next = g->cur_waiters;
+            g->cur_waiters = g->inflight_waiters;
+            g->inflight_waiters = NULL;
+        }
         g->backoff_ms = g->backoff_ms ? g->backoff_ms * 2 : 100;
         if (g->backoff_ms > g->cfg->flush_retry_max_ms) {
             g->backoff_ms = g->cfg->flush_retry_max_ms;
@@ -543,6 +606,8 @@ static void start_flush(ingest_t *g)
     agg_t *tmp = g->inflight;
     g->inflight = g->cur;
     g->cur = tmp;
+    g->inflight_waiters = g->cur_waiters;
+    g->cur_waiters = NULL;
     evtimer_del(g->batch_timer);
     if (flush_send(g->flush, g->inflight, flush_done_cb, g) != 0) {
         /* Only when a flush is already in flight, which start_flush's callers exclude. */
@@ -594,11 +659,6 @@ void ingest_note_offsets(ingest_t *g)
     }
 }
 
-void ingest_discard(ingest_t *g)
-{
-    agg_reset(g->cur);
-    memset(g->batch_topics, 0, g->n_topics * sizeof(batch_topic_t));
-}
 
 const ingest_topic_stats_t *ingest_stats(const ingest_t *g, size_t topic_idx)
 {

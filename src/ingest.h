@@ -39,6 +39,15 @@ typedef struct {
     int64_t kafka_ts_ms; /* -1 when none */
 } ingest_msg_t;
 
+/* Waiting for the batch that holds the events just added: cb(true) once it committed,
+ * cb(false, why) if it was dropped (offset conflict, shutdown). Used by HTTP ingest, which
+ * answers only when its events are durable. */
+typedef struct ingest_waiter ingest_waiter_t;
+ingest_waiter_t *ingest_wait(ingest_t *g, void (*cb)(bool ok, const char *why, void *ud),
+                             void *ud);
+/* Forget a waiter (its client went away); its events stay in the batch. */
+void ingest_unwait(ingest_t *g, ingest_waiter_t *w);
+
 /* Per topic counters since start (for metrics and /health). */
 typedef struct {
     uint64_t events;
@@ -69,8 +78,6 @@ bool ingest_idle(const ingest_t *g);
 /* Asks the owner (hooks.snapshot) to record its partitions' progress into the filling batch
  * now, e.g. before partitions are revoked. */
 void ingest_note_offsets(ingest_t *g);
-/* Drops every unflushed batch (after an offset conflict decided by someone else). */
-void ingest_discard(ingest_t *g);
 bool ingest_pg_down(const ingest_t *g);
 const ingest_topic_stats_t *ingest_stats(const ingest_t *g, size_t topic_idx);
 uint64_t ingest_flushes_ok(const ingest_t *g);

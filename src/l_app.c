@@ -2,6 +2,7 @@
 
 #include <lauxlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
@@ -106,7 +107,225 @@ static int l_app_metrics(lua_State *L)
     return 1;
 }
 
-const routes_fn_t l_app_fns[] = {{"health", l_app_health}, {"metrics", l_app_metrics}, {NULL, NULL}};
+/* ---- pt.ingest ---- */
+
+typedef struct {
+    app_t *app;
+    route_req_t *rr;
+    ingest_waiter_t *w;
+    size_t topic_idx;
+    long long accepted, dead, uses;
+} ingest_wait_t;
+
+static void ingest_one(app_t *app, size_t idx, const char *topic, const char *p, size_t len)
+{
+    rule_meta_t meta = {.topic = topic, .partition = -1, .offset = -1, .timestamp_ms = -1};
+    ingest_msg_t m = {.topic_idx = idx, .topic = topic, .partition = -1, .offset = -1,
+                      .payload = p, .len = len, .meta = &meta, .kafka_ts_ms = -1};
+    ingest_message(app->ingest, &m);
+}
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
+        p++;
+    }
+    return p;
+}
+
+/* Calls ingest_one for each element of a top-level JSON array that the caller has validated. */
+static void split_array(app_t *app, size_t idx, const char *topic, const char *s, size_t n)
+{
+    const char *end = s + n;
+    const char *p = skip_ws(s, end);
+    if (p == end || *p != '[') {
+        return;
+    }
+    p++;
+    for (;;) {
+        p = skip_ws(p, end);
+        if (p >= end || *p == ']') {
+            return;
+        }
+        const char *start = p;
+        int depth = 0;
+        bool in_str = false;
+        for (; p < end; p++) {
+            char ch = *p;
+            if (in_str) {
+                if (ch == '\\') {
+                    p++;
+                } else if (ch == '"') {
+                    in_str = false;
+                }
+                continue;
+            }
+            if (ch == '"') {
+                in_str = true;
+            } else if (ch == '{' || ch == '[') {
+                depth++;
+            } else if (ch == '}' || ch == ']') {
+                if (depth == 0) {
+                    break; /* the closing bracket of the outer array */
+                }
+                depth--;
+            } else if (ch == ',' && depth == 0) {
+                break;
+            }
+        }
+        const char *stop = p;
+        while (stop > start && (stop[-1] == ' ' || stop[-1] == '\n' || stop[-1] == '\r' ||
+                                stop[-1] == '\t')) {
+            stop--;
+        }
+        ingest_one(app, idx, topic, start, (size_t)(stop - start));
+        if (p < end && *p == ',') {
+            p++;
+        }
+    }
+}
+
+static void push_ingest_result(lua_State *co, ingest_wait_t *iw, const char *topic)
+{
+    lua_createtable(co, 0, 4);
+    lua_pushstring(co, topic);
+    lua_setfield(co, -2, "topic");
+    lua_pushinteger(co, iw->accepted);
+    lua_setfield(co, -2, "accepted");
+    lua_pushinteger(co, iw->dead);
+    lua_setfield(co, -2, "dead_lettered");
+    lua_pushinteger(co, iw->uses);
+    lua_setfield(co, -2, "patterns_counted");
+}
+
+static void ingest_done_cb(bool ok, const char *why, void *ud)
+{
+    ingest_wait_t *iw = ud;
+    route_req_t *rr = iw->rr;
+    lua_State *co = routes_thread(rr);
+    routes_set_pending(rr, NULL, NULL);
+    if (ok) {
+        lua_pushboolean(co, 1);
+        push_ingest_result(co, iw, rules_topic(iw->app->rules, iw->topic_idx));
+    } else {
+        lua_pushboolean(co, 0);
+        lua_createtable(co, 0, 2);
+        lua_pushinteger(co, 503);
+        lua_setfield(co, -2, "status");
+        lua_pushstring(co, why ? why : "not stored");
+        lua_setfield(co, -2, "detail");
+    }
+    free(iw);
+    routes_resume(rr, 2);
+}
+
+static void ingest_cancel(void *ud)
+{
+    ingest_wait_t *iw = ud;
+    ingest_unwait(iw->app->ingest, iw->w);
+    free(iw);
+}
+
+static int l_app_ingest_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    if (!lua_toboolean(L, -2)) {
+        return lua_error(L);
+    }
+    return 1;
+}
+
+/* pt.ingest(topic, body, format) -> {topic, accepted, dead_lettered, patterns_counted} once the
+ * batch holding the events committed; nil, message for an unknown topic. format: "json" (one
+ * object or an array of them, already validated) or "ndjson". Suspends the route. */
+static int l_app_ingest(lua_State *L)
+{
+    app_t *app = lua_touserdata(L, lua_upvalueindex(1));
+    const char *topic = luaL_checkstring(L, 1);
+    size_t len;
+    const char *body = luaL_checklstring(L, 2, &len);
+    const char *format = luaL_optstring(L, 3, "json");
+    route_req_t *rr = app->routes ? routes_current(app->routes, L) : NULL;
+    if (rr == NULL) {
+        return luaL_error(L, "pt.ingest can only be called while handling a request");
+    }
+    if (app->ingest == NULL) {
+        lua_pushnil(L);
+        lua_pushstring(L, "ingest is not running");
+        return 2;
+    }
+    int idx = rules_find(app->rules, topic);
+    if (idx < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "unknown topic '%s' (no rule is configured for it)", topic);
+        return 2;
+    }
+    ingest_wait_t *iw = calloc(1, sizeof *iw);
+    if (iw == NULL) {
+        return luaL_error(L, "out of memory");
+    }
+    iw->app = app;
+    iw->rr = rr;
+    iw->topic_idx = (size_t)idx;
+    const ingest_topic_stats_t *st = ingest_stats(app->ingest, (size_t)idx);
+    uint64_t ev0 = st->events, dl0 = st->dead_letters, u0 = st->uses;
+    const char *end = body + len;
+    const char *p = skip_ws(body, end);
+    if (strcmp(format, "ndjson") == 0) {
+        while (p < end) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            const char *stop = nl ? nl : end;
+            const char *t = stop;
+            while (t > p && (t[-1] == '\r' || t[-1] == ' ' || t[-1] == '\t')) {
+                t--;
+            }
+            if (t > p) {
+                ingest_one(app, (size_t)idx, topic, p, (size_t)(t - p));
+            }
+            p = nl ? skip_ws(nl + 1, end) : end;
+        }
+    } else if (p < end && *p == '[') {
+        split_array(app, (size_t)idx, topic, body, len);
+    } else {
+        ingest_one(app, (size_t)idx, topic, body, len);
+    }
+    iw->accepted = (long long)(st->events - ev0);
+    iw->dead = (long long)(st->dead_letters - dl0);
+    iw->uses = (long long)(st->uses - u0);
+    if (iw->accepted == 0) {
+        push_ingest_result(L, iw, topic);
+        free(iw);
+        return 1;
+    }
+    iw->w = ingest_wait(app->ingest, ingest_done_cb, iw);
+    if (iw->w == NULL) {
+        free(iw);
+        return luaL_error(L, "out of memory");
+    }
+    routes_set_pending(rr, ingest_cancel, iw);
+    ingest_poke(app->ingest);
+    return lua_yieldk(L, 0, 0, l_app_ingest_k);
+}
+
+/* pt.topics() -> array of configured topic names: [-0, +1] */
+static int l_app_topics(lua_State *L)
+{
+    app_t *app = lua_touserdata(L, lua_upvalueindex(1));
+    lua_newtable(L);
+    l_pt_mark_array(L, -1);
+    for (size_t i = 0; i < rules_count(app->rules); i++) {
+        lua_pushstring(L, rules_topic(app->rules, i));
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+const routes_fn_t l_app_fns[] = {{"health", l_app_health},
+                                 {"metrics", l_app_metrics},
+                                 {"ingest", l_app_ingest},
+                                 {"topics", l_app_topics},
+                                 {NULL, NULL}};
 
 void l_app_collect(void *ud)
 {

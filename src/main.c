@@ -55,6 +55,17 @@ static void closed_cb(void *ud)
     event_base_loopexit(app->base, NULL);
 }
 
+static void drained_cb(bool ok, void *ud)
+{
+    app_t *app = ud;
+    if (!ok) {
+        log_error("shutdown: the final flush failed; HTTP-ingested events not yet stored were "
+                  "answered with an error");
+        app->exit_code = 3;
+    }
+    event_base_loopexit(app->base, NULL);
+}
+
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -85,7 +96,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     if (app->kafka) {
         kafka_close(app->kafka, closed_cb, app);
     } else {
-        event_base_loopexit(app->base, NULL);
+        ingest_drain(app->ingest, drained_cb, app);
     }
 }
 
@@ -114,11 +125,15 @@ static int run(config_t *cfg)
             log_error("start-up: %s", err);
             goto done;
         }
-        app.ingest = ingest_new(app.base, cfg, app.rules, kafka_ingest_hooks(app.kafka));
-        if (app.ingest == NULL) {
-            log_error("start-up: out of memory");
-            goto done;
-        }
+    }
+    /* Ingest runs without Kafka too: HTTP ingest feeds the same batches. */
+    app.ingest = ingest_new(app.base, cfg, app.rules,
+                            app.kafka ? kafka_ingest_hooks(app.kafka) : (ingest_hooks_t){0});
+    if (app.ingest == NULL) {
+        log_error("start-up: out of memory");
+        goto done;
+    }
+    if (app.kafka) {
         kafka_set_ingest(app.kafka, app.ingest);
         if (kafka_start(app.kafka, err, sizeof err) != 0) {
             log_error("start-up: %s", err);
@@ -127,7 +142,7 @@ static int run(config_t *cfg)
         log_info("consuming %zu topics as group %s from %s", rules_count(app.rules),
                  cfg->kafka_group_id, cfg->kafka_bootstrap_servers);
     } else {
-        log_info("KAFKA_ENABLE_CONSUMER is false: not consuming");
+        log_info("KAFKA_ENABLE_CONSUMER is false: not consuming (HTTP ingest still works)");
     }
     if (cfg->http_port > 0) {
         char opts[128];

@@ -1,0 +1,159 @@
+-- The pattern catalog: registering patterns (name, type, creation time) makes "unused" mean
+-- something without another system writing pattern_lineage_nodes.
+local MAX_ID = 255
+
+local function check_pattern(p, where)
+    if type(p) ~= "table" then
+        return where .. ": each pattern must be a JSON object"
+    end
+    local id = p.pattern_id
+    if type(id) ~= "string" or #id == 0 or #id > MAX_ID or not utf8.len(id) then
+        return where .. ": pattern_id must be a string of 1 to 255 bytes"
+    end
+    for _, k in ipairs({ "pattern_name", "pattern_type", "created_at", "status" }) do
+        local v = p[k]
+        if v ~= nil and v ~= pt.null and type(v) ~= "string" then
+            return where .. ": " .. k .. " must be a string"
+        end
+    end
+    if type(p.created_at) == "string" and not pt.parse_time(p.created_at) then
+        return where .. ": created_at must be an ISO-8601 time"
+    end
+    if type(p.pattern_type) == "string" and #p.pattern_type > 100 then
+        return where .. ": pattern_type is at most 100 characters"
+    end
+    return nil
+end
+
+local function str(v)
+    if type(v) == "string" then
+        return v
+    end
+    return nil
+end
+
+-- One statement for any number of patterns: arrays in, set-based upsert out.
+local UPSERT = [[
+INSERT INTO pattern_lineage_nodes AS n (pattern_id, pattern_name, pattern_type, created_at, registered)
+SELECT id, name, typ, coalesce(created, now()), true
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS x(id, name, typ, created)
+ON CONFLICT (pattern_id) DO UPDATE SET
+    pattern_name = coalesce(EXCLUDED.pattern_name, n.pattern_name),
+    pattern_type = coalesce(EXCLUDED.pattern_type, n.pattern_type),
+    created_at   = CASE WHEN $5::bool THEN n.created_at ELSE EXCLUDED.created_at END,
+    registered   = true
+RETURNING (xmax = 0) AS inserted]]
+
+local function literal(list)
+    -- a text[] literal with every element quoted; nil becomes NULL
+    local parts = {}
+    for i = 1, list.n do
+        local v = list[i]
+        if v == nil then
+            parts[i] = "NULL"
+        else
+            parts[i] = '"' .. v:gsub('[\\"]', "\\%0") .. '"'
+        end
+    end
+    return "{" .. table.concat(parts, ",") .. "}"
+end
+
+local function register(patterns)
+    local ids, names, types, created = { n = #patterns }, { n = #patterns }, { n = #patterns }, { n = #patterns }
+    local seen = {}
+    for i, p in ipairs(patterns) do
+        if seen[p.pattern_id] then
+            pt.fail(400, "pattern " .. i .. ": pattern_id " .. p.pattern_id .. " appears twice in one request")
+        end
+        seen[p.pattern_id] = true
+        ids[i], names[i], types[i] = p.pattern_id, str(p.pattern_name), str(p.pattern_type)
+        created[i] = str(p.created_at)
+    end
+    -- created_at given by nobody: keep what an existing row has
+    local keep_created = true
+    for i = 1, created.n do
+        if created[i] then
+            keep_created = false
+        end
+    end
+    local rows = db.query(UPSERT, literal(ids), literal(names), literal(types), literal(created), keep_created)
+    local inserted = 0
+    for _, r in ipairs(rows) do
+        if r.inserted then
+            inserted = inserted + 1
+        end
+    end
+    return { registered = #rows, created = inserted, updated = #rows - inserted }
+end
+
+local PATTERN_SCHEMA = { type = "object", properties = {
+    pattern_id = { type = "string", minLength = 1, maxLength = 255 },
+    pattern_name = { type = "string" }, pattern_type = { type = "string", maxLength = 100 },
+    created_at = { type = "string", format = "date-time" } } }
+
+return {
+    {
+        method = "PUT", path = "/api/patterns/{pattern_id}", tags = { "catalog" },
+        summary = "Register or update one pattern in the catalog",
+        body = { ["application/json"] = { schema = PATTERN_SCHEMA } },
+        responses = { ["200"] = "Registered", ["400"] = "Invalid body" },
+        handler = function(req)
+            local p = req.body == "" and {} or pt.decode_json(req.body)
+            if type(p) ~= "table" then
+                pt.fail(400, "the body must be a JSON object")
+            end
+            if p.pattern_id ~= nil and p.pattern_id ~= req.params.pattern_id then
+                pt.fail(400, "pattern_id in the body differs from the one in the path")
+            end
+            p.pattern_id = req.params.pattern_id
+            local bad = check_pattern(p, "pattern")
+            if bad then
+                pt.fail(400, bad)
+            end
+            return register({ p })
+        end,
+    },
+    {
+        method = "POST", path = "/api/patterns", tags = { "catalog" },
+        summary = "Register many patterns (a JSON array, or NDJSON)",
+        body = { ["application/json"] = { schema = { type = "array", items = PATTERN_SCHEMA } },
+                 ["application/x-ndjson"] = { schema = { type = "string" } } },
+        responses = { ["200"] = "Registered", ["400"] = "Invalid body" },
+        handler = function(req)
+            local ctype = (req.headers["content-type"] or ""):lower()
+            local list
+            if ctype:find("ndjson", 1, true) or ctype:find("jsonl", 1, true) then
+                list = {}
+                local n = 0
+                for line in req.body:gmatch("[^\n]+") do
+                    n = n + 1
+                    if line:match("%S") then
+                        local ok, v = pcall(pt.decode_json, line)
+                        if not ok then
+                            pt.fail(400, "line " .. n .. ": " .. (type(v) == "table" and v.detail or tostring(v)))
+                        end
+                        list[#list + 1] = v
+                    end
+                end
+            else
+                list = pt.decode_json(req.body)
+                if type(list) ~= "table" or (next(list) ~= nil and list[1] == nil) then
+                    pt.fail(400, "the body must be a JSON array of patterns (or NDJSON)")
+                end
+            end
+            if #list == 0 then
+                return { registered = 0, created = 0, updated = 0 }
+            end
+            if #list > 10000 then
+                pt.fail(413, "at most 10000 patterns per request")
+            end
+            for i, p in ipairs(list) do
+                local bad = check_pattern(p, "pattern " .. i)
+                if bad then
+                    pt.fail(400, bad)
+                end
+            end
+            return register(list)
+        end,
+    },
+}
