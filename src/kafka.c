@@ -468,6 +468,9 @@ kafka_t *kafka_new(struct event_base *base, const config_t *c, rules_t *rules, c
         {"partition.assignment.strategy", "range,roundrobin"},
         {"client.id", "patterntrack"},
         {"enable.partition.eof", "false"},
+        /* Subscribed topics that appear later, and new partitions, are noticed within 10 s
+         * instead of librdkafka's default 5 minutes. */
+        {"topic.metadata.refresh.interval.ms", "10000"},
     };
     for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {
         if (rd_kafka_conf_set(conf, props[i].k, props[i].v, errstr, sizeof errstr) !=

@@ -1,0 +1,167 @@
+-- check_truth.sql: compares a pt-loadgen truth with what the engine stored. Run by
+-- check_truth in tests/integration/lib.sh, which splits the truth file by record type and
+-- passes two psql variables:
+--   loadscript  a psql script of \copy commands that fill the truth_* tables below
+--   prefix      the topic prefix: only usage_topic_stats / usage_dead_letters rows whose topic
+--               starts with it are compared ('' = all rows)
+-- Pattern tables are compared whole (tests start from a truncated database), except that a
+-- catalog row nobody used (usage 0, no times, no agents) and absent from the truth is ignored.
+-- Output (unaligned, tuples only): up to 10 lines per mismatching table, then one line
+--   RESULT|<mismatching rows>|<patterns>|<pattern-agent pairs>|<pattern-hours>
+-- Times are compared as exact microseconds: TIMESTAMPTZ 'epoch' + us * INTERVAL '1 microsecond'.
+\set ON_ERROR_STOP 1
+SET client_min_messages = warning;
+SET TIME ZONE 'UTC';
+
+CREATE TEMP TABLE truth_p (pattern TEXT, count BIGINT, first_us BIGINT, last_us BIGINT);
+CREATE TEMP TABLE truth_a (pattern TEXT, agent TEXT, count BIGINT, first_us BIGINT,
+                           last_us BIGINT);
+CREATE TEMP TABLE truth_h (pattern TEXT, hour BIGINT, count BIGINT);
+CREATE TEMP TABLE truth_t (topic TEXT, events BIGINT, without BIGINT, dead BIGINT,
+                           flagged BIGINT);
+CREATE TEMP TABLE truth_d (topic TEXT, reason TEXT, count BIGINT);
+
+\i :loadscript
+ANALYZE truth_p;
+ANALYZE truth_a;
+ANALYZE truth_h;
+
+CREATE TEMP TABLE diff (seq SERIAL, tbl TEXT, n INTEGER, line TEXT);
+
+-- pattern_lineage_nodes: count, first/last event time, sorted distinct agents.
+WITH t AS (
+    SELECT p.pattern, p.count,
+           TIMESTAMPTZ 'epoch' + p.first_us * INTERVAL '1 microsecond' AS first_at,
+           TIMESTAMPTZ 'epoch' + p.last_us * INTERVAL '1 microsecond' AS last_at,
+           coalesce(a.agents, ARRAY[]::TEXT[]) AS agents
+      FROM truth_p p
+      LEFT JOIN (SELECT pattern, array_agg(agent ORDER BY agent) AS agents
+                   FROM truth_a GROUP BY pattern) a USING (pattern)
+), d AS (
+    SELECT coalesce(t.pattern, n.pattern_id) AS pattern, t, n
+      FROM t
+      FULL JOIN (SELECT * FROM pattern_lineage_nodes
+                  WHERE coalesce(usage_count, 0) <> 0 OR first_used_at IS NOT NULL
+                     OR last_used_at IS NOT NULL
+                     OR coalesce(cardinality(used_by_agents), 0) > 0) n
+        ON n.pattern_id = t.pattern
+     WHERE t.pattern IS NULL OR n.pattern_id IS NULL
+        OR t.count IS DISTINCT FROM n.usage_count
+        OR t.first_at IS DISTINCT FROM n.first_used_at
+        OR t.last_at IS DISTINCT FROM n.last_used_at
+        OR t.agents IS DISTINCT FROM coalesce(n.used_by_agents, ARRAY[]::TEXT[])
+)
+INSERT INTO diff (tbl, n, line)
+SELECT 'pattern_lineage_nodes', count(*) OVER (),
+       format('  %s: truth %s | db %s%s', quote_literal(pattern),
+              CASE WHEN (t).pattern IS NULL THEN '(none)'
+                   ELSE format('count=%s first=%s last=%s agents=%s', (t).count, (t).first_at,
+                               (t).last_at, cardinality((t).agents)) END,
+              CASE WHEN (n).pattern_id IS NULL THEN '(none)'
+                   ELSE format('count=%s first=%s last=%s agents=%s', (n).usage_count,
+                               (n).first_used_at, (n).last_used_at,
+                               coalesce(cardinality((n).used_by_agents), 0)) END,
+              CASE WHEN (t).pattern IS NULL OR (n).pattern_id IS NULL
+                     OR (t).agents IS NOT DISTINCT FROM
+                        coalesce((n).used_by_agents, ARRAY[]::TEXT[]) THEN ''
+                   WHEN (t).agents @> coalesce((n).used_by_agents, ARRAY[]::TEXT[])
+                    AND (t).agents <@ coalesce((n).used_by_agents, ARRAY[]::TEXT[])
+                    AND cardinality((t).agents) = cardinality((n).used_by_agents)
+                   THEN ' (same agents, not in sorted order)'
+                   ELSE format(' (agents only in truth: %s; only in db: %s)',
+                               (SELECT coalesce(array_agg(a ORDER BY a), '{}') FROM
+                                  (SELECT a FROM unnest((t).agents) a
+                                   EXCEPT SELECT a FROM unnest((n).used_by_agents) a
+                                   ORDER BY 1 LIMIT 5) x),
+                               (SELECT coalesce(array_agg(a ORDER BY a), '{}') FROM
+                                  (SELECT a FROM unnest((n).used_by_agents) a
+                                   EXCEPT SELECT a FROM unnest((t).agents) a
+                                   ORDER BY 1 LIMIT 5) x)) END)
+  FROM d ORDER BY pattern LIMIT 10;
+
+-- pattern_agent_usage
+WITH t AS (
+    SELECT pattern, agent, count,
+           TIMESTAMPTZ 'epoch' + first_us * INTERVAL '1 microsecond' AS first_at,
+           TIMESTAMPTZ 'epoch' + last_us * INTERVAL '1 microsecond' AS last_at
+      FROM truth_a
+), d AS (
+    SELECT coalesce(t.pattern, u.pattern_id) AS pattern, coalesce(t.agent, u.agent_name) AS agent,
+           t, u
+      FROM t
+      FULL JOIN pattern_agent_usage u ON u.pattern_id = t.pattern AND u.agent_name = t.agent
+     WHERE t.pattern IS NULL OR u.pattern_id IS NULL
+        OR t.count <> u.usage_count OR t.first_at <> u.first_used_at
+        OR t.last_at <> u.last_used_at
+)
+INSERT INTO diff (tbl, n, line)
+SELECT 'pattern_agent_usage', count(*) OVER (),
+       format('  %s / %s: truth %s | db %s', quote_literal(pattern), quote_literal(agent),
+              CASE WHEN (t).pattern IS NULL THEN '(none)'
+                   ELSE format('count=%s first=%s last=%s', (t).count, (t).first_at,
+                               (t).last_at) END,
+              CASE WHEN (u).pattern_id IS NULL THEN '(none)'
+                   ELSE format('count=%s first=%s last=%s', (u).usage_count, (u).first_used_at,
+                               (u).last_used_at) END)
+  FROM d ORDER BY pattern, agent LIMIT 10;
+
+-- pattern_usage_hourly
+WITH t AS (
+    SELECT pattern, TIMESTAMPTZ 'epoch' + hour * INTERVAL '1 hour' AS hour, count FROM truth_h
+), d AS (
+    SELECT coalesce(t.pattern, h.pattern_id) AS pattern, coalesce(t.hour, h.hour) AS hour,
+           t.count AS t_count, h.usage_count AS db_count
+      FROM t
+      FULL JOIN pattern_usage_hourly h ON h.pattern_id = t.pattern AND h.hour = t.hour
+     WHERE t.count IS DISTINCT FROM h.usage_count
+)
+INSERT INTO diff (tbl, n, line)
+SELECT 'pattern_usage_hourly', count(*) OVER (),
+       format('  %s @ %s: truth %s | db %s', quote_literal(pattern), hour,
+              coalesce('count=' || t_count, '(none)'), coalesce('count=' || db_count, '(none)'))
+  FROM d ORDER BY pattern, hour LIMIT 10;
+
+-- usage_topic_stats (a missing row counts as all zeros)
+WITH s AS (
+    SELECT * FROM usage_topic_stats WHERE left(topic, length(:'prefix')) = :'prefix'
+), d AS (
+    SELECT coalesce(t.topic, s.topic) AS topic,
+           format('events=%s without=%s dead=%s flagged=%s', coalesce(t.events, 0),
+                  coalesce(t.without, 0), coalesce(t.dead, 0), coalesce(t.flagged, 0)) AS tv,
+           format('events=%s without=%s dead=%s flagged=%s', coalesce(s.events, 0),
+                  coalesce(s.events_without_patterns, 0), coalesce(s.dead_letters, 0),
+                  coalesce(s.flagged_events, 0)) AS dv
+      FROM truth_t t FULL JOIN s ON s.topic = t.topic
+)
+INSERT INTO diff (tbl, n, line)
+SELECT 'usage_topic_stats', count(*) OVER (), format('  %s: truth %s | db %s', topic, tv, dv)
+  FROM d WHERE tv <> dv ORDER BY topic LIMIT 10;
+
+-- usage_dead_letters: rows per (topic, reason)
+WITH s AS (
+    SELECT topic, reason, count(*) AS count FROM usage_dead_letters
+     WHERE left(topic, length(:'prefix')) = :'prefix' GROUP BY topic, reason
+), d AS (
+    SELECT coalesce(t.topic, s.topic) AS topic, coalesce(t.reason, s.reason) AS reason,
+           coalesce(t.count, 0) AS t_count, coalesce(s.count, 0) AS db_count
+      FROM truth_d t FULL JOIN s ON s.topic = t.topic AND s.reason = t.reason
+)
+INSERT INTO diff (tbl, n, line)
+SELECT 'usage_dead_letters', count(*) OVER (),
+       format('  %s / %s: truth count=%s | db count=%s', topic, quote_literal(reason), t_count,
+              db_count)
+  FROM d WHERE t_count <> db_count ORDER BY topic, reason LIMIT 10;
+
+SELECT line FROM (
+    SELECT tbl, 0 AS seq, format('truth: %s: %s mismatching row%s%s', tbl, n,
+                                 CASE WHEN n = 1 THEN '' ELSE 's' END,
+                                 CASE WHEN n > 10 THEN ' (first 10)' ELSE '' END) AS line
+      FROM (SELECT DISTINCT tbl, n FROM diff) x
+    UNION ALL
+    SELECT tbl, seq, CASE WHEN length(line) > 400 THEN left(line, 397) || '...' ELSE line END
+      FROM diff
+) y ORDER BY tbl, seq;
+
+SELECT 'RESULT', coalesce((SELECT sum(n) FROM (SELECT DISTINCT tbl, n FROM diff) x), 0),
+       (SELECT count(*) FROM truth_p), (SELECT count(*) FROM truth_a),
+       (SELECT count(*) FROM truth_h);
