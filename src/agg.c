@@ -370,8 +370,7 @@ void agg_add_topic(agg_t *a, const char *topic, int64_t events, int64_t without_
     e->flagged += flagged;
 }
 
-void agg_note_offset(agg_t *a, const char *topic, int32_t partition, int64_t expected,
-                     int64_t next)
+void agg_note_offset(agg_t *a, const char *topic, int32_t partition, int64_t expected, int64_t next)
 {
     const istr_t *t = intern(a, &a->strings, topic, strlen(topic));
     for (size_t i = 0; i < a->offsets_n; i++) {
@@ -438,8 +437,7 @@ void agg_merge(agg_t *dst, agg_t *src)
     }
     for (size_t i = 0; i < src->topics_n; i++) {
         const agg_topic_t *t = &src->topics[i];
-        agg_add_topic(dst, t->topic, t->events, t->without_patterns, t->dead_letters,
-                      t->flagged);
+        agg_add_topic(dst, t->topic, t->events, t->without_patterns, t->dead_letters, t->flagged);
     }
     for (size_t i = 0; i < src->offsets_n; i++) {
         const agg_offset_t *o = &src->offsets[i];
@@ -477,8 +475,7 @@ size_t agg_patterns(const agg_t *a)
 size_t agg_bytes(const agg_t *a)
 {
     return a->arena_bytes + a->patterns.cap * sizeof(istr_t) + a->strings.cap * sizeof(istr_t) +
-           a->uses_cap * sizeof(use_slot_t) + a->hours_cap * sizeof(hour_slot_t) +
-           a->dead_bytes;
+           a->uses_cap * sizeof(use_slot_t) + a->hours_cap * sizeof(hour_slot_t) + a->dead_bytes;
 }
 
 bool agg_empty(const agg_t *a)

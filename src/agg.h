@@ -48,10 +48,10 @@ typedef struct {
     const char *topic;
     int32_t partition;
     int64_t offset;
-    const char *reason; /* static string */
-    char *detail;       /* owned, may be NULL */
-    char *payload;      /* owned, truncated copy */
-    size_t payload_len; /* bytes kept */
+    const char *reason;  /* static string */
+    char *detail;        /* owned, may be NULL */
+    char *payload;       /* owned, truncated copy */
+    size_t payload_len;  /* bytes kept */
     size_t payload_size; /* original size */
 } agg_dead_t;
 

@@ -54,8 +54,8 @@ static const option_t options[] = {
     {"http_timeout_s", T_INT, "30", OFF(http_timeout_s), NULL, false, 1, 3600,
      "A client that sends nothing for this long is disconnected (slow clients cannot hold "
      "connections)."},
-    {"route_instruction_budget", T_INT, "50000000", OFF(route_instruction_budget), NULL, true,
-     1000, 2000000000, "Lua instructions one HTTP route may run between two queries."},
+    {"route_instruction_budget", T_INT, "50000000", OFF(route_instruction_budget), NULL, true, 1000,
+     2000000000, "Lua instructions one HTTP route may run between two queries."},
     {"query_timeout_ms", T_INT, "10000", OFF(query_timeout_ms), NULL, true, 100, 600000,
      "Longest an HTTP query may run in PostgreSQL (statement_timeout)."},
     {"batch_max_events", T_INT, "50000", OFF(batch_max_events), NULL, true, 1, 10000000,
@@ -135,8 +135,8 @@ static int parse_int(const char *s, int64_t *out)
 }
 
 /* Sets a scalar option from text (defaults and environment). */
-static int set_text(config_t *c, const option_t *o, const char *text, const char *origin,
-                    char *err, size_t errlen)
+static int set_text(config_t *c, const option_t *o, const char *text, const char *origin, char *err,
+                    size_t errlen)
 {
     char *base = (char *)c;
     switch (o->type) {
@@ -320,8 +320,7 @@ static int load_file(config_t *c, const char *path, char *err, size_t errlen)
         const char *key = lua_tostring(L, -2);
         const option_t *o = find_option(key);
         if (o == NULL) {
-            snprintf(err, errlen, "%s: unknown option '%s' (see patterntrack --help)", path,
-                     key);
+            snprintf(err, errlen, "%s: unknown option '%s' (see patterntrack --help)", path, key);
             goto done;
         }
         if (strcmp(key, "root") == 0) {
@@ -482,8 +481,8 @@ void config_print_help(FILE *out)
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
         const option_t *o = &options[i];
         fprintf(out, "  %-24s %-8s default: %s%s%s%s\n      %s\n", o->key, type_name(o->type),
-                o->def ? o->def : "(see text)", o->env ? "  env: " : "", o->env ? o->env : "",
-                "", o->help);
+                o->def ? o->def : "(see text)", o->env ? "  env: " : "", o->env ? o->env : "", "",
+                o->help);
     }
 }
 

@@ -59,7 +59,8 @@ typedef struct config {
 /* Builds a configuration: defaults, then the file at `path` (NULL = the default file if it
  * exists), then the environment. NULL with a message in err on any error: a missing explicit
  * file, a syntax error, an unknown key, a value of the wrong type or out of range. */
-config_t *config_load(const char *path, char *err, size_t errlen) __attribute__((warn_unused_result));
+config_t *config_load(const char *path, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 void config_free(config_t *c);
 /* Resolves a path relative to the config's root into buf. */
 const char *config_path(const config_t *c, const char *rel, char *buf, size_t buflen);

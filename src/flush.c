@@ -227,8 +227,8 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
     f->ud = NULL;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double secs = (double)(now.tv_sec - f->started.tv_sec) +
-                  (double)(now.tv_nsec - f->started.tv_nsec) / 1e9;
+    double secs =
+        (double)(now.tv_sec - f->started.tv_sec) + (double)(now.tv_nsec - f->started.tv_nsec) / 1e9;
     if (res == NULL) {
         cb(FLUSH_RETRY, err, secs, cud);
         return;
@@ -246,8 +246,7 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
     if (!transient(state)) {
         /* Not a passing condition: a schema change, a constraint from another system, a bug.
          * The batch is kept and retried, so nothing is lost, but someone must look. */
-        log_error("flush failed with SQLSTATE %s (retrying; this needs attention): %s", state,
-                  msg);
+        log_error("flush failed with SQLSTATE %s (retrying; this needs attention): %s", state, msg);
     }
     cb(FLUSH_RETRY, msg, secs, cud);
 }

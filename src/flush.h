@@ -24,7 +24,8 @@ void flush_free(flush_t *f);
 /* Sends the aggregate. The parameters are built before it returns, so the aggregate may change
  * afterwards. cb is called exactly once (not from inside this call). -1 if a flush is already in
  * flight. */
-int flush_send(flush_t *f, const agg_t *a, flush_cb cb, void *ud) __attribute__((warn_unused_result));
+int flush_send(flush_t *f, const agg_t *a, flush_cb cb, void *ud)
+    __attribute__((warn_unused_result));
 bool flush_busy(const flush_t *f);
 /* True when the last flush could not reach PostgreSQL. */
 bool flush_pg_down(const flush_t *f);

@@ -112,8 +112,8 @@ static const char *reason(int status)
     }
 }
 
-void http_reply(struct evhttp_request *req, int status, const char *content_type,
-                const char *body, size_t len)
+void http_reply(struct evhttp_request *req, int status, const char *content_type, const char *body,
+                size_t len)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     evhttp_add_header(out, "Content-Type", content_type ? content_type : "application/json");

@@ -20,8 +20,8 @@ void http_free(http_t *h);
 int http_port(const http_t *h);
 
 /* Sends body with the given status and content type (NULL = application/json). */
-void http_reply(struct evhttp_request *req, int status, const char *content_type,
-                const char *body, size_t len);
+void http_reply(struct evhttp_request *req, int status, const char *content_type, const char *body,
+                size_t len);
 void http_reply_json(struct evhttp_request *req, int status, const char *body, size_t len);
 /* A short JSON error: {"detail": msg, "error_id": id} (error_id omitted when id is 0). */
 void http_reply_error(struct evhttp_request *req, int status, const char *msg, uint64_t id);

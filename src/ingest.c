@@ -38,8 +38,8 @@ struct ingest {
     rules_t *rules;
     ingest_hooks_t hooks;
     flush_t *flush;
-    agg_t *cur;      /* filling */
-    agg_t *inflight; /* being flushed (empty otherwise) */
+    agg_t *cur;                  /* filling */
+    agg_t *inflight;             /* being flushed (empty otherwise) */
     batch_topic_t *batch_topics; /* per topic counters of cur, moved into it at flush time */
     size_t n_topics;
     ingest_topic_stats_t *stats;
@@ -120,13 +120,13 @@ ingest_t *ingest_new(struct event_base *base, const config_t *c, rules_t *rules,
         const char *topic = rules_topic(rules, i);
         metrics_label(lt, sizeof lt, "topic", topic);
         snprintf(ls, sizeof ls, "%s,status=\"ok\"", lt);
-        g->tm[i].ok = metrics_series("usage_tracking_events_consumed_total", METRIC_COUNTER,
-                                     "Events consumed, by topic and outcome (ok or dead_letter).",
-                                     ls);
+        g->tm[i].ok =
+            metrics_series("usage_tracking_events_consumed_total", METRIC_COUNTER,
+                           "Events consumed, by topic and outcome (ok or dead_letter).", ls);
         snprintf(ls, sizeof ls, "%s,status=\"dead_letter\"", lt);
-        g->tm[i].dead = metrics_series("usage_tracking_events_consumed_total", METRIC_COUNTER,
-                                       "Events consumed, by topic and outcome (ok or dead_letter).",
-                                       ls);
+        g->tm[i].dead =
+            metrics_series("usage_tracking_events_consumed_total", METRIC_COUNTER,
+                           "Events consumed, by topic and outcome (ok or dead_letter).", ls);
         metrics_label(st, sizeof st, "source_type", ingest_source_type(topic));
         g->tm[i].tracked = metrics_series("pattern_usage_tracked_total", METRIC_COUNTER,
                                           "Pattern uses counted, by source type.", st);
@@ -138,10 +138,9 @@ ingest_t *ingest_new(struct event_base *base, const config_t *c, rules_t *rules,
             "Events the rule flagged with a note (e.g. a pattern count but no list), by topic.",
             lt);
     }
-    g->m_flush_seconds = metrics_series("pattern_usage_update_duration_seconds",
-                                        METRIC_HISTOGRAM,
-                                        "Time to write one batch to PostgreSQL (one transaction).",
-                                        "");
+    g->m_flush_seconds =
+        metrics_series("pattern_usage_update_duration_seconds", METRIC_HISTOGRAM,
+                       "Time to write one batch to PostgreSQL (one transaction).", "");
     g->m_flush_ok = metrics_series("patterntrack_flushes_total", METRIC_COUNTER,
                                    "Flushes by result.", "result=\"ok\"");
     g->m_flush_retry = metrics_series("patterntrack_flushes_total", METRIC_COUNTER,
@@ -150,9 +149,9 @@ ingest_t *ingest_new(struct event_base *base, const config_t *c, rules_t *rules,
                                          "Flushes by result.", "result=\"conflict\"");
     g->m_err_flush = metrics_series("pattern_usage_errors_total", METRIC_COUNTER,
                                     "Tracking errors, by type.", "error_type=\"flush_failed\"");
-    g->m_err_conflict = metrics_series("pattern_usage_errors_total", METRIC_COUNTER,
-                                       "Tracking errors, by type.",
-                                       "error_type=\"offset_conflict\"");
+    g->m_err_conflict =
+        metrics_series("pattern_usage_errors_total", METRIC_COUNTER, "Tracking errors, by type.",
+                       "error_type=\"offset_conflict\"");
     g->m_err_dead = metrics_series("pattern_usage_errors_total", METRIC_COUNTER,
                                    "Tracking errors, by type.", "error_type=\"dead_letter\"");
     g->batch_timer = evtimer_new(base, batch_timer_cb, g);
@@ -177,8 +176,7 @@ static void notify(ingest_waiter_t **list, bool ok, const char *why)
     }
 }
 
-ingest_waiter_t *ingest_wait(ingest_t *g, void (*cb)(bool ok, const char *why, void *ud),
-                             void *ud)
+ingest_waiter_t *ingest_wait(ingest_t *g, void (*cb)(bool ok, const char *why, void *ud), void *ud)
 {
     ingest_waiter_t *w = calloc(1, sizeof *w);
     if (w == NULL) {
@@ -228,8 +226,7 @@ void ingest_free(ingest_t *g)
     free(g);
 }
 
-static void dead_letter(ingest_t *g, const ingest_msg_t *m, const char *reason,
-                        const char *detail)
+static void dead_letter(ingest_t *g, const ingest_msg_t *m, const char *reason, const char *detail)
 {
     char labels[400], lt[300], lr[100];
     metrics_label(lt, sizeof lt, "topic", m->topic);
@@ -348,8 +345,7 @@ static void describe_invalid(char *buf, size_t cap, size_t *used, const char *s,
 }
 
 /* Everything one message does to the batch; the caller counts it. */
-static void process(ingest_t *g, const ingest_msg_t *m, batch_topic_t *bt,
-                    ingest_topic_stats_t *st)
+static void process(ingest_t *g, const ingest_msg_t *m, batch_topic_t *bt, ingest_topic_stats_t *st)
 {
     agg_t *a = g->cur;
     char err[1024];
@@ -368,8 +364,8 @@ static void process(ingest_t *g, const ingest_msg_t *m, batch_topic_t *bt,
         return;
     }
     rule_result_t res;
-    rule_status_t rs = rules_run(g->rules, m->topic_idx, m->payload, m->len, m->meta, &res, err,
-                                 sizeof err);
+    rule_status_t rs =
+        rules_run(g->rules, m->topic_idx, m->payload, m->len, m->meta, &res, err, sizeof err);
     if (rs != RULE_OK) {
         dead_letter(g, m, status_reason(rs), err);
         bt->dead++;
@@ -535,8 +531,7 @@ static void flush_done_cb(flush_status_t fs, const char *err, double secs, void 
         g->last_flush_us = now_us();
         g->backoff_ms = 0;
         log_debug("flush committed: %zu events, %zu uses, %zu hours in %.3fs",
-                  agg_events(g->inflight), agg_n_uses(g->inflight), agg_n_hours(g->inflight),
-                  secs);
+                  agg_events(g->inflight), agg_n_uses(g->inflight), agg_n_hours(g->inflight), secs);
         if (g->hooks.committed) {
             g->hooks.committed(g->inflight, g->hooks.ud);
         }
@@ -658,7 +653,6 @@ void ingest_note_offsets(ingest_t *g)
         g->hooks.snapshot(g->cur, g->hooks.ud);
     }
 }
-
 
 const ingest_topic_stats_t *ingest_stats(const ingest_t *g, size_t topic_idx)
 {

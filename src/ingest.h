@@ -43,8 +43,7 @@ typedef struct {
  * cb(false, why) if it was dropped (offset conflict, shutdown). Used by HTTP ingest, which
  * answers only when its events are durable. */
 typedef struct ingest_waiter ingest_waiter_t;
-ingest_waiter_t *ingest_wait(ingest_t *g, void (*cb)(bool ok, const char *why, void *ud),
-                             void *ud);
+ingest_waiter_t *ingest_wait(ingest_t *g, void (*cb)(bool ok, const char *why, void *ud), void *ud);
 /* Forget a waiter (its client went away); its events stay in the batch. */
 void ingest_unwait(ingest_t *g, ingest_waiter_t *w);
 

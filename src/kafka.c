@@ -32,7 +32,7 @@ struct kafka {
     rd_kafka_queue_t *q;
     int pipefd[2];
     struct event *ev_read;
-    struct event *ev_retry; /* retries the offset lookup */
+    struct event *ev_retry;    /* retries the offset lookup */
     struct event *ev_pressure; /* re-checks back-pressure */
     struct event *ev_revoke_timeout;
     pg_conn_t *pgc;
@@ -55,8 +55,10 @@ static void start_lookup(kafka_t *k);
 static void rd_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    log_level_t l = level <= 3 ? LOG_ERROR : level <= 5 ? LOG_WARN : level == 6 ? LOG_INFO
-                                                                              : LOG_DEBUG;
+    log_level_t l = level <= 3   ? LOG_ERROR
+                    : level <= 5 ? LOG_WARN
+                    : level == 6 ? LOG_INFO
+                                 : LOG_DEBUG;
     if (l >= log_get_level()) {
         log_msg(l, "kafka %s: %s", fac, buf);
     }
@@ -118,11 +120,11 @@ static void apply_assignment(kafka_t *k)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)k->n_parts);
     int64_t start = strcmp(k->cfg->kafka_start_offset, "latest") == 0 ? RD_KAFKA_OFFSET_END
-                                                                        : RD_KAFKA_OFFSET_BEGINNING;
+                                                                      : RD_KAFKA_OFFSET_BEGINNING;
     for (size_t i = 0; i < k->n_parts; i++) {
         part_t *p = &k->parts[i];
-        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, p->topic,
-                                                                           p->partition);
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
         tp->offset = p->next >= 0 ? p->next : start;
     }
     rd_kafka_resp_err_t e = rd_kafka_assign(k->rk, l);
@@ -322,8 +324,8 @@ static void fill_meta(rule_meta_t *m, const rd_kafka_message_t *rkm, const char 
         const char *name;
         const void *val;
         size_t sz;
-        for (size_t i = 0; i < RULES_MAX_HEADERS &&
-                           rd_kafka_header_get_all(hdrs, i, &name, &val, &sz) == 0;
+        for (size_t i = 0;
+             i < RULES_MAX_HEADERS && rd_kafka_header_get_all(hdrs, i, &name, &val, &sz) == 0;
              i++) {
             m->header_names[i] = name;
             m->header_values[i] = val;
@@ -482,8 +484,7 @@ kafka_t *kafka_new(struct event_base *base, const config_t *c, rules_t *rules, c
     for (size_t i = 0; i < c->n_props; i++) {
         if (rd_kafka_conf_set(conf, c->kafka_properties[i].key, c->kafka_properties[i].value,
                               errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
-            snprintf(err, errlen, "kafka_properties[%s]: %s", c->kafka_properties[i].key,
-                     errstr);
+            snprintf(err, errlen, "kafka_properties[%s]: %s", c->kafka_properties[i].key, errstr);
             goto fail;
         }
     }
@@ -529,7 +530,8 @@ void kafka_set_ingest(kafka_t *k, ingest_t *g)
 
 int kafka_start(kafka_t *k, char *err, size_t errlen)
 {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)rules_count(k->rules));
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new((int)rules_count(k->rules));
     for (size_t i = 0; i < rules_count(k->rules); i++) {
         rd_kafka_topic_partition_list_add(l, rules_topic(k->rules, i), RD_KAFKA_PARTITION_UA);
     }

@@ -17,8 +17,8 @@
 
 typedef struct kafka kafka_t;
 
-kafka_t *kafka_new(struct event_base *base, const config_t *c, rules_t *rules,
-                   char *err, size_t errlen) __attribute__((warn_unused_result));
+kafka_t *kafka_new(struct event_base *base, const config_t *c, rules_t *rules, char *err,
+                   size_t errlen) __attribute__((warn_unused_result));
 /* Ownership of ingest stays with the caller; it must outlive the consumer. */
 void kafka_set_ingest(kafka_t *k, ingest_t *g);
 int kafka_start(kafka_t *k, char *err, size_t errlen) __attribute__((warn_unused_result));
@@ -32,8 +32,8 @@ ingest_hooks_t kafka_ingest_hooks(kafka_t *k);
 typedef struct {
     const char *topic;
     int32_t partition;
-    int64_t next;     /* next offset to count, -1 unknown */
-    int64_t high;     /* high watermark, -1 unknown */
+    int64_t next; /* next offset to count, -1 unknown */
+    int64_t high; /* high watermark, -1 unknown */
     bool active;
 } kafka_part_info_t;
 

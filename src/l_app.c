@@ -120,8 +120,14 @@ typedef struct {
 static void ingest_one(app_t *app, size_t idx, const char *topic, const char *p, size_t len)
 {
     rule_meta_t meta = {.topic = topic, .partition = -1, .offset = -1, .timestamp_ms = -1};
-    ingest_msg_t m = {.topic_idx = idx, .topic = topic, .partition = -1, .offset = -1,
-                      .payload = p, .len = len, .meta = &meta, .kafka_ts_ms = -1};
+    ingest_msg_t m = {.topic_idx = idx,
+                      .topic = topic,
+                      .partition = -1,
+                      .offset = -1,
+                      .payload = p,
+                      .len = len,
+                      .meta = &meta,
+                      .kafka_ts_ms = -1};
     ingest_message(app->ingest, &m);
 }
 
@@ -174,8 +180,8 @@ static void split_array(app_t *app, size_t idx, const char *topic, const char *s
             }
         }
         const char *stop = p;
-        while (stop > start && (stop[-1] == ' ' || stop[-1] == '\n' || stop[-1] == '\r' ||
-                                stop[-1] == '\t')) {
+        while (stop > start &&
+               (stop[-1] == ' ' || stop[-1] == '\n' || stop[-1] == '\r' || stop[-1] == '\t')) {
             stop--;
         }
         ingest_one(app, idx, topic, start, (size_t)(stop - start));

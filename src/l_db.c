@@ -186,8 +186,7 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
             push_unavailable(co, strcmp(state, "57014") == 0 ? "query timed out"
                                                              : "database unavailable");
         } else {
-            lua_pushfstring(co, "query failed (SQLSTATE %s): %s", state,
-                            PQresultErrorMessage(res));
+            lua_pushfstring(co, "query failed (SQLSTATE %s): %s", state, PQresultErrorMessage(res));
         }
     }
     routes_resume(rr, 2);
@@ -239,8 +238,9 @@ static int l_db_query(lua_State *L)
             vals[i] = lua_tostring(L, idx);
             break;
         default:
-            return luaL_error(L, "db.query: parameter %d is a %s (only strings, numbers, "
-                                 "booleans and nil bind)",
+            return luaL_error(L,
+                              "db.query: parameter %d is a %s (only strings, numbers, "
+                              "booleans and nil bind)",
                               i + 1, luaL_typename(L, idx));
         }
     }

@@ -288,9 +288,12 @@ void l_pt_open(lua_State *L)
         lua_setfield(L, -2, "__name");
     }
     lua_pop(L, 1);
-    static const luaL_Reg fns[] = {{"json", l_pt_json},           {"array", l_pt_array},
-                                   {"traceback", l_pt_traceback}, {"now", l_pt_now},
-                                   {"parse_time", l_pt_parse_time}, {"iso", l_pt_iso},
+    static const luaL_Reg fns[] = {{"json", l_pt_json},
+                                   {"array", l_pt_array},
+                                   {"traceback", l_pt_traceback},
+                                   {"now", l_pt_now},
+                                   {"parse_time", l_pt_parse_time},
+                                   {"iso", l_pt_iso},
                                    {"log", l_pt_log},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);

@@ -13,11 +13,11 @@ log_level_t log_get_level(void);
 bool log_parse_level(const char *name, log_level_t *out) __attribute__((warn_unused_result));
 void log_msg(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define log_debug(...)                                                                           \
-    do {                                                                                         \
-        if (log_get_level() <= LOG_DEBUG) {                                                      \
-            log_msg(LOG_DEBUG, __VA_ARGS__);                                                     \
-        }                                                                                        \
+#define log_debug(...)                                                                             \
+    do {                                                                                           \
+        if (log_get_level() <= LOG_DEBUG) {                                                        \
+            log_msg(LOG_DEBUG, __VA_ARGS__);                                                       \
+        }                                                                                          \
     } while (0)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

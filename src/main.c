@@ -148,9 +148,10 @@ static int run(config_t *cfg)
         char opts[128];
         /* UTC so timestamps render as ...Z; the timeout bounds every HTTP query; a client that
          * vanished mid-query is noticed by the server within a second. */
-        snprintf(opts, sizeof opts,
-                 "-c TimeZone=UTC -c statement_timeout=%lld -c client_connection_check_interval=1000",
-                 (long long)cfg->query_timeout_ms);
+        snprintf(
+            opts, sizeof opts,
+            "-c TimeZone=UTC -c statement_timeout=%lld -c client_connection_check_interval=1000",
+            (long long)cfg->query_timeout_ms);
         app.pool = pg_pool_new(app.base, cfg->database_url, opts, (int)cfg->pg_pool_size, 1024);
         if (app.pool == NULL) {
             log_error("start-up: out of memory");

@@ -118,8 +118,9 @@ int migrate_run(const config_t *c, int wait_s, char *err, size_t errlen)
         snprintf(sum, sizeof sum, "%016llx", checksum(sql, len));
         snprintf(ver, sizeof ver, "%d", version);
         const char *p1[1] = {ver};
-        PGresult *r = PQexecParams(conn, "SELECT checksum FROM schema_migrations WHERE version = $1",
-                                   1, NULL, p1, NULL, NULL, 0);
+        PGresult *r =
+            PQexecParams(conn, "SELECT checksum FROM schema_migrations WHERE version = $1", 1, NULL,
+                         p1, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             snprintf(err, errlen, "schema_migrations: %s", PQresultErrorMessage(r));
             PQclear(r);
@@ -138,7 +139,8 @@ int migrate_run(const config_t *c, int wait_s, char *err, size_t errlen)
         PQclear(r);
         log_info("applying migration %s", names[i]);
         char msg[1024];
-        if (exec_ok(conn, "BEGIN", msg, sizeof msg) != 0 || exec_ok(conn, sql, msg, sizeof msg) != 0) {
+        if (exec_ok(conn, "BEGIN", msg, sizeof msg) != 0 ||
+            exec_ok(conn, sql, msg, sizeof msg) != 0) {
             snprintf(err, errlen, "migration %s failed: %s", names[i], msg);
             PGresult *rb = PQexec(conn, "ROLLBACK");
             PQclear(rb);
@@ -147,9 +149,9 @@ int migrate_run(const config_t *c, int wait_s, char *err, size_t errlen)
         }
         free(sql);
         const char *p3[3] = {ver, names[i], sum};
-        r = PQexecParams(conn,
-                         "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                         3, NULL, p3, NULL, NULL, 0);
+        r = PQexecParams(
+            conn, "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", 3,
+            NULL, p3, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             snprintf(err, errlen, "migration %s: %s", names[i], PQresultErrorMessage(r));
             PQclear(r);

@@ -16,9 +16,9 @@ struct pg_conn {
     char *name;
     PGconn *conn;
     pg_state_t state;
-    struct event *ev;      /* socket readiness */
-    struct event *timer;   /* query timeout */
-    struct event *defer;   /* reports a failure to connect after pg_conn_query returns */
+    struct event *ev;    /* socket readiness */
+    struct event *timer; /* query timeout */
+    struct event *defer; /* reports a failure to connect after pg_conn_query returns */
     bool broken;
     char last_error[512];
     /* the pending query; params are copied so the query can wait for the connection */
@@ -28,9 +28,9 @@ struct pg_conn {
     int *lengths;
     pg_result_cb cb;
     void *ud;
-    PGresult *result;   /* last result of the query in flight */
-    PGresult *error;    /* first error result of the query in flight */
-    bool flushing;      /* output not fully sent yet */
+    PGresult *result; /* last result of the query in flight */
+    PGresult *error;  /* first error result of the query in flight */
+    bool flushing;    /* output not fully sent yet */
 };
 
 static void socket_cb(evutil_socket_t fd, short what, void *arg);
@@ -616,8 +616,8 @@ static void pool_dispatch(pg_pool_t *p)
     }
 }
 
-pg_pool_t *pg_pool_new(struct event_base *base, const char *conninfo, const char *options,
-                       int size, int max_queue)
+pg_pool_t *pg_pool_new(struct event_base *base, const char *conninfo, const char *options, int size,
+                       int max_queue)
 {
     pg_pool_t *p = calloc(1, sizeof *p);
     if (p == NULL) {

@@ -42,8 +42,8 @@ const char *pg_conn_last_error(const pg_conn_t *c);
 typedef struct pg_pool pg_pool_t;
 typedef struct pg_job pg_job_t;
 
-pg_pool_t *pg_pool_new(struct event_base *base, const char *conninfo, const char *options,
-                       int size, int max_queue);
+pg_pool_t *pg_pool_new(struct event_base *base, const char *conninfo, const char *options, int size,
+                       int max_queue);
 void pg_pool_free(pg_pool_t *p);
 /* Queues a query; cb is called once (never inside this call), unless the job is cancelled.
  * NULL when the queue is full. */

@@ -90,8 +90,7 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* Loads lua/pt/router.lua and hands it every route file. */
-static int load_router(routes_t *r, const routes_fn_t *extra, void *app, char *err,
-                       size_t errlen)
+static int load_router(routes_t *r, const routes_fn_t *extra, void *app, char *err, size_t errlen)
 {
     lua_State *L = lvm_state(r->vm);
     char path[4096];
@@ -353,8 +352,8 @@ static void observe(route_req_t *rr, int status, const char *route)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    double secs = (double)(now.tv_sec - rr->start.tv_sec) +
-                  (double)(now.tv_nsec - rr->start.tv_nsec) / 1e9;
+    double secs =
+        (double)(now.tv_sec - rr->start.tv_sec) + (double)(now.tv_nsec - rr->start.tv_nsec) / 1e9;
     char lm[64], lr[300], labels[512];
     metrics_label(lm, sizeof lm, "method", rr->method);
     metrics_label(lr, sizeof lr, "route", route);
@@ -362,8 +361,8 @@ static void observe(route_req_t *rr, int status, const char *route)
     metric_add(metrics_series("patterntrack_http_requests_total", METRIC_COUNTER,
                               "HTTP requests by method, route and status.", labels),
                1);
-    metric_observe(metrics_series("patterntrack_http_request_duration_seconds",
-                                  METRIC_HISTOGRAM, "HTTP request latency by route.", lr),
+    metric_observe(metrics_series("patterntrack_http_request_duration_seconds", METRIC_HISTOGRAM,
+                                  "HTTP request latency by route.", lr),
                    secs);
 }
 
@@ -425,9 +424,8 @@ static void step(route_req_t *rr, int nargs)
     size_t len;
     const char *body = lua_tolstring(rr->co, base + 2, &len);
     const char *ctype = nres >= 3 ? lua_tostring(rr->co, base + 3) : NULL;
-    const char *route = nres >= 4 && lua_isstring(rr->co, base + 4)
-                            ? lua_tostring(rr->co, base + 4)
-                            : "unmatched";
+    const char *route =
+        nres >= 4 && lua_isstring(rr->co, base + 4) ? lua_tostring(rr->co, base + 4) : "unmatched";
     if (status < 100 || status > 599) {
         fail_request(rr, "router returned an invalid status");
         return;
@@ -499,7 +497,8 @@ void routes_handle(struct evhttp_request *req, void *ud)
     int bad = push_request(rr->co, rr);
     if (bad) {
         lua_settop(rr->co, 0);
-        char msg[] = "{\"detail\":\"malformed request path or query (bad percent-encoding or not UTF-8)\"}";
+        char msg[] =
+            "{\"detail\":\"malformed request path or query (bad percent-encoding or not UTF-8)\"}";
         reply_and_finish(rr, bad, NULL, msg, sizeof msg - 1, "unmatched");
         return;
     }

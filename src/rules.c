@@ -262,8 +262,9 @@ rule_status_t rules_run(rules_t *r, size_t idx, const char *payload, size_t len,
     } else if (at == LUA_TSTRING) {
         res->agent = lua_tolstring(L, ai, &res->agent_len);
         if (!valid_name(res->agent, res->agent_len)) {
-            snprintf(err, errlen, "the rule returned an invalid agent name (empty, over 255 "
-                                  "bytes or not UTF-8)");
+            snprintf(err, errlen,
+                     "the rule returned an invalid agent name (empty, over 255 "
+                     "bytes or not UTF-8)");
             return RULE_BAD_RESULT;
         }
     } else {

@@ -15,12 +15,12 @@ typedef struct rules rules_t;
 
 typedef enum {
     RULE_OK = 0,
-    RULE_NOT_JSON,    /* the payload is not valid JSON */
-    RULE_NOT_OBJECT,  /* valid JSON, but not an object */
-    RULE_ERROR,       /* the rule raised an error */
-    RULE_TIMEOUT,     /* the rule ran out of its instruction budget */
-    RULE_NOMEM,       /* decoding or the rule hit the Lua memory cap */
-    RULE_BAD_RESULT,  /* the rule returned values of the wrong types */
+    RULE_NOT_JSON,   /* the payload is not valid JSON */
+    RULE_NOT_OBJECT, /* valid JSON, but not an object */
+    RULE_ERROR,      /* the rule raised an error */
+    RULE_TIMEOUT,    /* the rule ran out of its instruction budget */
+    RULE_NOMEM,      /* decoding or the rule hit the Lua memory cap */
+    RULE_BAD_RESULT, /* the rule returned values of the wrong types */
 } rule_status_t;
 
 #define RULES_MAX_HEADERS 32

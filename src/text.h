@@ -13,7 +13,8 @@ bool text_utf8_valid(const char *s, size_t len);
 /* Parses an ISO-8601 / RFC 3339 timestamp into microseconds since the Unix epoch (UTC):
  * YYYY-MM-DD[T| ]HH:MM[:SS[.fraction]][Z|+HH:MM|-HH:MM|+HHMM]; without an offset the time is
  * read as UTC. Fractions beyond microseconds are truncated. False when s is not such a time. */
-bool text_parse_time(const char *s, size_t len, int64_t *out_us) __attribute__((warn_unused_result));
+bool text_parse_time(const char *s, size_t len, int64_t *out_us)
+    __attribute__((warn_unused_result));
 
 /* Formats microseconds since the epoch as "YYYY-MM-DDTHH:MM:SS.ffffffZ" into buf (>= 32 bytes). */
 void text_format_time(int64_t us, char *buf, size_t buflen);

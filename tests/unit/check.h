@@ -9,35 +9,35 @@
 static int check_failures;
 static int check_count;
 
-#define CHECK(cond)                                                                              \
-    do {                                                                                         \
-        check_count++;                                                                           \
-        if (!(cond)) {                                                                           \
-            check_failures++;                                                                    \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-        }                                                                                        \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        check_count++;                                                                             \
+        if (!(cond)) {                                                                             \
+            check_failures++;                                                                      \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_EQ_INT(a, b)                                                                       \
-    do {                                                                                         \
-        long long va_ = (long long)(a), vb_ = (long long)(b);                                    \
-        check_count++;                                                                           \
-        if (va_ != vb_) {                                                                        \
-            check_failures++;                                                                    \
-            fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__, __LINE__, #a,  \
-                    va_, #b, vb_);                                                               \
-        }                                                                                        \
+#define CHECK_EQ_INT(a, b)                                                                         \
+    do {                                                                                           \
+        long long va_ = (long long)(a), vb_ = (long long)(b);                                      \
+        check_count++;                                                                             \
+        if (va_ != vb_) {                                                                          \
+            check_failures++;                                                                      \
+            fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__, __LINE__, #a,    \
+                    va_, #b, vb_);                                                                 \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_EQ_STR(a, b)                                                                       \
-    do {                                                                                         \
-        const char *sa_ = (a), *sb_ = (b);                                                       \
-        check_count++;                                                                           \
-        if (strcmp(sa_, sb_) != 0) {                                                             \
-            check_failures++;                                                                    \
-            fprintf(stderr, "%s:%d: %s is \"%s\", expected \"%s\"\n", __FILE__, __LINE__, #a,    \
-                    sa_, sb_);                                                                   \
-        }                                                                                        \
+#define CHECK_EQ_STR(a, b)                                                                         \
+    do {                                                                                           \
+        const char *sa_ = (a), *sb_ = (b);                                                         \
+        check_count++;                                                                             \
+        if (strcmp(sa_, sb_) != 0) {                                                               \
+            check_failures++;                                                                      \
+            fprintf(stderr, "%s:%d: %s is \"%s\", expected \"%s\"\n", __FILE__, __LINE__, #a, sa_, \
+                    sb_);                                                                          \
+        }                                                                                          \
     } while (0)
 
 static inline int check_done(const char *name)

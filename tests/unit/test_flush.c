@@ -112,22 +112,36 @@ static void test_pg(const char *url)
     CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
     PQclear(r);
 
-    CHECK_EQ_STR(one(c, "SELECT usage_count FROM pattern_lineage_nodes WHERE pattern_id='reg'"), "4");
-    CHECK_EQ_STR(one(c, "SELECT used_by_agents::text FROM pattern_lineage_nodes WHERE pattern_id='reg'"),
-                 "{alice,bob,carol}");
-    CHECK_EQ_STR(one(c, "SELECT registered::text || pattern_name FROM pattern_lineage_nodes WHERE pattern_id='reg'"),
+    CHECK_EQ_STR(one(c, "SELECT usage_count FROM pattern_lineage_nodes WHERE pattern_id='reg'"),
+                 "4");
+    CHECK_EQ_STR(
+        one(c, "SELECT used_by_agents::text FROM pattern_lineage_nodes WHERE pattern_id='reg'"),
+        "{alice,bob,carol}");
+    CHECK_EQ_STR(one(c, "SELECT registered::text || pattern_name FROM pattern_lineage_nodes WHERE "
+                        "pattern_id='reg'"),
                  "trueRegistered");
-    CHECK_EQ_STR(one(c, "SELECT (first_used_at = pt_ts(4*3600000000))::text || (last_used_at = pt_ts(7*3600000000))::text"
+    CHECK_EQ_STR(one(c, "SELECT (first_used_at = pt_ts(4*3600000000))::text || (last_used_at = "
+                        "pt_ts(7*3600000000))::text"
                         " FROM pattern_lineage_nodes WHERE pattern_id='reg'"),
                  "truetrue");
-    CHECK_EQ_STR(one(c, "SELECT registered::text FROM pattern_lineage_nodes WHERE pattern_id='new\"one'"), "false");
-    CHECK_EQ_STR(one(c, "SELECT usage_count FROM pattern_agent_usage WHERE pattern_id='reg' AND agent_name='alice'"), "2");
-    CHECK_EQ_STR(one(c, "SELECT sum(usage_count) FROM pattern_usage_hourly WHERE pattern_id='reg'"), "4");
+    CHECK_EQ_STR(
+        one(c, "SELECT registered::text FROM pattern_lineage_nodes WHERE pattern_id='new\"one'"),
+        "false");
+    CHECK_EQ_STR(one(c, "SELECT usage_count FROM pattern_agent_usage WHERE pattern_id='reg' AND "
+                        "agent_name='alice'"),
+                 "2");
+    CHECK_EQ_STR(one(c, "SELECT sum(usage_count) FROM pattern_usage_hourly WHERE pattern_id='reg'"),
+                 "4");
     CHECK_EQ_STR(one(c, "SELECT count(*) FROM pattern_usage_hourly WHERE pattern_id='reg'"), "3");
-    CHECK_EQ_STR(one(c, "SELECT next_offset FROM usage_consumer_offsets WHERE group_id='g1'"), "130");
-    CHECK_EQ_STR(one(c, "SELECT events || '/' || dead_letters FROM usage_topic_stats WHERE topic='t'"), "3/1");
-    CHECK_EQ_STR(one(c, "SELECT encode(payload,'escape') || payload_size || truncated FROM usage_dead_letters"),
-                 "not8true");
+    CHECK_EQ_STR(one(c, "SELECT next_offset FROM usage_consumer_offsets WHERE group_id='g1'"),
+                 "130");
+    CHECK_EQ_STR(
+        one(c, "SELECT events || '/' || dead_letters FROM usage_topic_stats WHERE topic='t'"),
+        "3/1");
+    CHECK_EQ_STR(
+        one(c,
+            "SELECT encode(payload,'escape') || payload_size || truncated FROM usage_dead_letters"),
+        "not8true");
 
     /* a stale writer (expects 100, the row says 130) is refused and writes nothing */
     agg_reset(a);
@@ -137,16 +151,21 @@ static void test_pg(const char *url)
     CHECK(PQresultStatus(r) == PGRES_FATAL_ERROR);
     CHECK_EQ_STR(PQresultErrorField(r, PG_DIAG_SQLSTATE), "PT409");
     PQclear(r);
-    CHECK_EQ_STR(one(c, "SELECT usage_count FROM pattern_lineage_nodes WHERE pattern_id='reg'"), "4");
-    CHECK_EQ_STR(one(c, "SELECT count(*) FROM pattern_agent_usage WHERE agent_name='mallory'"), "0");
+    CHECK_EQ_STR(one(c, "SELECT usage_count FROM pattern_lineage_nodes WHERE pattern_id='reg'"),
+                 "4");
+    CHECK_EQ_STR(one(c, "SELECT count(*) FROM pattern_agent_usage WHERE agent_name='mallory'"),
+                 "0");
     /* and a second "first" writer of a partition that already has a row is refused too */
     agg_reset(a);
     agg_add_use(a, "reg", 3, "mallory", 7, 8 * H);
     agg_note_offset(a, "t", 0, -1, 10);
     r = run_flush(c, a);
-    CHECK_EQ_STR(PQresultErrorField(r, PG_DIAG_SQLSTATE) ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : "", "PT409");
+    CHECK_EQ_STR(PQresultErrorField(r, PG_DIAG_SQLSTATE) ? PQresultErrorField(r, PG_DIAG_SQLSTATE)
+                                                         : "",
+                 "PT409");
     PQclear(r);
-    CHECK_EQ_STR(one(c, "SELECT usage_count FROM pattern_lineage_nodes WHERE pattern_id='reg'"), "4");
+    CHECK_EQ_STR(one(c, "SELECT usage_count FROM pattern_lineage_nodes WHERE pattern_id='reg'"),
+                 "4");
     agg_free(a);
     PQfinish(c);
     config_free(cfg);

@@ -6,8 +6,12 @@
 /* Reference conversion through timegm: independent of text.c's own date arithmetic. */
 static int64_t ref_us(int y, int mo, int d, int h, int mi, int s, int us, int off_s)
 {
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                    .tm_hour = h, .tm_min = mi, .tm_sec = s};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = s};
     return ((int64_t)timegm(&tm) - off_s) * 1000000 + us;
 }
 
@@ -23,14 +27,16 @@ static int64_t parse(const char *s)
 int main(void)
 {
     /* the formats seen on the bus */
-    CHECK_EQ_INT(parse("2025-11-04T15:02:11.734918+00:00"), ref_us(2025, 11, 4, 15, 2, 11, 734918, 0));
+    CHECK_EQ_INT(parse("2025-11-04T15:02:11.734918+00:00"),
+                 ref_us(2025, 11, 4, 15, 2, 11, 734918, 0));
     CHECK_EQ_INT(parse("2025-01-01T00:00:00Z"), ref_us(2025, 1, 1, 0, 0, 0, 0, 0));
     CHECK_EQ_INT(parse("2025-11-04T15:02:11.734Z"), ref_us(2025, 11, 4, 15, 2, 11, 734000, 0));
     CHECK_EQ_INT(parse("2025-11-04T15:02:11.734918"), ref_us(2025, 11, 4, 15, 2, 11, 734918, 0));
     /* offsets, fractions beyond microseconds, lower-case z, space separator */
     CHECK_EQ_INT(parse("2025-11-04T17:02:11+02:00"), ref_us(2025, 11, 4, 15, 2, 11, 0, 0));
     CHECK_EQ_INT(parse("2025-11-04T10:02:11-0500"), ref_us(2025, 11, 4, 15, 2, 11, 0, 0));
-    CHECK_EQ_INT(parse("2025-11-04T15:02:11.123456789Z"), ref_us(2025, 11, 4, 15, 2, 11, 123456, 0));
+    CHECK_EQ_INT(parse("2025-11-04T15:02:11.123456789Z"),
+                 ref_us(2025, 11, 4, 15, 2, 11, 123456, 0));
     CHECK_EQ_INT(parse("2025-11-04 15:02:11z"), ref_us(2025, 11, 4, 15, 2, 11, 0, 0));
     CHECK_EQ_INT(parse("2024-02-29T00:00:00Z"), ref_us(2024, 2, 29, 0, 0, 0, 0, 0));
     CHECK_EQ_INT(parse("1970-01-01T00:00:00Z"), 0);
@@ -49,11 +55,11 @@ int main(void)
     CHECK(text_utf8_valid("plain ascii long enough to use the fast path", 45));
     CHECK(text_utf8_valid("caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80", 17));
     CHECK(!text_utf8_valid("\xff", 1));
-    CHECK(!text_utf8_valid("abc\xc3", 4));               /* truncated */
-    CHECK(!text_utf8_valid("\xc0\xaf", 2));              /* overlong */
-    CHECK(!text_utf8_valid("\xed\xa0\x80", 3));          /* surrogate */
-    CHECK(!text_utf8_valid("\xf4\x90\x80\x80", 4));      /* > U+10FFFF */
-    CHECK(!text_utf8_valid("aaaaaaaaaaaaaaa\x80", 16));  /* bad byte after the fast path */
+    CHECK(!text_utf8_valid("abc\xc3", 4));              /* truncated */
+    CHECK(!text_utf8_valid("\xc0\xaf", 2));             /* overlong */
+    CHECK(!text_utf8_valid("\xed\xa0\x80", 3));         /* surrogate */
+    CHECK(!text_utf8_valid("\xf4\x90\x80\x80", 4));     /* > U+10FFFF */
+    CHECK(!text_utf8_valid("aaaaaaaaaaaaaaa\x80", 16)); /* bad byte after the fast path */
     CHECK(text_utf8_valid("", 0));
 
     char buf[40];
