@@ -51,8 +51,9 @@ struct ingest {
     bool retry_wait;
     int64_t backoff_ms;
     struct timespec cur_started;
-    bool force; /* flush even if not due */
-    void (*drain_cb)(bool ok, void *ud);
+    bool force;      /* flush even if not due */
+    bool timer_done; /* the batch timer fired: the filling batch is old enough */
+    void (*drain_cb)(void *ud);
     void *drain_ud;
     ref_t *refs;
     size_t refs_cap;
@@ -467,7 +468,7 @@ static bool due(ingest_t *g)
     if (agg_events(g->cur) == 0) {
         return false;
     }
-    return g->force || agg_events(g->cur) >= (size_t)g->cfg->batch_max_events ||
+    return g->force || g->timer_done || agg_events(g->cur) >= (size_t)g->cfg->batch_max_events ||
            agg_patterns(g->cur) >= (size_t)g->cfg->batch_max_patterns ||
            mono_ms_since(&g->cur_started) >= g->cfg->batch_timeout_ms;
 }
@@ -476,6 +477,16 @@ void ingest_poke(ingest_t *g)
 {
     if (!flush_busy(g->flush) && !g->retry_wait && due(g)) {
         start_flush(g);
+        return;
+    }
+    /* A filling batch always has its timer running, whatever happened to earlier batches. */
+    if (agg_events(g->cur) > 0 && !g->timer_done && !evtimer_pending(g->batch_timer, NULL)) {
+        int64_t left = g->cfg->batch_timeout_ms - mono_ms_since(&g->cur_started);
+        if (left < 0) {
+            left = 0;
+        }
+        struct timeval tv = {(time_t)(left / 1000), (suseconds_t)((left % 1000) * 1000)};
+        evtimer_add(g->batch_timer, &tv);
     }
 }
 
@@ -508,15 +519,15 @@ static void settle_topics(ingest_t *g)
     }
 }
 
-static void finish_drain(ingest_t *g, bool ok)
+static void finish_drain(ingest_t *g)
 {
     if (g->drain_cb) {
-        void (*cb)(bool, void *) = g->drain_cb;
+        void (*cb)(void *) = g->drain_cb;
         void *ud = g->drain_ud;
         g->drain_cb = NULL;
         g->drain_ud = NULL;
         g->force = false;
-        cb(ok, ud);
+        cb(ud);
     }
 }
 
@@ -579,14 +590,14 @@ static void flush_done_cb(flush_status_t fs, const char *err, double secs, void 
         log_warn("flush failed (%s); %zu events kept, retrying in %lld ms", err ? err : "?",
                  agg_events(g->cur), (long long)g->backoff_ms);
         g->retry_wait = true;
-        struct timeval tv = {(time_t)(g->backoff_ms / 1000),
-                             (suseconds_t)((g->backoff_ms % 1000) * 1000)};
+        /* A drain (shutdown, revoke) keeps retrying quickly; its caller bounds the time. */
+        int64_t wait_ms = g->drain_cb && g->backoff_ms > 500 ? 500 : g->backoff_ms;
+        struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)((wait_ms % 1000) * 1000)};
         evtimer_add(g->retry_timer, &tv);
-        finish_drain(g, false);
         return;
     }
     if (g->drain_cb && agg_events(g->cur) == 0) {
-        finish_drain(g, true);
+        finish_drain(g);
         return;
     }
     ingest_poke(g);
@@ -601,6 +612,7 @@ static void start_flush(ingest_t *g)
     agg_t *tmp = g->inflight;
     g->inflight = g->cur;
     g->cur = tmp;
+    g->timer_done = false;
     g->inflight_waiters = g->cur_waiters;
     g->cur_waiters = NULL;
     evtimer_del(g->batch_timer);
@@ -611,11 +623,15 @@ static void start_flush(ingest_t *g)
     }
 }
 
+/* libevent's timers run on a cached clock and may fire a little before batch_timeout_ms by
+ * CLOCK_MONOTONIC, so the timer itself marks the batch due rather than the clock. */
 static void batch_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    ingest_poke(arg);
+    ingest_t *g = arg;
+    g->timer_done = true;
+    ingest_poke(g);
 }
 
 static void retry_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -629,14 +645,14 @@ static void retry_timer_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-void ingest_drain(ingest_t *g, void (*done)(bool ok, void *ud), void *ud)
+void ingest_drain(ingest_t *g, void (*done)(void *ud), void *ud)
 {
     g->drain_cb = done;
     g->drain_ud = ud;
     if (agg_events(g->cur) == 0 && !flush_busy(g->flush)) {
         /* Offsets may still have moved (messages skipped as duplicates move nothing, so an
          * empty batch has nothing to store). */
-        finish_drain(g, true);
+        finish_drain(g);
         return;
     }
     g->force = true;

@@ -69,9 +69,10 @@ void ingest_message(ingest_t *g, const ingest_msg_t *m);
 void ingest_poke(ingest_t *g);
 /* False while the unflushed batches hold more than max_buffer_mb: stop consuming. */
 bool ingest_accepting(const ingest_t *g);
-/* Flushes everything now. done(ok) is called once nothing is left unflushed (ok = true) or
- * after a flush failed (ok = false, the batch is kept for retries). */
-void ingest_drain(ingest_t *g, void (*done)(bool ok, void *ud), void *ud);
+/* Flushes everything now. done() is called once nothing is left unflushed; failed flushes are
+ * retried (at least every 500 ms) until then, so the caller bounds the wait with its own
+ * deadline. */
+void ingest_drain(ingest_t *g, void (*done)(void *ud), void *ud);
 /* True when nothing is waiting to be flushed and no flush is in flight. */
 bool ingest_idle(const ingest_t *g);
 /* Asks the owner (hooks.snapshot) to record its partitions' progress into the filling batch

@@ -246,21 +246,17 @@ static void finish_revoke(kafka_t *k)
     log_info("kafka: partitions released");
 }
 
-static void revoke_drained_cb(bool ok, void *ud)
+static void revoke_drained_cb(void *ud)
 {
-    kafka_t *k = ud;
-    if (!ok) {
-        log_warn("kafka: the flush before releasing partitions failed; releasing them anyway "
-                 "(their batch stays queued, and PostgreSQL's offset check keeps it exact)");
-    }
-    finish_revoke(k);
+    finish_revoke(ud);
 }
 
 static void revoke_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    log_warn("kafka: the flush before releasing partitions is taking too long; releasing them");
+    log_warn("kafka: the flush before releasing partitions is taking too long; releasing them "
+             "(their batch stays queued, and PostgreSQL's offset check keeps it exact)");
     finish_revoke(arg);
 }
 
@@ -547,12 +543,9 @@ int kafka_start(kafka_t *k, char *err, size_t errlen)
     return 0;
 }
 
-static void close_drained_cb(bool ok, void *ud)
+static void close_drained_cb(void *ud)
 {
     kafka_t *k = ud;
-    if (!ok) {
-        log_warn("kafka: final flush failed; unflushed events will be consumed again on restart");
-    }
     rd_kafka_error_t *e = rd_kafka_consumer_close_queue(k->rk, k->q);
     if (e) {
         log_warn("kafka: close: %s", rd_kafka_error_string(e));
@@ -571,7 +564,7 @@ void kafka_close(kafka_t *k, void (*done)(void *ud), void *ud)
         ingest_note_offsets(k->ingest);
         ingest_drain(k->ingest, close_drained_cb, k);
     } else {
-        close_drained_cb(true, k);
+        close_drained_cb(k);
     }
 }
 

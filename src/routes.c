@@ -210,6 +210,56 @@ void routes_free(routes_t *r)
     free(r);
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* Strict percent-decoding (evhttp_uridecode passes a malformed %xx through as text): out gets
+ * len + 1 bytes at most. -1 on a '%' not followed by two hex digits. */
+static int pct_decode(const char *s, size_t len, char *out, size_t *outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] != '%') {
+            out[o++] = s[i];
+            continue;
+        }
+        if (i + 2 >= len) {
+            return -1;
+        }
+        int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+        if (hi < 0 || lo < 0) {
+            return -1;
+        }
+        out[o++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return 0;
+}
+
+/* True when every '%' in s starts a well-formed escape. */
+static bool pct_valid(const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '%' && (hexval(s[1]) < 0 || hexval(s[2]) < 0 || (s[1] == '0' && s[2] == '0'))) {
+            return false; /* malformed, or a NUL byte no parameter can hold */
+        }
+    }
+    return true;
+}
+
 /* Pushes {method, path, segments, query, body, headers, id}: [-0, +1]. 0, or an HTTP status
  * for a request that cannot be represented (bad encoding). */
 static int push_request(lua_State *L, route_req_t *rr)
@@ -236,10 +286,12 @@ static int push_request(lua_State *L, route_req_t *rr)
         const char *slash = strchr(p, '/');
         size_t len = slash ? (size_t)(slash - p) : strlen(p);
         if (len > 0 || slash) {
-            char *raw = strndup(p, len);
             size_t dlen = 0;
-            char *dec = raw ? evhttp_uridecode(raw, 0, &dlen) : NULL;
-            free(raw);
+            char *dec = malloc(len + 1);
+            if (dec != NULL && pct_decode(p, len, dec, &dlen) != 0) {
+                free(dec);
+                dec = NULL;
+            }
             if (dec == NULL || !text_utf8_valid(dec, dlen) || memchr(dec, '\0', dlen)) {
                 free(dec);
                 lua_pop(L, 2);
@@ -259,6 +311,10 @@ static int push_request(lua_State *L, route_req_t *rr)
     lua_setfield(L, -2, "segments");
     lua_newtable(L);
     if (query && *query) {
+        if (!pct_valid(query)) {
+            lua_pop(L, 2);
+            return 400;
+        }
         struct evkeyvalq kv;
         kv.tqh_first = NULL;
         kv.tqh_last = &kv.tqh_first;

@@ -32,7 +32,10 @@ local function str(v)
     return nil
 end
 
--- One statement for any number of patterns: arrays in, set-based upsert out.
+-- One statement for any number of patterns: arrays in, set-based upsert out. A pattern given
+-- without created_at is inserted at now(); an existing one keeps its created_at. EXCLUDED cannot
+-- say whether the value was given, so now() (the transaction's start, which no client can send
+-- by chance to the microsecond) marks "not given".
 local UPSERT = [[
 INSERT INTO pattern_lineage_nodes AS n (pattern_id, pattern_name, pattern_type, created_at, registered)
 SELECT id, name, typ, coalesce(created, now()), true
@@ -40,7 +43,7 @@ SELECT id, name, typ, coalesce(created, now()), true
 ON CONFLICT (pattern_id) DO UPDATE SET
     pattern_name = coalesce(EXCLUDED.pattern_name, n.pattern_name),
     pattern_type = coalesce(EXCLUDED.pattern_type, n.pattern_type),
-    created_at   = CASE WHEN $5::bool THEN n.created_at ELSE EXCLUDED.created_at END,
+    created_at   = CASE WHEN EXCLUDED.created_at = now() THEN n.created_at ELSE EXCLUDED.created_at END,
     registered   = true
 RETURNING (xmax = 0) AS inserted]]
 
@@ -69,14 +72,7 @@ local function register(patterns)
         ids[i], names[i], types[i] = p.pattern_id, str(p.pattern_name), str(p.pattern_type)
         created[i] = str(p.created_at)
     end
-    -- created_at given by nobody: keep what an existing row has
-    local keep_created = true
-    for i = 1, created.n do
-        if created[i] then
-            keep_created = false
-        end
-    end
-    local rows = db.query(UPSERT, literal(ids), literal(names), literal(types), literal(created), keep_created)
+    local rows = db.query(UPSERT, literal(ids), literal(names), literal(types), literal(created))
     local inserted = 0
     for _, r in ipairs(rows) do
         if r.inserted then
@@ -98,9 +94,13 @@ return {
         body = { ["application/json"] = { schema = PATTERN_SCHEMA } },
         responses = { ["200"] = "Registered", ["400"] = "Invalid body" },
         handler = function(req)
-            local p = req.body == "" and {} or pt.decode_json(req.body)
-            if type(p) ~= "table" then
-                pt.fail(400, "the body must be a JSON object")
+            local p = {}
+            if req.body:match("%S") then
+                -- cjson decodes {} and [] alike: look at the text to tell an object
+                if not req.body:match("^%s*{") then
+                    pt.fail(400, "the body must be a JSON object")
+                end
+                p = pt.decode_json(req.body)
             end
             if p.pattern_id ~= nil and p.pattern_id ~= req.params.pattern_id then
                 pt.fail(400, "pattern_id in the body differs from the one in the path")
@@ -132,14 +132,17 @@ return {
                         if not ok then
                             pt.fail(400, "line " .. n .. ": " .. (type(v) == "table" and v.detail or tostring(v)))
                         end
+                        if not line:match("^%s*{") then
+                            pt.fail(400, "line " .. n .. ": each line must be a JSON object")
+                        end
                         list[#list + 1] = v
                     end
                 end
             else
-                list = pt.decode_json(req.body)
-                if type(list) ~= "table" or (next(list) ~= nil and list[1] == nil) then
+                if not req.body:match("^%s*%[") then
                     pt.fail(400, "the body must be a JSON array of patterns (or NDJSON)")
                 end
+                list = pt.decode_json(req.body)
             end
             if #list == 0 then
                 return { registered = 0, created = 0, updated = 0 }

@@ -64,7 +64,7 @@ return {
         responses = { ["200"] = { description = "Patterns by usage, most used first", schema = LIST_SCHEMA } },
         handler = function(req)
             local rows = db.query(stats.SELECT .. [[
-                WHERE ($3::text IS NULL OR n.pattern_type = $3)
+                WHERE ($3::text IS NULL OR coalesce(n.pattern_type, 'unknown') = $3)
                 ORDER BY n.usage_count DESC NULLS LAST, n.pattern_id LIMIT $2]],
                 WINDOW, req.args.limit, req.args.pattern_type)
             return stats.rows(rows)

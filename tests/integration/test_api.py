@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from api_harness import (ROOT, Client, Results, Server, db_url_for, free_port, metric,  # noqa
                          parse_prometheus, poll, psql, q, services)
-from api_truth import (DAY, HOUR, Batch, Truth, action_event, days_between, iso, now,  # noqa
+from api_truth import (HOUR, Batch, Truth, action_event, days_between, iso, now,  # noqa
                        parse_iso, t0_of)
 
 R = Results()
@@ -429,7 +429,13 @@ def send(ctx, name, batch, query=None):
         ctype = "application/x-ndjson"
     path = "/api/patterns/usage/events?topic=" + q(query or batch.topic)
     lo = now()
-    r = ctx.c.call("POST", path, body=body, ctype=ctype, timeout=60)
+    try:
+        r = ctx.c.call("POST", path, body=body, ctype=ctype, timeout=15)
+    except OSError as e:
+        # The engine holds the events anyway; the next POST gets them flushed.
+        R.check(name + ": answered within 15 s", False, repr(e))
+        ctx.t.ingested(batch, lo, now())
+        return None
     hi = now()
     if R.check(name + ": 200 JSON", r.status == 200 and r.is_json(), r):
         R.eq(name + ": accepted / dead_lettered / patterns_counted", r.json,
@@ -595,7 +601,7 @@ def phase_edges(ctx):
     r = ctx.c.get("/api/patterns/usage/top?pattern_type=" + "t" * 100)
     R.check("GET /top?pattern_type=<100 characters>: 200 []", r.status == 200 and r.json == [],
             r)
-    # Several errors at once are all reported.
+    # The path parameter does not hide a bad query parameter.
     r = ctx.c.get("/api/patterns/usage/by-agent/x?limit=0")
     check_422("GET /by-agent/x?limit=0", r, "limit")
 
@@ -860,13 +866,13 @@ def phase_concurrency(ctx):
         batches.append(b)
     paths = ["/api/patterns/usage/summary", "/api/patterns/usage/top",
              "/api/patterns/usage/top?limit=100&pattern_type=code",
-             "/api/patterns/usage/unused?min_age_days=5", "/api/patterns/usage/stale?days_inactive=3",
+             "/api/patterns/usage/unused?min_age_days=5",
+             "/api/patterns/usage/stale?days_inactive=3",
              "/api/patterns/usage/unknown", "/api/patterns/usage/by-agent/agent-alpha",
              "/api/patterns/usage/p-stable", "/api/patterns/usage/p-inc?include_trend=false",
              "/api/patterns/usage/" + q(UNI), "/health", "/metrics", "/openapi.json",
              "/api/patterns/usage/no-such-pattern"]
     errors, lock = [], threading.Lock()
-    done = threading.Event()
 
     def note(msg):
         with lock:
@@ -896,18 +902,16 @@ def phase_concurrency(ctx):
         return True
 
     def poster():
-        try:
-            answered = True
-            for b in batches:
-                answered = post(b, now())
-            if not answered:
-                nudge = Batch("agent-actions", "array")
-                t = ago(0, 40)
-                nudge.event({"agent_name": "nudge", "patterns": ["c-00"],
-                             "timestamp": iso(t)}, ["c-00"], "nudge", t)
-                post(nudge, now())
-        finally:
-            done.set()
+        answered = True
+        for b in batches:
+            answered = post(b, now())
+        if not answered:
+            # The last batch got no answer: one more event gets it flushed.
+            nudge = Batch("agent-actions", "array")
+            t = ago(0, 40)
+            nudge.event({"agent_name": "nudge", "patterns": ["c-00"], "timestamp": iso(t)},
+                        ["c-00"], "nudge", t)
+            post(nudge, now())
 
     def getter(seed):
         g = random.Random(seed)
@@ -932,10 +936,10 @@ def phase_concurrency(ctx):
 
     start = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=17) as ex:
-        post = ex.submit(poster)
+        post_f = ex.submit(poster)
         gets = [ex.submit(getter, i) for i in range(16)]
         answered = sum(f.result() for f in gets)
-        post.result()
+        post_f.result()
     R.check("concurrency: 16 x 200 GETs during 40 POSTs, no 5xx, no connection error",
             not errors and answered == 3200, "%d answered; %d errors:\n%s" % (
                 answered, len(errors), "\n".join(errors[:10])))
