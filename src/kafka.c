@@ -74,6 +74,32 @@ static void rd_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaqu
     log_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
 }
 
+/* librdkafka's statistics (every 5 s) say which brokers are connected: counting brokers in
+ * state UP is the one signal that also comes back when they do. Error events alone do not
+ * (ALL_BROKERS_DOWN is not raised for every outage, and nothing says "up again"). */
+static int rd_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    (void)len;
+    kafka_t *k = opaque;
+    int up = 0;
+    const char *p = strstr(json, "\"brokers\":");
+    while (p && (p = strstr(p, "\"nodeid\":")) != NULL) {
+        p += 9;
+        long id = strtol(p, NULL, 10);
+        const char *st = strstr(p, "\"state\":\"");
+        if (st == NULL) {
+            break;
+        }
+        if (id >= 0 && strncmp(st + 9, "UP\"", 3) == 0) {
+            up++;
+        }
+        p = st + 9;
+    }
+    k->brokers_down = up == 0;
+    return 0; /* librdkafka frees json */
+}
+
 static part_t *find_part(kafka_t *k, const char *topic, int32_t partition)
 {
     for (size_t i = 0; i < k->n_parts; i++) {
@@ -469,6 +495,7 @@ kafka_t *kafka_new(struct event_base *base, const config_t *c, rules_t *rules, c
         /* Subscribed topics that appear later, and new partitions, are noticed within 10 s
          * instead of librdkafka's default 5 minutes. */
         {"topic.metadata.refresh.interval.ms", "10000"},
+        {"statistics.interval.ms", "5000"},
     };
     for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {
         if (rd_kafka_conf_set(conf, props[i].k, props[i].v, errstr, sizeof errstr) !=
@@ -488,6 +515,7 @@ kafka_t *kafka_new(struct event_base *base, const config_t *c, rules_t *rules, c
     rd_kafka_conf_set_log_cb(conf, rd_log_cb);
     rd_kafka_conf_set_error_cb(conf, rd_error_cb);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_stats_cb(conf, rd_stats_cb);
     k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
     if (k->rk == NULL) {
         snprintf(err, errlen, "kafka: %s", errstr);
