@@ -8,11 +8,11 @@
 #include "pg.h"
 #include "text.h"
 
-#define FLUSH_NPARAMS 25
+#define FLUSH_NPARAMS 26
 
 static const char flush_sql[] =
     "SELECT pt_flush($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
-    "$17, $18, $19, $20, $21, $22, $23, $24, $25)";
+    "$17, $18, $19, $20, $21, $22, $23, $24, $25, $26)";
 
 struct flush {
     pg_conn_t *conn;
@@ -137,10 +137,10 @@ static void put_detail(pg_buf_t *b, const char *s)
     free(copy);
 }
 
-int flush_build(const agg_t *a, const char *group, char **values, int *lengths)
+int flush_build(const agg_t *a, const char *group, bool durable, char **values, int *lengths)
 {
-    pg_buf_t b[FLUSH_NPARAMS - 1];
-    open_arrays(b, FLUSH_NPARAMS - 1);
+    pg_buf_t b[FLUSH_NPARAMS - 2];
+    open_arrays(b, FLUSH_NPARAMS - 2);
     /* offsets: b[0..3] */
     for (size_t i = 0; i < agg_n_offsets(a); i++) {
         const agg_offset_t *o = agg_offset_at(a, i);
@@ -194,11 +194,13 @@ int flush_build(const agg_t *a, const char *group, char **values, int *lengths)
     }
     values[0] = strdup(group);
     lengths[0] = (int)strlen(group);
-    for (int i = 0; i < FLUSH_NPARAMS - 1; i++) {
+    for (int i = 0; i < FLUSH_NPARAMS - 2; i++) {
         pg_array_end(&b[i]);
         values[i + 1] = b[i].data;
         lengths[i + 1] = (int)b[i].len;
     }
+    values[FLUSH_NPARAMS - 1] = strdup(durable ? "true" : "false");
+    lengths[FLUSH_NPARAMS - 1] = (int)strlen(values[FLUSH_NPARAMS - 1]);
     return FLUSH_NPARAMS;
 }
 
@@ -251,14 +253,14 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
     cb(FLUSH_RETRY, msg, secs, cud);
 }
 
-int flush_send(flush_t *f, const agg_t *a, flush_cb cb, void *ud)
+int flush_send(flush_t *f, const agg_t *a, bool durable, flush_cb cb, void *ud)
 {
     if (f->cb != NULL) {
         return -1;
     }
     char *values[FLUSH_NPARAMS];
     int lengths[FLUSH_NPARAMS];
-    int n = flush_build(a, f->group, values, lengths);
+    int n = flush_build(a, f->group, durable, values, lengths);
     f->cb = cb;
     f->ud = ud;
     clock_gettime(CLOCK_MONOTONIC, &f->started);

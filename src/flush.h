@@ -23,14 +23,16 @@ flush_t *flush_new(struct event_base *base, const config_t *c);
 void flush_free(flush_t *f);
 /* Sends the aggregate. The parameters are built before it returns, so the aggregate may change
  * afterwards. cb is called exactly once (not from inside this call). -1 if a flush is already in
- * flight. */
-int flush_send(flush_t *f, const agg_t *a, flush_cb cb, void *ud)
+ * flight. durable: the commit waits for the WAL flush (needed when someone is told "stored");
+ * otherwise a commit lost in a PostgreSQL crash is consumed again from Kafka, since the offsets
+ * are lost with it. */
+int flush_send(flush_t *f, const agg_t *a, bool durable, flush_cb cb, void *ud)
     __attribute__((warn_unused_result));
 bool flush_busy(const flush_t *f);
 /* True when the last flush could not reach PostgreSQL. */
 bool flush_pg_down(const flush_t *f);
-/* Builds the 25 parameters (exposed for unit tests). Returns the parameter count. */
-int flush_build(const agg_t *a, const char *group, char **values, int *lengths);
+/* Builds the 26 parameters of pt_flush (exposed for unit tests). Returns the parameter count. */
+int flush_build(const agg_t *a, const char *group, bool durable, char **values, int *lengths);
 void flush_build_free(char **values, int n);
 
 #endif

@@ -616,7 +616,7 @@ static void start_flush(ingest_t *g)
     g->inflight_waiters = g->cur_waiters;
     g->cur_waiters = NULL;
     evtimer_del(g->batch_timer);
-    if (flush_send(g->flush, g->inflight, flush_done_cb, g) != 0) {
+    if (flush_send(g->flush, g->inflight, g->inflight_waiters != NULL, flush_done_cb, g) != 0) {
         /* Only when a flush is already in flight, which start_flush's callers exclude. */
         log_error("flush could not be started");
         abort();

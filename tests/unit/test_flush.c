@@ -19,10 +19,11 @@ static void test_build(void)
     agg_note_offset(a, "topic-a", 3, -1, 42);
     agg_add_topic(a, "topic-a", 1, 0, 1, 0);
     agg_add_dead(a, "topic-a", 3, 41, "not json", "bad \xff byte", "\x01\xfe", 2, 100);
-    char *v[25];
-    int len[25];
-    int n = flush_build(a, "grp", v, len);
-    CHECK_EQ_INT(n, 25);
+    char *v[26];
+    int len[26];
+    int n = flush_build(a, "grp", true, v, len);
+    CHECK_EQ_INT(n, 26);
+    CHECK_EQ_STR(v[25], "true");
     CHECK_EQ_STR(v[0], "grp");
     CHECK_EQ_STR(v[1], "{\"topic-a\"}");
     CHECK_EQ_STR(v[2], "{3}");
@@ -47,9 +48,9 @@ static void test_build(void)
 
 static PGresult *run_flush(PGconn *c, const agg_t *a)
 {
-    char *v[25];
-    int len[25];
-    int n = flush_build(a, "g1", v, len);
+    char *v[26];
+    int len[26];
+    int n = flush_build(a, "g1", false, v, len);
     char sql[256] = "SELECT pt_flush($1";
     for (int i = 2; i <= n; i++) {
         snprintf(sql + strlen(sql), sizeof sql - strlen(sql), ",$%d", i);
