@@ -31,6 +31,11 @@ typedef struct {
     agg_hour_t h;
 } hour_slot_t;
 
+typedef struct {
+    uint64_t hash;
+    agg_pair_t p;
+} pair_slot_t;
+
 struct agg {
     chunk_t *chunks;
     size_t arena_bytes;
@@ -40,6 +45,8 @@ struct agg {
     size_t uses_cap, uses_n;
     hour_slot_t *hours;
     size_t hours_cap, hours_n;
+    pair_slot_t *pairs;
+    size_t pairs_cap, pairs_n;
     agg_topic_t *topics;
     size_t topics_n, topics_cap;
     agg_offset_t *offsets;
@@ -181,6 +188,7 @@ void agg_free(agg_t *a)
     free(a->strings.slots);
     free(a->uses);
     free(a->hours);
+    free(a->pairs);
     free(a->topics);
     free(a->offsets);
     free(a->dead);
@@ -237,6 +245,14 @@ void agg_reset(agg_t *a)
         memset(a->hours, 0, a->hours_cap * sizeof(hour_slot_t));
     }
     a->hours_n = 0;
+    if (a->pairs_cap > 131072) {
+        free(a->pairs);
+        a->pairs = NULL;
+        a->pairs_cap = 0;
+    } else if (a->pairs) {
+        memset(a->pairs, 0, a->pairs_cap * sizeof(pair_slot_t));
+    }
+    a->pairs_n = 0;
     a->topics_n = 0;
     a->offsets_n = 0;
     a->events = 0;
@@ -276,6 +292,73 @@ static void hours_grow(agg_t *a)
     free(a->hours);
     a->hours = ns;
     a->hours_cap = ncap;
+}
+
+static void pairs_grow(agg_t *a)
+{
+    size_t ncap = a->pairs_cap ? a->pairs_cap * 2 : 1024;
+    pair_slot_t *ns = xcalloc(ncap, sizeof(pair_slot_t));
+    for (size_t i = 0; i < a->pairs_cap; i++) {
+        if (a->pairs[i].p.pattern_1 != NULL) {
+            size_t j = a->pairs[i].hash & (ncap - 1);
+            while (ns[j].p.pattern_1 != NULL) {
+                j = (j + 1) & (ncap - 1);
+            }
+            ns[j] = a->pairs[i];
+        }
+    }
+    free(a->pairs);
+    a->pairs = ns;
+    a->pairs_cap = ncap;
+}
+
+/* Byte order, as PostgreSQL's "C" collation compares. */
+static int bytes_cmp(const char *x, size_t lx, const char *y, size_t ly)
+{
+    int c = memcmp(x, y, lx < ly ? lx : ly);
+    if (c != 0) {
+        return c;
+    }
+    return lx < ly ? -1 : lx > ly ? 1 : 0;
+}
+
+static void add_pair_n(agg_t *a, const char *p1, size_t l1, const char *p2, size_t l2,
+                       int64_t count, int64_t last_us)
+{
+    if (bytes_cmp(p1, l1, p2, l2) > 0) {
+        const char *t = p1;
+        p1 = p2;
+        p2 = t;
+        size_t tl = l1;
+        l1 = l2;
+        l2 = tl;
+    }
+    const istr_t *x = intern(a, &a->patterns, p1, l1);
+    const istr_t *y = intern(a, &a->patterns, p2, l2);
+    if ((a->pairs_n + 1) * 10 >= a->pairs_cap * 7) {
+        pairs_grow(a);
+    }
+    uint64_t h = mix(x->hash, y->hash ^ 0x5bd1e995);
+    size_t j = h & (a->pairs_cap - 1);
+    while (a->pairs[j].p.pattern_1 != NULL) {
+        agg_pair_t *e = &a->pairs[j].p;
+        if (e->pattern_1 == x->s && e->pattern_2 == y->s) {
+            e->count += count;
+            if (last_us > e->last_us) {
+                e->last_us = last_us;
+            }
+            return;
+        }
+        j = (j + 1) & (a->pairs_cap - 1);
+    }
+    a->pairs[j].hash = h;
+    a->pairs[j].p = (agg_pair_t){x->s, x->len, y->s, y->len, count, last_us};
+    a->pairs_n++;
+}
+
+void agg_add_pair(agg_t *a, const char *p1, size_t l1, const char *p2, size_t l2, int64_t time_us)
+{
+    add_pair_n(a, p1, l1, p2, l2, 1, time_us);
 }
 
 static int64_t floor_div(int64_t a, int64_t b)
@@ -360,14 +443,15 @@ static agg_topic_t *topic_slot(agg_t *a, const char *topic)
     return e;
 }
 
-void agg_add_topic(agg_t *a, const char *topic, int64_t events, int64_t without_patterns,
-                   int64_t dead_letters, int64_t flagged)
+void agg_add_topic(agg_t *a, const agg_topic_t *d)
 {
-    agg_topic_t *e = topic_slot(a, topic);
-    e->events += events;
-    e->without_patterns += without_patterns;
-    e->dead_letters += dead_letters;
-    e->flagged += flagged;
+    agg_topic_t *e = topic_slot(a, d->topic);
+    e->events += d->events;
+    e->without_patterns += d->without_patterns;
+    e->dead_letters += d->dead_letters;
+    e->flagged += d->flagged;
+    e->with_patterns += d->with_patterns;
+    e->over_pair_limit += d->over_pair_limit;
 }
 
 void agg_note_offset(agg_t *a, const char *topic, int32_t partition, int64_t expected, int64_t next)
@@ -435,9 +519,14 @@ void agg_merge(agg_t *dst, agg_t *src)
             add_hour(dst, h->pattern, h->pattern_len, h->hour, h->count);
         }
     }
+    for (size_t i = 0; i < src->pairs_cap; i++) {
+        const agg_pair_t *p = &src->pairs[i].p;
+        if (p->pattern_1 != NULL) {
+            add_pair_n(dst, p->pattern_1, p->len_1, p->pattern_2, p->len_2, p->count, p->last_us);
+        }
+    }
     for (size_t i = 0; i < src->topics_n; i++) {
-        const agg_topic_t *t = &src->topics[i];
-        agg_add_topic(dst, t->topic, t->events, t->without_patterns, t->dead_letters, t->flagged);
+        agg_add_topic(dst, &src->topics[i]);
     }
     for (size_t i = 0; i < src->offsets_n; i++) {
         const agg_offset_t *o = &src->offsets[i];
@@ -475,7 +564,8 @@ size_t agg_patterns(const agg_t *a)
 size_t agg_bytes(const agg_t *a)
 {
     return a->arena_bytes + a->patterns.cap * sizeof(istr_t) + a->strings.cap * sizeof(istr_t) +
-           a->uses_cap * sizeof(use_slot_t) + a->hours_cap * sizeof(hour_slot_t) + a->dead_bytes;
+           a->uses_cap * sizeof(use_slot_t) + a->hours_cap * sizeof(hour_slot_t) +
+           a->pairs_cap * sizeof(pair_slot_t) + a->dead_bytes;
 }
 
 bool agg_empty(const agg_t *a)
@@ -504,6 +594,20 @@ void agg_each_hour(const agg_t *a, void (*fn)(const agg_hour_t *, void *), void 
             fn(&a->hours[i].h, ud);
         }
     }
+}
+
+void agg_each_pair(const agg_t *a, void (*fn)(const agg_pair_t *, void *), void *ud)
+{
+    for (size_t i = 0; i < a->pairs_cap; i++) {
+        if (a->pairs[i].p.pattern_1 != NULL) {
+            fn(&a->pairs[i].p, ud);
+        }
+    }
+}
+
+size_t agg_n_pairs(const agg_t *a)
+{
+    return a->pairs_n;
 }
 
 size_t agg_n_uses(const agg_t *a)

@@ -30,11 +30,22 @@ typedef struct {
 } agg_hour_t;
 
 typedef struct {
+    const char *pattern_1; /* pattern_1 < pattern_2 in byte order */
+    uint32_t len_1;
+    const char *pattern_2;
+    uint32_t len_2;
+    int64_t count;
+    int64_t last_us;
+} agg_pair_t;
+
+typedef struct {
     const char *topic;
     int64_t events;
     int64_t without_patterns;
     int64_t dead_letters;
     int64_t flagged;
+    int64_t with_patterns;
+    int64_t over_pair_limit;
 } agg_topic_t;
 
 typedef struct {
@@ -63,9 +74,10 @@ void agg_reset(agg_t *a);
 /* One use of a pattern by an agent at an event time. Copies the strings. */
 void agg_add_use(agg_t *a, const char *pattern, size_t plen, const char *agent, size_t alen,
                  int64_t time_us);
+/* One event referenced both patterns (given in either order). Copies the strings. */
+void agg_add_pair(agg_t *a, const char *p1, size_t l1, const char *p2, size_t l2, int64_t time_us);
 /* Adds to a topic's counters. */
-void agg_add_topic(agg_t *a, const char *topic, int64_t events, int64_t without_patterns,
-                   int64_t dead_letters, int64_t flagged);
+void agg_add_topic(agg_t *a, const agg_topic_t *delta);
 /* Records that a partition advanced to `next`. `expected` is used only when the partition is
  * not yet in this batch: it is the offset the batch expects to find in PostgreSQL. */
 void agg_note_offset(agg_t *a, const char *topic, int32_t partition, int64_t expected,
@@ -89,6 +101,8 @@ void agg_count_event(agg_t *a);
 /* Iterators: call fn for each element; order is unspecified. */
 void agg_each_use(const agg_t *a, void (*fn)(const agg_use_t *, void *), void *ud);
 void agg_each_hour(const agg_t *a, void (*fn)(const agg_hour_t *, void *), void *ud);
+void agg_each_pair(const agg_t *a, void (*fn)(const agg_pair_t *, void *), void *ud);
+size_t agg_n_pairs(const agg_t *a);
 size_t agg_n_uses(const agg_t *a);
 size_t agg_n_hours(const agg_t *a);
 size_t agg_n_topics(const agg_t *a);

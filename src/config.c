@@ -84,6 +84,11 @@ static const option_t options[] = {
      "Longest time SIGTERM waits for the last flush before exiting."},
     {"pg_pool_size", T_INT, "4", OFF(pg_pool_size), NULL, false, 1, 64,
      "PostgreSQL connections for HTTP queries (the flush has its own)."},
+    {"cooccurrence_max_patterns", T_INT, "32", OFF(cooccurrence_max_patterns), NULL, true, 0, 1000,
+     "Events with up to this many distinct patterns record every pair of them (co-occurrence); "
+     "events with more are counted in usage_topic_stats instead. 0 turns pairs off."},
+    {"retention_hourly_days", T_INT, "90", OFF(retention_hourly_days), NULL, true, 1, 36500,
+     "Hourly buckets older than this many days roll up into daily buckets (totals unchanged)."},
     {"log_level", T_STRING, "info", OFF(log_level), NULL, true, 0, 0,
      "debug, info, warn or error."},
     {"root", T_STRING, NULL, OFF(root), "PATTERNTRACK_ROOT", false, 0, 0,

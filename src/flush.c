@@ -8,11 +8,11 @@
 #include "pg.h"
 #include "text.h"
 
-#define FLUSH_NPARAMS 26
+#define FLUSH_NPARAMS 32
 
 static const char flush_sql[] =
     "SELECT pt_flush($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
-    "$17, $18, $19, $20, $21, $22, $23, $24, $25, $26)";
+    "$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)";
 
 struct flush {
     pg_conn_t *conn;
@@ -93,6 +93,27 @@ typedef struct {
     bool any;
 } hours_ctx_t;
 
+typedef struct {
+    pg_buf_t p1, p2, cnt, last;
+    bool any;
+} pairs_ctx_t;
+
+static void pair_cb(const agg_pair_t *p, void *ud)
+{
+    pairs_ctx_t *x = ud;
+    if (x->any) {
+        pg_array_next(&x->p1);
+        pg_array_next(&x->p2);
+        pg_array_next(&x->cnt);
+        pg_array_next(&x->last);
+    }
+    pg_array_text(&x->p1, p->pattern_1, p->len_1);
+    pg_array_text(&x->p2, p->pattern_2, p->len_2);
+    pg_array_int(&x->cnt, p->count);
+    pg_array_int(&x->last, p->last_us);
+    x->any = true;
+}
+
 static void hour_cb(const agg_hour_t *h, void *ud)
 {
     hours_ctx_t *x = ud;
@@ -166,18 +187,31 @@ int flush_build(const agg_t *a, const char *group, bool durable, char **values, 
     b[9] = hc.pat;
     b[10] = hc.hour;
     b[11] = hc.cnt;
-    /* topics: b[12..16] */
+    /* topics: b[12..16], b[24..25] */
     for (size_t i = 0; i < agg_n_topics(a); i++) {
         const agg_topic_t *t = agg_topic_at(a, i);
-        for (int k = 12; k < 17 && i > 0; k++) {
-            pg_array_next(&b[k]);
+        if (i > 0) {
+            for (int k = 12; k < 17; k++) {
+                pg_array_next(&b[k]);
+            }
+            pg_array_next(&b[24]);
+            pg_array_next(&b[25]);
         }
         pg_array_text(&b[12], t->topic, strlen(t->topic));
         pg_array_int(&b[13], t->events);
         pg_array_int(&b[14], t->without_patterns);
         pg_array_int(&b[15], t->dead_letters);
         pg_array_int(&b[16], t->flagged);
+        pg_array_int(&b[24], t->with_patterns);
+        pg_array_int(&b[25], t->over_pair_limit);
     }
+    /* pairs: b[26..29] */
+    pairs_ctx_t pc = {.p1 = b[26], .p2 = b[27], .cnt = b[28], .last = b[29]};
+    agg_each_pair(a, pair_cb, &pc);
+    b[26] = pc.p1;
+    b[27] = pc.p2;
+    b[28] = pc.cnt;
+    b[29] = pc.last;
     /* dead letters: b[17..23] */
     for (size_t i = 0; i < agg_n_dead(a); i++) {
         const agg_dead_t *d = agg_dead_at(a, i);

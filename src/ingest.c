@@ -16,7 +16,7 @@ typedef struct {
 } ref_t;
 
 typedef struct {
-    int64_t without, dead, flagged, events;
+    int64_t without, dead, flagged, events, with, over;
 } batch_topic_t;
 
 /* Per topic series, looked up once. */
@@ -423,6 +423,23 @@ static void process(ingest_t *g, const ingest_msg_t *m, batch_topic_t *bt, inges
     }
     st->uses += n;
     metric_add(g->tm[m->topic_idx].tracked, (double)n);
+    if (n > 0) {
+        bt->with++;
+    }
+    /* Pairs of the event's distinct patterns, unless there are so many that the pairs (n^2/2)
+     * would cost more than the event is worth; those events are counted instead. */
+    int64_t maxp = g->cfg->cooccurrence_max_patterns;
+    if (maxp > 0 && n >= 2) {
+        if ((int64_t)n > maxp) {
+            bt->over++;
+        } else {
+            for (size_t i = 0; i + 1 < n; i++) {
+                for (size_t j = i + 1; j < n; j++) {
+                    agg_add_pair(a, g->refs[i].s, g->refs[i].len, g->refs[j].s, g->refs[j].len, t);
+                }
+            }
+        }
+    }
     if (n == 0) {
         bt->without++;
         st->without_patterns++;
@@ -512,8 +529,14 @@ static void settle_topics(ingest_t *g)
     for (size_t i = 0; i < g->n_topics; i++) {
         batch_topic_t *bt = &g->batch_topics[i];
         if (bt->events || bt->dead || bt->without || bt->flagged) {
-            agg_add_topic(g->cur, rules_topic(g->rules, i), bt->events, bt->without, bt->dead,
-                          bt->flagged);
+            agg_topic_t d = {.topic = rules_topic(g->rules, i),
+                             .events = bt->events,
+                             .without_patterns = bt->without,
+                             .dead_letters = bt->dead,
+                             .flagged = bt->flagged,
+                             .with_patterns = bt->with,
+                             .over_pair_limit = bt->over};
+            agg_add_topic(g->cur, &d);
             memset(bt, 0, sizeof *bt);
         }
     }

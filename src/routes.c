@@ -14,6 +14,7 @@
 #include "l_pt.h"
 #include "log.h"
 #include "metrics.h"
+#include "static.h"
 #include "text.h"
 
 #define MAX_ROUTE_FILES 128
@@ -520,6 +521,10 @@ static const char *method_name(enum evhttp_cmd_type m)
 void routes_handle(struct evhttp_request *req, void *ud)
 {
     routes_t *r = ud;
+    char web[4096];
+    if (static_handle(req, config_path(r->cfg, "web", web, sizeof web))) {
+        return;
+    }
     route_req_t *rr = calloc(1, sizeof *rr);
     if (rr == NULL) {
         evhttp_send_error(req, 503, "Service Unavailable");

@@ -72,7 +72,8 @@ int main(void)
     CHECK_EQ_INT(agg_offset_at(a, 0)->expected, -1);
     CHECK_EQ_INT(agg_offset_at(a, 0)->next, 9);
 
-    agg_add_topic(a, "t", 3, 1, 1, 0);
+    agg_add_topic(
+        a, &(agg_topic_t){.topic = "t", .events = 3, .without_patterns = 1, .dead_letters = 1});
     agg_add_dead(a, "t", 0, 7, "not json", "detail", "0123456789", 10, 4);
     CHECK_EQ_INT(agg_n_dead(a), 1);
     CHECK_EQ_INT(agg_dead_at(a, 0)->payload_len, 4);
@@ -86,7 +87,7 @@ int main(void)
     agg_count_event(b);
     agg_note_offset(b, "t", 0, 9, 15);
     agg_note_offset(b, "t", 2, -1, 1);
-    agg_add_topic(b, "t", 2, 0, 1, 1);
+    agg_add_topic(b, &(agg_topic_t){.topic = "t", .events = 2, .dead_letters = 1, .flagged = 1});
     agg_add_dead(b, "t", 2, 0, "not utf-8", NULL, "\xff", 1, 100);
     agg_merge(a, b);
     CHECK(agg_empty(b));

@@ -17,13 +17,15 @@ static void test_build(void)
     agg_t *a = agg_new();
     agg_add_use(a, "we\"ird\\id,{x}", 13, "ag \xc3\xa9", 5, 2 * H + 7);
     agg_note_offset(a, "topic-a", 3, -1, 42);
-    agg_add_topic(a, "topic-a", 1, 0, 1, 0);
+    agg_add_topic(a, &(agg_topic_t){.topic = "topic-a", .events = 1, .dead_letters = 1});
     agg_add_dead(a, "topic-a", 3, 41, "not json", "bad \xff byte", "\x01\xfe", 2, 100);
-    char *v[26];
-    int len[26];
+    char *v[32];
+    int len[32];
     int n = flush_build(a, "grp", true, v, len);
-    CHECK_EQ_INT(n, 26);
-    CHECK_EQ_STR(v[25], "true");
+    CHECK_EQ_INT(n, 32);
+    CHECK_EQ_STR(v[31], "true");
+    CHECK_EQ_STR(v[25], "{0}"); /* events with patterns */
+    CHECK_EQ_STR(v[27], "{}");  /* no pairs */
     CHECK_EQ_STR(v[0], "grp");
     CHECK_EQ_STR(v[1], "{\"topic-a\"}");
     CHECK_EQ_STR(v[2], "{3}");
@@ -48,8 +50,8 @@ static void test_build(void)
 
 static PGresult *run_flush(PGconn *c, const agg_t *a)
 {
-    char *v[26];
-    int len[26];
+    char *v[32];
+    int len[32];
     int n = flush_build(a, "g1", false, v, len);
     char sql[256] = "SELECT pt_flush($1";
     for (int i = 2; i <= n; i++) {
@@ -98,7 +100,8 @@ static void test_pg(const char *url)
     agg_add_use(a, "reg", 3, "alice", 5, 5 * H + 20);
     agg_add_use(a, "new\"one", 7, "alice", 5, 6 * H);
     agg_note_offset(a, "t", 0, -1, 100);
-    agg_add_topic(a, "t", 3, 1, 1, 0);
+    agg_add_topic(
+        a, &(agg_topic_t){.topic = "t", .events = 3, .without_patterns = 1, .dead_letters = 1});
     agg_add_dead(a, "t", 0, 50, "not json", "x", "not-json", 8, 3);
     PGresult *r = run_flush(c, a);
     CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
