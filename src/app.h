@@ -11,6 +11,7 @@
 #include "http.h"
 #include "ingest.h"
 #include "kafka.h"
+#include "maint.h"
 #include "pg.h"
 #include "routes.h"
 #include "rules.h"
@@ -24,6 +25,7 @@ typedef struct app {
     pg_pool_t *pool;
     routes_t *routes;
     http_t *http;
+    maint_t *maint;
     struct event *ev_term, *ev_int, *ev_deadline;
     time_t started;
     bool stopping;

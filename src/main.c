@@ -164,6 +164,11 @@ static int run(config_t *cfg)
         }
         metrics_add_collector(l_app_collect, &app);
     }
+    app.maint = maint_new(app.base, cfg);
+    if (app.maint == NULL) {
+        log_error("start-up: out of memory");
+        goto done;
+    }
     app.ev_term = evsignal_new(app.base, SIGTERM, signal_cb, &app);
     app.ev_int = evsignal_new(app.base, SIGINT, signal_cb, &app);
     app.ev_deadline = evtimer_new(app.base, deadline_cb, &app);
@@ -181,6 +186,7 @@ done:
     if (app.ev_deadline) {
         event_free(app.ev_deadline);
     }
+    maint_free(app.maint);
     http_free(app.http);
     routes_free(app.routes);
     pg_pool_free(app.pool);

@@ -1,0 +1,80 @@
+#include "maint.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "log.h"
+#include "pg.h"
+
+struct maint {
+    const config_t *cfg;
+    pg_conn_t *conn;
+    struct event *timer;
+};
+
+static void schedule(maint_t *m, int seconds)
+{
+    struct timeval tv = {seconds, 0};
+    evtimer_add(m->timer, &tv);
+}
+
+static void done_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
+{
+    (void)c;
+    maint_t *m = ud;
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        log_warn("rollup of old hourly buckets failed (retrying in 5 min): %s",
+                 res ? PQresultErrorMessage(res) : err);
+        schedule(m, 300);
+        return;
+    }
+    long long n = atoll(PQgetvalue(res, 0, 0));
+    if (n > 0) {
+        log_info("rolled hourly buckets older than %lld days up into %lld daily buckets",
+                 (long long)m->cfg->retention_hourly_days, n);
+    }
+    schedule(m, 3600);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    maint_t *m = arg;
+    char days[32];
+    snprintf(days, sizeof days, "%lld", (long long)m->cfg->retention_hourly_days);
+    const char *vals[1] = {days};
+    if (pg_conn_query(m->conn, "SELECT pt_rollup(now() - make_interval(days => $1::int))", 1, vals,
+                      NULL, 600000, done_cb, m) != 0) {
+        schedule(m, 300);
+    }
+}
+
+maint_t *maint_new(struct event_base *base, const config_t *c)
+{
+    maint_t *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        return NULL;
+    }
+    m->cfg = c;
+    m->conn = pg_conn_new(base, c->database_url, "maintenance");
+    m->timer = evtimer_new(base, tick_cb, m);
+    if (m->conn == NULL || m->timer == NULL) {
+        maint_free(m);
+        return NULL;
+    }
+    schedule(m, 60);
+    return m;
+}
+
+void maint_free(maint_t *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    if (m->timer) {
+        event_free(m->timer);
+    }
+    pg_conn_free(m->conn);
+    free(m);
+}

@@ -1,0 +1,16 @@
+/* maint: periodic database maintenance on its own connection: rolls hourly buckets older than
+ * retention_hourly_days up into daily buckets (pt_rollup, one transaction, totals unchanged).
+ * Runs a minute after start, then hourly. Owns its connection and timer. */
+#ifndef PT_MAINT_H
+#define PT_MAINT_H
+
+#include <event2/event.h>
+
+#include "config.h"
+
+typedef struct maint maint_t;
+
+maint_t *maint_new(struct event_base *base, const config_t *c);
+void maint_free(maint_t *m);
+
+#endif
