@@ -1,6 +1,7 @@
 /* main: command line, start-up order and shutdown. Owns the event loop and the top-level
  * objects; everything else is reached through them. */
 #include <event2/event.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,6 +252,9 @@ int main(int argc, char **argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Flush parameters are large, short-lived buffers: served by mmap they go back to the
+     * system when freed, instead of raising the heap (and RSS) for good. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     char err[2048];
     config_t *cfg = config_load(config_file, err, sizeof err);
     if (cfg == NULL) {

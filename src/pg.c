@@ -222,6 +222,11 @@ static void send_query(pg_conn_t *c)
         return;
     }
     c->state = PG_BUSY;
+    /* libpq holds its own copy now; ours may go (flush parameters are megabytes). */
+    for (int i = 0; i < c->nparams; i++) {
+        free(c->values[i]);
+        c->values[i] = NULL;
+    }
     int f = PQflush(c->conn);
     if (f < 0) {
         fail(c, "cannot send query");

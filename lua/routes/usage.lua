@@ -142,10 +142,17 @@ return {
     {
         method = "GET", path = "/api/patterns/usage/{pattern_id}", tags = { "usage" },
         summary = "Usage statistics of one pattern",
-        query = { { name = "include_trend", type = "boolean", default = true } },
+        description = "trend compares the last window_days days with the window_days before, " ..
+            "both ending at the end of the current UTC hour (the same rule as /trends).",
+        query = {
+            { name = "include_trend", type = "boolean", default = true },
+            { name = "window_days", type = "integer", minimum = 1, maximum = 90, default = WINDOW,
+              description = "Length of each trend window in days." },
+        },
         responses = { ["200"] = { description = "PatternUsageStats", schema = STATS_SCHEMA }, ["404"] = NOT_FOUND },
         handler = function(req)
-            local rows = db.query(stats.SELECT .. " WHERE n.pattern_id = $2", WINDOW, req.params.pattern_id)
+            local rows = db.query(stats.SELECT .. " WHERE n.pattern_id = $2", req.args.window_days,
+                req.params.pattern_id)
             if #rows == 0 then
                 pt.fail(404, "Pattern not found: " .. req.params.pattern_id)
             end

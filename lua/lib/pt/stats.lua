@@ -1,11 +1,48 @@
--- PatternUsageStats, the seed's response model, built from pattern_lineage_nodes and the hourly
--- buckets. Shared by the usage routes so every endpoint reports a pattern the same way.
+-- PatternUsageStats, the seed's response model, built from pattern_lineage_nodes and the usage
+-- buckets; and the trend rule with its windows. Shared by the usage and history routes so every
+-- endpoint reports a pattern, and a trend, the same way.
 local M = {}
 
--- Columns of one pattern plus its usage in two trailing windows of whole hours: the last
--- `window_days` days up to the end of the current hour, and the same span before it.
--- $1 is always window_days; callers append their own WHERE/ORDER/LIMIT with $2...
-M.SELECT = [[
+-- The trend windows of a request, as a one-row subquery `w`: t0 = the end of the current UTC
+-- hour, t1 = t0 - window_days, t2 = t0 - 2 * window_days. The last window is [t1, t0), the one
+-- before [t2, t1). $1 is always window_days.
+M.WINDOWS = [[
+(SELECT z.t0, z.t0 - make_interval(days => $1::int) AS t1,
+        z.t0 - make_interval(days => 2 * $1::int) AS t2
+   FROM (SELECT date_trunc('hour', now()) + interval '1 hour' AS t0) z) w]]
+
+-- Usage rows (pattern_id, t, c, daily) between w.t2 and w.t0 for the patterns `match` selects
+-- (an SQL condition on alias u, e.g. "u.pattern_id = n.pattern_id", or "true"): the hourly
+-- buckets, and the daily buckets of days older than the hourly retention placed at their start
+-- (00:00 UTC), since their hours are gone. Callers filter t exactly; the day range here only
+-- bounds the index scan.
+function M.window_usage(match)
+    return ([[
+SELECT u.pattern_id, u.hour AS t, u.usage_count AS c, false AS daily
+  FROM pattern_usage_hourly u
+ WHERE %s AND u.hour >= w.t2 AND u.hour < w.t0
+UNION ALL
+SELECT u.pattern_id, u.day::timestamp AT TIME ZONE 'UTC', u.usage_count, true
+  FROM pattern_usage_daily u
+ WHERE %s AND u.day >= (w.t2 AT TIME ZONE 'UTC')::date
+   AND u.day <= (w.t0 AT TIME ZONE 'UTC')::date]]):format(match, match)
+end
+
+-- The sums over rows x of M.window_usage: recent (last window), previous (the one before) and
+-- whether a daily bucket took part (then window edges inside those days are approximate).
+M.WINDOW_SUMS = [[
+sum(x.c) FILTER (WHERE x.t >= w.t1 AND x.t < w.t0)::bigint AS recent,
+sum(x.c) FILTER (WHERE x.t >= w.t2 AND x.t < w.t1)::bigint AS previous,
+coalesce(bool_or(x.daily) FILTER (WHERE x.t >= w.t2 AND x.t < w.t0), false) AS from_daily]]
+
+-- What a response says when daily buckets took part in a trend.
+M.DAILY_NOTE = "part of these windows is older than the hourly retention and held as daily " ..
+    "buckets; each such day counts entirely in the window that holds its start (00:00 UTC), " ..
+    "so a window edge inside such a day is approximate"
+
+-- Columns of one pattern plus its usage in the two trend windows. $1 is always window_days;
+-- callers append their own WHERE/ORDER/LIMIT with $2...
+M.SELECT = ([[
 SELECT n.pattern_id,
        coalesce(n.pattern_name, n.pattern_id) AS pattern_name,
        coalesce(n.pattern_type, 'unknown') AS pattern_type,
@@ -20,14 +57,10 @@ SELECT n.pattern_id,
        floor(extract(epoch FROM now() - n.created_at) / 86400)::bigint AS age_days,
        tr.recent, tr.previous
   FROM pattern_lineage_nodes n
-  CROSS JOIN (SELECT date_trunc('hour', now()) + interval '1 hour' AS t0) b
-  LEFT JOIN LATERAL (
-       SELECT sum(h.usage_count) FILTER (WHERE h.hour >= b.t0 - make_interval(days => $1::int)) AS recent,
-              sum(h.usage_count) FILTER (WHERE h.hour < b.t0 - make_interval(days => $1::int)) AS previous
-         FROM pattern_usage_hourly h
-        WHERE h.pattern_id = n.pattern_id
-          AND h.hour >= b.t0 - make_interval(days => 2 * $1::int) AND h.hour < b.t0) tr ON true
-]]
+ CROSS JOIN %s
+  LEFT JOIN LATERAL (SELECT %s
+                       FROM (%s) x) tr ON true
+]]):format(M.WINDOWS, M.WINDOW_SUMS, M.window_usage("u.pattern_id = n.pattern_id"))
 
 -- The seed's trend rule: the last window against the one before, +-10 %; no usage at all in
 -- the earlier window means there is no history to compare with.
