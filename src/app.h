@@ -13,6 +13,7 @@
 #include "kafka.h"
 #include "maint.h"
 #include "pg.h"
+#include "reload.h"
 #include "routes.h"
 #include "rules.h"
 
@@ -26,6 +27,7 @@ typedef struct app {
     routes_t *routes;
     http_t *http;
     maint_t *maint;
+    reload_t *reload;
     struct event *ev_term, *ev_int, *ev_deadline;
     time_t started;
     bool stopping;

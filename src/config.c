@@ -56,7 +56,7 @@ static const option_t options[] = {
      "connections)."},
     {"route_instruction_budget", T_INT, "50000000", OFF(route_instruction_budget), NULL, true, 1000,
      2000000000, "Lua instructions one HTTP route may run between two queries."},
-    {"query_timeout_ms", T_INT, "10000", OFF(query_timeout_ms), NULL, true, 100, 600000,
+    {"query_timeout_ms", T_INT, "10000", OFF(query_timeout_ms), NULL, false, 100, 600000,
      "Longest an HTTP query may run in PostgreSQL (statement_timeout)."},
     {"batch_max_events", T_INT, "50000", OFF(batch_max_events), NULL, true, 1, 10000000,
      "Flush when the batch holds this many events."},
@@ -452,6 +452,98 @@ void config_free(config_t *c)
     }
     free(c->config_path);
     free(c);
+}
+
+/* The value of option o in c, as text, for comparisons. */
+static void option_text(const config_t *c, const option_t *o, char *buf, size_t len)
+{
+    const char *base = (const char *)c;
+    switch (o->type) {
+    case T_STRING: {
+        const char *v = *(char *const *)(base + o->offset);
+        snprintf(buf, len, "%s", v ? v : "");
+        return;
+    }
+    case T_INT:
+        snprintf(buf, len, "%lld", (long long)*(const int64_t *)(base + o->offset));
+        return;
+    case T_BOOL:
+        snprintf(buf, len, "%s", *(const bool *)(base + o->offset) ? "true" : "false");
+        return;
+    case T_TOPICS: {
+        size_t n = 0;
+        buf[0] = '\0';
+        for (size_t i = 0; i < c->n_topics && n < len; i++) {
+            n +=
+                (size_t)snprintf(buf + n, len - n, "%s=%s;", c->topics[i].topic, c->topics[i].rule);
+        }
+        return;
+    }
+    case T_PROPS: {
+        size_t n = 0;
+        buf[0] = '\0';
+        for (size_t i = 0; i < c->n_props && n < len; i++) {
+            n += (size_t)snprintf(buf + n, len - n, "%s=%s;", c->kafka_properties[i].key,
+                                  c->kafka_properties[i].value);
+        }
+        return;
+    }
+    }
+}
+
+size_t config_restart_keys(const config_t *running, const config_t *next, char *buf, size_t len)
+{
+    size_t n = 0, used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        const option_t *o = &options[i];
+        if (o->reload) {
+            continue;
+        }
+        char a[8192], b[8192];
+        option_text(running, o, a, sizeof a);
+        option_text(next, o, b, sizeof b);
+        if (strcmp(a, b) != 0) {
+            used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%s", n ? ", " : "",
+                                     o->key);
+            n++;
+        }
+    }
+    return n;
+}
+
+void config_apply_live(config_t *running, const config_t *next)
+{
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        const option_t *o = &options[i];
+        if (!o->reload) {
+            continue;
+        }
+        char *dst = (char *)running + o->offset;
+        const char *src = (const char *)next + o->offset;
+        switch (o->type) {
+        case T_STRING:
+            free(*(char **)dst);
+            *(char **)dst = xstrdup(*(char *const *)src);
+            break;
+        case T_INT:
+            *(int64_t *)dst = *(const int64_t *)src;
+            break;
+        case T_BOOL:
+            *(bool *)dst = *(const bool *)src;
+            break;
+        case T_TOPICS:
+            clear_topics(running);
+            for (size_t t = 0; t < next->n_topics; t++) {
+                running->topics[t].topic = xstrdup(next->topics[t].topic);
+                running->topics[t].rule = xstrdup(next->topics[t].rule);
+            }
+            running->n_topics = next->n_topics;
+            break;
+        case T_PROPS:
+            break; /* never live: librdkafka reads them once */
+        }
+    }
 }
 
 const char *config_path(const config_t *c, const char *rel, char *buf, size_t buflen)

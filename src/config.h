@@ -64,6 +64,11 @@ typedef struct config {
 config_t *config_load(const char *path, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 void config_free(config_t *c);
+/* Names, comma-separated in buf, of the options that differ between two configurations and
+ * cannot change without a restart; returns how many. */
+size_t config_restart_keys(const config_t *running, const config_t *next, char *buf, size_t len);
+/* Copies every option that may change while running from next into running. */
+void config_apply_live(config_t *running, const config_t *next);
 /* Resolves a path relative to the config's root into buf. */
 const char *config_path(const config_t *c, const char *rel, char *buf, size_t buflen);
 /* Prints every option with its type, default, environment variable and help text. */

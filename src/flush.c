@@ -17,7 +17,7 @@ static const char flush_sql[] =
 struct flush {
     pg_conn_t *conn;
     char *group;
-    int64_t timeout_ms;
+    const config_t *cfg;
     flush_cb cb;
     void *ud;
     struct timespec started;
@@ -31,7 +31,7 @@ flush_t *flush_new(struct event_base *base, const config_t *c)
     }
     f->conn = pg_conn_new(base, c->database_url, "flush");
     f->group = strdup(c->kafka_group_id);
-    f->timeout_ms = c->flush_timeout_ms;
+    f->cfg = c;
     if (f->conn == NULL || f->group == NULL) {
         flush_free(f);
         return NULL;
@@ -299,7 +299,7 @@ int flush_send(flush_t *f, const agg_t *a, bool durable, flush_cb cb, void *ud)
     f->ud = ud;
     clock_gettime(CLOCK_MONOTONIC, &f->started);
     int rc = pg_conn_query(f->conn, flush_sql, n, (const char *const *)values, lengths,
-                           f->timeout_ms, result_cb, f);
+                           f->cfg->flush_timeout_ms, result_cb, f);
     flush_build_free(values, n);
     if (rc != 0) {
         f->cb = NULL;

@@ -98,6 +98,27 @@ static int64_t mono_ms_since(const struct timespec *t)
     return (int64_t)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
+/* Finds or creates the series of one topic. */
+static void topic_series(topic_metrics_t *tm, const char *topic)
+{
+    char lt[300], ls[600], st[300];
+    const char *help = "Events consumed, by topic and outcome (ok or dead_letter).";
+    metrics_label(lt, sizeof lt, "topic", topic);
+    snprintf(ls, sizeof ls, "%s,status=\"ok\"", lt);
+    tm->ok = metrics_series("usage_tracking_events_consumed_total", METRIC_COUNTER, help, ls);
+    snprintf(ls, sizeof ls, "%s,status=\"dead_letter\"", lt);
+    tm->dead = metrics_series("usage_tracking_events_consumed_total", METRIC_COUNTER, help, ls);
+    metrics_label(st, sizeof st, "source_type", ingest_source_type(topic));
+    tm->tracked = metrics_series("pattern_usage_tracked_total", METRIC_COUNTER,
+                                 "Pattern uses counted, by source type.", st);
+    tm->without = metrics_series(
+        "patterntrack_events_without_patterns_total", METRIC_COUNTER,
+        "Events from which the rule extracted no pattern (extraction gaps), by topic.", lt);
+    tm->flagged = metrics_series(
+        "patterntrack_events_flagged_total", METRIC_COUNTER,
+        "Events the rule flagged with a note (e.g. a pattern count but no list), by topic.", lt);
+}
+
 ingest_t *ingest_new(struct event_base *base, const config_t *c, rules_t *rules,
                      ingest_hooks_t hooks)
 {
@@ -117,27 +138,7 @@ ingest_t *ingest_new(struct event_base *base, const config_t *c, rules_t *rules,
     g->stats = calloc(g->n_topics + 1, sizeof(ingest_topic_stats_t));
     g->tm = calloc(g->n_topics + 1, sizeof(topic_metrics_t));
     for (size_t i = 0; g->tm && i < g->n_topics; i++) {
-        char lt[300], ls[600], st[300];
-        const char *topic = rules_topic(rules, i);
-        metrics_label(lt, sizeof lt, "topic", topic);
-        snprintf(ls, sizeof ls, "%s,status=\"ok\"", lt);
-        g->tm[i].ok =
-            metrics_series("usage_tracking_events_consumed_total", METRIC_COUNTER,
-                           "Events consumed, by topic and outcome (ok or dead_letter).", ls);
-        snprintf(ls, sizeof ls, "%s,status=\"dead_letter\"", lt);
-        g->tm[i].dead =
-            metrics_series("usage_tracking_events_consumed_total", METRIC_COUNTER,
-                           "Events consumed, by topic and outcome (ok or dead_letter).", ls);
-        metrics_label(st, sizeof st, "source_type", ingest_source_type(topic));
-        g->tm[i].tracked = metrics_series("pattern_usage_tracked_total", METRIC_COUNTER,
-                                          "Pattern uses counted, by source type.", st);
-        g->tm[i].without = metrics_series(
-            "patterntrack_events_without_patterns_total", METRIC_COUNTER,
-            "Events from which the rule extracted no pattern (extraction gaps), by topic.", lt);
-        g->tm[i].flagged = metrics_series(
-            "patterntrack_events_flagged_total", METRIC_COUNTER,
-            "Events the rule flagged with a note (e.g. a pattern count but no list), by topic.",
-            lt);
+        topic_series(&g->tm[i], rules_topic(rules, i));
     }
     g->m_flush_seconds =
         metrics_series("pattern_usage_update_duration_seconds", METRIC_HISTOGRAM,
@@ -459,6 +460,37 @@ static void process(ingest_t *g, const ingest_msg_t *m, batch_topic_t *bt, inges
         st->dead_letters++;
     }
     rules_done(g->rules);
+}
+
+static void settle_topics(ingest_t *g);
+
+void ingest_set_rules(ingest_t *g, rules_t *rules)
+{
+    /* The filling batch's counters are keyed by index: move them into the aggregate (keyed by
+     * name) before the indices change meaning. */
+    settle_topics(g);
+    size_t n = rules_count(rules);
+    ingest_topic_stats_t *stats = calloc(n + 1, sizeof *stats);
+    topic_metrics_t *tm = calloc(n + 1, sizeof *tm);
+    batch_topic_t *bt = calloc(n + 1, sizeof *bt);
+    if (stats == NULL || tm == NULL || bt == NULL) {
+        abort();
+    }
+    for (size_t i = 0; i < n; i++) {
+        int old = rules_find(g->rules, rules_topic(rules, i));
+        if (old >= 0) {
+            stats[i] = g->stats[old];
+        }
+        topic_series(&tm[i], rules_topic(rules, i));
+    }
+    free(g->stats);
+    free(g->tm);
+    free(g->batch_topics);
+    g->stats = stats;
+    g->tm = tm;
+    g->batch_topics = bt;
+    g->n_topics = n;
+    g->rules = rules;
 }
 
 void ingest_message(ingest_t *g, const ingest_msg_t *m)

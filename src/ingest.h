@@ -63,6 +63,9 @@ const char *ingest_source_type(const char *topic);
 ingest_t *ingest_new(struct event_base *base, const config_t *c, rules_t *rules,
                      ingest_hooks_t hooks);
 void ingest_free(ingest_t *g);
+/* Switches to another generation's rules (between two messages). Counters of topics that stay
+ * are kept; topic indices given to ingest_message from now on refer to the new rules. */
+void ingest_set_rules(ingest_t *g, rules_t *rules);
 /* Processes one message into the current batch. */
 void ingest_message(ingest_t *g, const ingest_msg_t *m);
 /* Starts a flush if the batch is due (call after a burst of messages). */

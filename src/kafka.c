@@ -11,6 +11,7 @@
 #include "pg.h"
 
 #define KAFKA_BATCH 1000
+#define NO_RULE ((size_t)-1) /* a partition of a topic the current rules no longer have */
 
 typedef enum { P_PENDING, P_ACTIVE } part_state_t;
 
@@ -133,7 +134,7 @@ static void add_part(kafka_t *k, const char *topic, int32_t partition)
     part_t *p = &k->parts[k->n_parts++];
     p->topic = strdup(topic);
     p->partition = partition;
-    p->topic_idx = idx < 0 ? 0 : (size_t)idx;
+    p->topic_idx = idx < 0 ? NO_RULE : (size_t)idx;
     p->state = P_PENDING;
     p->next = -1;
     p->batch_start = -1;
@@ -400,7 +401,8 @@ static void handle_message(kafka_t *k, rd_kafka_message_t *rkm)
     }
     const char *topic = rd_kafka_topic_name(rkm->rkt);
     part_t *p = find_part(k, topic, rkm->partition);
-    if (p == NULL || p->state != P_ACTIVE || k->paused || k->revoking || k->closing) {
+    if (p == NULL || p->state != P_ACTIVE || p->topic_idx == NO_RULE || k->paused || k->revoking ||
+        k->closing) {
         return; /* not ours to count now; apply_assignment repositions before we count again */
     }
     if (p->next >= 0 && rkm->offset < p->next) {
@@ -552,7 +554,40 @@ void kafka_set_ingest(kafka_t *k, ingest_t *g)
     k->ingest = g;
 }
 
-int kafka_start(kafka_t *k, char *err, size_t errlen)
+static bool same_topics(rules_t *a, rules_t *b)
+{
+    if (rules_count(a) != rules_count(b)) {
+        return false;
+    }
+    for (size_t i = 0; i < rules_count(a); i++) {
+        if (rules_find(b, rules_topic(a, i)) < 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int subscribe(kafka_t *k, char *err, size_t errlen);
+
+void kafka_set_rules(kafka_t *k, rules_t *rules)
+{
+    bool same = same_topics(k->rules, rules);
+    k->rules = rules;
+    for (size_t i = 0; i < k->n_parts; i++) {
+        int idx = rules_find(rules, k->parts[i].topic);
+        k->parts[i].topic_idx = idx < 0 ? NO_RULE : (size_t)idx;
+    }
+    if (!same && !k->closing) {
+        char err[256];
+        if (subscribe(k, err, sizeof err) != 0) {
+            log_error("kafka: %s", err);
+        } else {
+            log_info("kafka: subscription changed to %zu topics", rules_count(rules));
+        }
+    }
+}
+
+static int subscribe(kafka_t *k, char *err, size_t errlen)
 {
     rd_kafka_topic_partition_list_t *l =
         rd_kafka_topic_partition_list_new((int)rules_count(k->rules));
@@ -563,6 +598,14 @@ int kafka_start(kafka_t *k, char *err, size_t errlen)
     rd_kafka_topic_partition_list_destroy(l);
     if (e) {
         snprintf(err, errlen, "kafka subscribe: %s", rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
+int kafka_start(kafka_t *k, char *err, size_t errlen)
+{
+    if (subscribe(k, err, errlen) != 0) {
         return -1;
     }
     event_add(k->ev_read, NULL);

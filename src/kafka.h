@@ -22,6 +22,10 @@ kafka_t *kafka_new(struct event_base *base, const config_t *c, rules_t *rules, c
 /* Ownership of ingest stays with the caller; it must outlive the consumer. */
 void kafka_set_ingest(kafka_t *k, ingest_t *g);
 int kafka_start(kafka_t *k, char *err, size_t errlen) __attribute__((warn_unused_result));
+/* Switches to another generation's rules between two messages. When the set of topics changed,
+ * the subscription changes too (the rebalance flushes before releasing partitions; messages of
+ * a removed topic that arrive before that are not counted and their offsets do not move). */
+void kafka_set_rules(kafka_t *k, rules_t *rules);
 /* Stops consuming, flushes, leaves the group; done() is called when the consumer is closed. */
 void kafka_close(kafka_t *k, void (*done)(void *ud), void *ud);
 void kafka_free(kafka_t *k);

@@ -36,6 +36,13 @@ static void set_str(lua_State *L, const char *k, const char *v)
     lua_setfield(L, -2, k);
 }
 
+static void file_cb(const char *path, const char *hash, void *ud)
+{
+    lua_State *L = ud;
+    lua_pushstring(L, hash);
+    lua_setfield(L, -2, path);
+}
+
 /* pt.health() -> table describing Kafka, the flush and the buffer: [-0, +1] */
 static int l_app_health(lua_State *L)
 {
@@ -93,6 +100,25 @@ static int l_app_health(lua_State *L)
         }
     }
     lua_setfield(L, -2, "ingest");
+
+    if (app->reload) {
+        const reload_status_t *rs = reload_status(app->reload);
+        lua_newtable(L);
+        set_int(L, "reloads_ok", (long long)rs->ok);
+        set_int(L, "reloads_failed", (long long)rs->failed);
+        set_bool(L, "last_ok", rs->last_ok);
+        set_str(L, "last_result", rs->last_message);
+        if (rs->last_at_us > 0) {
+            char buf[40];
+            text_format_time(rs->last_at_us, buf, sizeof buf);
+            set_str(L, "last_at", buf);
+        }
+        set_str(L, "fingerprint", rs->fingerprint);
+        lua_newtable(L);
+        reload_each_file(app->reload, file_cb, L);
+        lua_setfield(L, -2, "files");
+        lua_setfield(L, -2, "loaded");
+    }
     return 1;
 }
 
@@ -314,6 +340,19 @@ static int l_app_ingest(lua_State *L)
     return lua_yieldk(L, 0, 0, l_app_ingest_k);
 }
 
+/* pt.reload() -> {ok, message, fingerprint}: reloads now and answers with the result. */
+static int l_app_reload(lua_State *L)
+{
+    app_t *app = lua_touserdata(L, lua_upvalueindex(1));
+    char msg[1024];
+    int rc = reload_now(app->reload, msg, sizeof msg);
+    lua_newtable(L);
+    set_bool(L, "ok", rc == 0);
+    set_str(L, "message", msg);
+    set_str(L, "fingerprint", reload_status(app->reload)->fingerprint);
+    return 1;
+}
+
 /* pt.topics() -> array of configured topic names: [-0, +1] */
 static int l_app_topics(lua_State *L)
 {
@@ -327,11 +366,9 @@ static int l_app_topics(lua_State *L)
     return 1;
 }
 
-const routes_fn_t l_app_fns[] = {{"health", l_app_health},
-                                 {"metrics", l_app_metrics},
-                                 {"ingest", l_app_ingest},
-                                 {"topics", l_app_topics},
-                                 {NULL, NULL}};
+const routes_fn_t l_app_fns[] = {{"health", l_app_health}, {"metrics", l_app_metrics},
+                                 {"ingest", l_app_ingest}, {"topics", l_app_topics},
+                                 {"reload", l_app_reload}, {NULL, NULL}};
 
 void l_app_collect(void *ud)
 {

@@ -255,6 +255,11 @@ void lvm_push_sandbox(lvm_t *vm)
     lua_rawgeti(vm->L, LUA_REGISTRYINDEX, vm->sandbox_ref);
 }
 
+void lvm_push_readfile(lvm_t *vm)
+{
+    lua_pushcfunction(vm->L, l_lvm_readfile);
+}
+
 void lvm_push_decode(lvm_t *vm)
 {
     lua_rawgeti(vm->L, LUA_REGISTRYINDEX, vm->decode_ref);

@@ -35,6 +35,8 @@ int lvm_resume(lvm_t *vm, lua_State *co, int nargs, int *nres, int64_t budget);
 
 /* Pushes the sandbox module table (lua/pt/sandbox.lua's M): [-0, +1]. */
 void lvm_push_sandbox(lvm_t *vm);
+/* Pushes the readfile function given to the sandbox: [-0, +1]. */
+void lvm_push_readfile(lvm_t *vm);
 /* Pushes the host's cjson.decode: [-0, +1]. */
 void lvm_push_decode(lvm_t *vm);
 

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <dirent.h>
+#include <lauxlib.h>
+
 #include "app.h"
 #include "config.h"
 #include "http.h"
@@ -14,6 +17,7 @@
 #include "kafka.h"
 #include "l_app.h"
 #include "log.h"
+#include "lvm.h"
 #include "metrics.h"
 #include "migrate.h"
 #include "pg.h"
@@ -26,27 +30,39 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "patterntrack %s - counts pattern usage from Kafka events into PostgreSQL and\n"
-            "answers analytics over HTTP.\n"
-            "\n"
-            "Usage:\n"
-            "  patterntrack [run] [--config FILE]   run the engine (the default command)\n"
-            "  patterntrack migrate [--config FILE] apply the SQL migrations and exit\n"
-            "  patterntrack check [--config FILE]   validate the config and every rule, start "
-            "nothing\n"
-            "  patterntrack options-markdown        print the option table as Markdown\n"
-            "  patterntrack --help | --version\n"
-            "\n"
-            "The config file is Lua returning a table (default: etc/patterntrack.lua under the\n"
-            "root, when it exists). Every key is optional; unknown keys are errors.\n"
-            "Environment variables override the file where listed.\n"
-            "\n",
-            PT_VERSION);
+    fprintf(
+        out,
+        "patterntrack %s - counts pattern usage from Kafka events into PostgreSQL and\n"
+        "answers analytics over HTTP.\n"
+        "\n"
+        "Usage:\n"
+        "  patterntrack [run] [--config FILE]   run the engine (the default command)\n"
+        "  patterntrack migrate [--config FILE] apply the SQL migrations and exit\n"
+        "  patterntrack check [--config FILE]   validate the config, every rule and route; "
+        "start nothing\n"
+        "  patterntrack test-rules [DIR] [--config FILE]\n"
+        "                                       run rule fixtures (default rules/tests/*.json:\n"
+        "                                       cases of an event and the expected agent,\n"
+        "                                       patterns, time and note); exit 1 on any failure\n"
+        "  patterntrack options-markdown        print the option table as Markdown\n"
+        "  patterntrack --help | --version\n"
+        "\n"
+        "The config file is Lua returning a table (default: etc/patterntrack.lua under the\n"
+        "root, when it exists). Every key is optional; unknown keys are errors.\n"
+        "Environment variables override the file where listed.\n"
+        "\n",
+        PT_VERSION);
     config_print_help(out);
     fprintf(out, "\nSignals: SIGTERM/SIGINT stop consuming, flush, store offsets and exit 0.\n"
                  "Exit status: 0 clean stop, 1 bad usage or config, 2 start-up failure,\n"
                  "3 the final flush did not finish within shutdown_timeout_ms.\n");
+}
+
+/* Requests go to whichever routes generation is current when they arrive. */
+static void http_cb(struct evhttp_request *req, void *ud)
+{
+    app_t *app = ud;
+    routes_handle(req, app->routes);
 }
 
 static void closed_cb(void *ud)
@@ -158,7 +174,7 @@ static int run(config_t *cfg)
             log_error("start-up: routes: %s", err);
             goto done;
         }
-        app.http = http_new(app.base, cfg, routes_handle, app.routes, err, sizeof err);
+        app.http = http_new(app.base, cfg, http_cb, &app, err, sizeof err);
         if (app.http == NULL) {
             log_error("start-up: %s", err);
             goto done;
@@ -167,6 +183,11 @@ static int run(config_t *cfg)
     }
     app.maint = maint_new(app.base, cfg);
     if (app.maint == NULL) {
+        log_error("start-up: out of memory");
+        goto done;
+    }
+    app.reload = reload_new(&app);
+    if (app.reload == NULL) {
         log_error("start-up: out of memory");
         goto done;
     }
@@ -190,6 +211,7 @@ done:
     maint_free(app.maint);
     http_free(app.http);
     routes_free(app.routes);
+    reload_free(app.reload);
     pg_pool_free(app.pool);
     kafka_free(app.kafka);
     ingest_free(app.ingest);
@@ -199,6 +221,109 @@ done:
     }
     metrics_free_all();
     return rc;
+}
+
+/* budget_call(fn, ...) -> pcall results, with the rule instruction budget. */
+static int l_main_budget_call(lua_State *L)
+{
+    lvm_t *vm = lua_touserdata(L, lua_upvalueindex(1));
+    int64_t budget = (int64_t)lua_tointeger(L, lua_upvalueindex(2));
+    int n = lua_gettop(L) - 1;
+    int rc = lvm_pcall(vm, n, LUA_MULTRET, budget);
+    lua_pushboolean(L, rc == LUA_OK);
+    lua_insert(L, 1);
+    return lua_gettop(L);
+}
+
+/* rule_for(topic) -> path, chunkname: the configured rule, else rules/<topic>.lua */
+static int l_main_rule_for(lua_State *L)
+{
+    const config_t *cfg = lua_touserdata(L, lua_upvalueindex(1));
+    const char *topic = luaL_checkstring(L, 1);
+    char rel[600], path[4096];
+    snprintf(rel, sizeof rel, "rules/%s.lua", topic);
+    const char *use = rel;
+    for (size_t i = 0; i < cfg->n_topics; i++) {
+        if (strcmp(cfg->topics[i].topic, topic) == 0) {
+            use = cfg->topics[i].rule;
+        }
+    }
+    lua_pushstring(L, config_path(cfg, use, path, sizeof path));
+    lua_pushstring(L, use);
+    return 2;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* patterntrack test-rules [DIR]: every DIR/<topic>.json fixture file through the rules. */
+static int test_rules(config_t *cfg, const char *dir_arg)
+{
+    char err[2048], dir[4096], path[4400];
+    config_path(cfg, dir_arg ? dir_arg : "rules/tests", dir, sizeof dir);
+    lvm_t *vm = lvm_new(cfg->root, (size_t)cfg->lua_memory_mb << 20, err, sizeof err);
+    if (vm == NULL) {
+        fprintf(stderr, "patterntrack test-rules: %s\n", err);
+        return 1;
+    }
+    lua_State *L = lvm_state(vm);
+    char *src = NULL;
+    size_t len;
+    config_path(cfg, "lua/pt/testrules.lua", path, sizeof path);
+    if ((src = lvm_readfile(path, &len)) == NULL ||
+        luaL_loadbufferx(L, src, len, "@lua/pt/testrules.lua", "t") != LUA_OK) {
+        fprintf(stderr, "patterntrack test-rules: cannot load %s\n", path);
+        free(src);
+        lvm_free(vm);
+        return 1;
+    }
+    free(src);
+    lvm_push_sandbox(vm);
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        fprintf(stderr, "patterntrack test-rules: cannot open %s\n", dir);
+        lvm_free(vm);
+        return 1;
+    }
+    char *names[256];
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < 256) {
+        size_t l = strlen(e->d_name);
+        if (l > 5 && strcmp(e->d_name + l - 5, ".json") == 0) {
+            names[n++] = strdup(e->d_name);
+        }
+    }
+    closedir(d);
+    qsort(names, n, sizeof names[0], cmp_names);
+    lvm_push_readfile(vm);
+    lua_newtable(L);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        lua_pushstring(L, path);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+        free(names[i]);
+    }
+    lua_pushlightuserdata(L, cfg);
+    lua_pushcclosure(L, l_main_rule_for, 1);
+    lua_pushlightuserdata(L, vm);
+    lua_pushinteger(L, cfg->rule_instruction_budget);
+    lua_pushcclosure(L, l_main_budget_call, 2);
+    int rc = lvm_pcall(vm, 5, 1, 0);
+    int failed = 1;
+    if (rc != LUA_OK) {
+        fprintf(stderr, "patterntrack test-rules: %s\n", lua_tostring(L, -1));
+    } else {
+        failed = (int)lua_tointeger(L, -1);
+    }
+    lvm_free(vm);
+    if (n == 0) {
+        fprintf(stderr, "patterntrack test-rules: no fixture files (*.json) in %s\n", dir);
+        return 1;
+    }
+    return failed > 0 ? 1 : 0;
 }
 
 static int check(config_t *cfg)
@@ -213,14 +338,33 @@ static int check(config_t *cfg)
     for (size_t i = 0; i < rules_count(r); i++) {
         printf("rule %s for topic %s: ok\n", rules_file(r, i), rules_topic(r, i));
     }
+    /* Routes load like at start-up; the pool never connects (no query runs). */
+    app_t app = {.cfg = cfg, .rules = r};
+    app.base = event_base_new();
+    app.pool = app.base ? pg_pool_new(app.base, cfg->database_url, NULL, 1, 1) : NULL;
+    routes_t *routes =
+        app.pool ? routes_new(app.base, cfg, app.pool, l_app_fns, &app, err, sizeof err) : NULL;
+    int rc = 0;
+    if (routes == NULL) {
+        fprintf(stderr, "patterntrack check: routes: %s\n", app.pool ? err : "out of memory");
+        rc = 1;
+    } else {
+        printf("routes in lua/routes: ok\n");
+    }
+    routes_free(routes);
+    pg_pool_free(app.pool);
+    if (app.base) {
+        event_base_free(app.base);
+    }
     rules_free(r);
-    return 0;
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
     const char *cmd = "run";
     const char *config_file = NULL;
+    const char *fixture_dir = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -238,6 +382,8 @@ int main(int argc, char **argv)
             config_file = argv[i] + 9;
         } else if (argv[i][0] != '-' && i == 1) {
             cmd = argv[i];
+        } else if (argv[i][0] != '-' && i == 2 && !strcmp(cmd, "test-rules")) {
+            fixture_dir = argv[i];
         } else {
             fprintf(stderr, "patterntrack: unknown argument '%s' (see --help)\n", argv[i]);
             return 1;
@@ -247,7 +393,8 @@ int main(int argc, char **argv)
         config_print_markdown(stdout);
         return 0;
     }
-    if (strcmp(cmd, "run") && strcmp(cmd, "migrate") && strcmp(cmd, "check")) {
+    if (strcmp(cmd, "run") && strcmp(cmd, "migrate") && strcmp(cmd, "check") &&
+        strcmp(cmd, "test-rules")) {
         fprintf(stderr, "patterntrack: unknown command '%s' (see --help)\n", cmd);
         return 1;
     }
@@ -275,6 +422,8 @@ int main(int argc, char **argv)
         }
     } else if (!strcmp(cmd, "check")) {
         rc = check(cfg);
+    } else if (!strcmp(cmd, "test-rules")) {
+        rc = test_rules(cfg, fixture_dir);
     } else {
         rc = run(cfg);
     }

@@ -1,6 +1,8 @@
 -- The pattern catalog: registering patterns (name, type, creation time) makes "unused" mean
 -- something without another system writing pattern_lineage_nodes.
 local MAX_ID = 255
+-- The lifecycle of a pattern (the CHECK of pattern_lineage_nodes.status).
+local STATUSES = { active = true, deprecated = true, retired = true }
 
 local function check_pattern(p, where)
     if type(p) ~= "table" then
@@ -22,6 +24,9 @@ local function check_pattern(p, where)
     if type(p.pattern_type) == "string" and #p.pattern_type > 100 then
         return where .. ": pattern_type is at most 100 characters"
     end
+    if type(p.status) == "string" and not STATUSES[p.status] then
+        return where .. ": status must be active, deprecated or retired"
+    end
     return nil
 end
 
@@ -35,15 +40,21 @@ end
 -- One statement for any number of patterns: arrays in, set-based upsert out. A pattern given
 -- without created_at is inserted at now(); an existing one keeps its created_at. EXCLUDED cannot
 -- say whether the value was given, so now() (the transaction's start, which no client can send
--- by chance to the microsecond) marks "not given".
+-- by chance to the microsecond) marks "not given". A status not given is the current one (read
+-- in the same statement; a new pattern is active).
 local UPSERT = [[
-INSERT INTO pattern_lineage_nodes AS n (pattern_id, pattern_name, pattern_type, created_at, registered)
-SELECT id, name, typ, coalesce(created, now()), true
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS x(id, name, typ, created)
+INSERT INTO pattern_lineage_nodes AS n
+       (pattern_id, pattern_name, pattern_type, created_at, registered, status)
+SELECT x.id, x.name, x.typ, coalesce(x.created, now()), true,
+       coalesce(x.st, cur.status, 'active')
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+       AS x(id, name, typ, created, st)
+  LEFT JOIN pattern_lineage_nodes cur ON cur.pattern_id = x.id
 ON CONFLICT (pattern_id) DO UPDATE SET
     pattern_name = coalesce(EXCLUDED.pattern_name, n.pattern_name),
     pattern_type = coalesce(EXCLUDED.pattern_type, n.pattern_type),
     created_at   = CASE WHEN EXCLUDED.created_at = now() THEN n.created_at ELSE EXCLUDED.created_at END,
+    status       = EXCLUDED.status,
     registered   = true
 RETURNING (xmax = 0) AS inserted]]
 
@@ -63,6 +74,7 @@ end
 
 local function register(patterns)
     local ids, names, types, created = { n = #patterns }, { n = #patterns }, { n = #patterns }, { n = #patterns }
+    local statuses = { n = #patterns }
     local seen = {}
     for i, p in ipairs(patterns) do
         if seen[p.pattern_id] then
@@ -71,8 +83,10 @@ local function register(patterns)
         seen[p.pattern_id] = true
         ids[i], names[i], types[i] = p.pattern_id, str(p.pattern_name), str(p.pattern_type)
         created[i] = str(p.created_at)
+        statuses[i] = str(p.status)
     end
-    local rows = db.query(UPSERT, literal(ids), literal(names), literal(types), literal(created))
+    local rows = db.query(UPSERT, literal(ids), literal(names), literal(types), literal(created),
+        literal(statuses))
     local inserted = 0
     for _, r in ipairs(rows) do
         if r.inserted then
@@ -85,7 +99,9 @@ end
 local PATTERN_SCHEMA = { type = "object", properties = {
     pattern_id = { type = "string", minLength = 1, maxLength = 255 },
     pattern_name = { type = "string" }, pattern_type = { type = "string", maxLength = 100 },
-    created_at = { type = "string", format = "date-time" } } }
+    created_at = { type = "string", format = "date-time" },
+    status = { type = "string", enum = pt.array({ "active", "deprecated", "retired" }),
+        description = "Lifecycle status; a new pattern is active, an existing one keeps its own." } } }
 
 return {
     {

@@ -1,0 +1,136 @@
+-- Agents: who uses patterns, how much, and which kinds (the seed's agent_pattern_preferences),
+-- from pattern_agent_usage (exact per (pattern, agent)) joined with the catalog for the types.
+-- An agent's usage_count counts pattern uses: an event referencing k patterns counts k.
+local H = require("pt.history")
+
+local TIME = { type = "string", format = "date-time" }
+
+-- Agents by usage, most first, with the number of agents in all ($1 limit, $2 offset).
+local AGENTS = [[
+SELECT agent_name, sum(usage_count)::bigint AS usage_count,
+       count(*)::bigint AS distinct_patterns, min(first_used_at) AS first_used_at,
+       max(last_used_at) AS last_used_at, count(*) OVER () AS total
+  FROM pattern_agent_usage
+ GROUP BY agent_name
+ ORDER BY usage_count DESC, agent_name COLLATE "C"
+ LIMIT $1 OFFSET $2]]
+
+-- One agent's usage per pattern_type, and its totals (the row with is_total). Index scan on
+-- pattern_agent_usage(agent_name), PK lookups in the catalog.
+local BY_TYPE = [[
+SELECT x.pattern_type, grouping(x.pattern_type) = 1 AS is_total,
+       sum(x.usage_count)::bigint AS usage_count, count(*)::bigint AS patterns,
+       min(x.first_used_at) AS first_used_at, max(x.last_used_at) AS last_used_at
+  FROM (SELECT coalesce(n.pattern_type, 'unknown') AS pattern_type, a.usage_count,
+               a.first_used_at, a.last_used_at
+          FROM pattern_agent_usage a
+          LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = a.pattern_id
+         WHERE a.agent_name = $1) x
+ GROUP BY GROUPING SETS ((x.pattern_type), ())]]
+
+local TOP_PATTERNS = [[
+SELECT a.pattern_id, coalesce(n.pattern_name, a.pattern_id) AS pattern_name,
+       coalesce(n.pattern_type, 'unknown') AS pattern_type, coalesce(n.status, 'active') AS status,
+       a.usage_count, a.first_used_at, a.last_used_at
+  FROM pattern_agent_usage a
+  LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = a.pattern_id
+ WHERE a.agent_name = $1
+ ORDER BY a.usage_count DESC, a.pattern_id COLLATE "C"
+ LIMIT $2]]
+
+local function agents(req)
+    local rows = db.query(AGENTS, req.args.limit, req.args.offset)
+    local out, total = pt.array(), 0
+    for i, r in ipairs(rows) do
+        total = r.total
+        out[i] = { agent_name = r.agent_name, usage_count = r.usage_count,
+            distinct_patterns = r.distinct_patterns, first_used_at = r.first_used_at,
+            last_used_at = r.last_used_at }
+    end
+    if #rows == 0 and req.args.offset > 0 then
+        total = db.query("SELECT count(DISTINCT agent_name) AS n FROM pattern_agent_usage")[1].n
+    end
+    return { total = total, limit = req.args.limit, offset = req.args.offset, agents = out }
+end
+
+local function profile(req)
+    local name = req.params.agent_name
+    local rows = db.query(BY_TYPE, name)
+    local totals
+    local types = pt.array()
+    for _, r in ipairs(rows) do
+        if r.is_total then
+            totals = r
+        else
+            types[#types + 1] = r
+        end
+    end
+    if totals == nil or totals.patterns == 0 then
+        pt.fail(404, "Agent not found: " .. name)
+    end
+    table.sort(types, function(a, b)
+        if a.usage_count ~= b.usage_count then
+            return a.usage_count > b.usage_count
+        end
+        return a.pattern_type < b.pattern_type
+    end)
+    for i, r in ipairs(types) do
+        types[i] = { pattern_type = r.pattern_type, usage_count = r.usage_count,
+            patterns = r.patterns,
+            percentage = H.round(r.usage_count / totals.usage_count * 100, 2),
+            first_used_at = r.first_used_at, last_used_at = r.last_used_at }
+    end
+    local top = db.query(TOP_PATTERNS, name, req.args.limit)
+    return { agent_name = name, usage_count = totals.usage_count,
+        distinct_patterns = totals.patterns, first_used_at = totals.first_used_at,
+        last_used_at = totals.last_used_at, by_pattern_type = types, top_patterns = top }
+end
+
+local AGENT = { type = "object", properties = { agent_name = { type = "string" },
+    usage_count = { type = "integer" }, distinct_patterns = { type = "integer" },
+    first_used_at = TIME, last_used_at = TIME } }
+
+return {
+    {
+        method = "GET", path = "/api/agents", tags = { "agents" },
+        summary = "Agents with their totals, most active first",
+        description = "usage_count counts pattern uses (an event referencing k patterns " ..
+            "counts k); events without an agent count under \"unknown\".",
+        query = {
+            { name = "limit", type = "integer", minimum = 1, maximum = 1000, default = 100 },
+            { name = "offset", type = "integer", minimum = 0, maximum = 1000000, default = 0 },
+        },
+        responses = { ["200"] = { description = "A page of agents", schema = { type = "object",
+            properties = { total = { type = "integer" }, limit = { type = "integer" },
+                offset = { type = "integer" },
+                agents = { type = "array", items = AGENT } } } } },
+        handler = agents,
+    },
+    {
+        method = "GET", path = "/api/agents/{agent_name}/profile", tags = { "agents" },
+        summary = "One agent's usage per pattern_type, with last use, and its top patterns",
+        description = "by_pattern_type: usage_count, patterns (distinct), percentage of the " ..
+            "agent's usage (2 decimals), first and last use, most used first; a pattern with no " ..
+            "type in the catalog counts as \"unknown\". 404 for an agent that used nothing.",
+        query = { { name = "limit", type = "integer", minimum = 1, maximum = 100, default = 10,
+            description = "How many top patterns." } },
+        responses = {
+            ["200"] = { description = "Profile", schema = { type = "object", properties = {
+                agent_name = { type = "string" }, usage_count = { type = "integer" },
+                distinct_patterns = { type = "integer" }, first_used_at = TIME,
+                last_used_at = TIME,
+                by_pattern_type = { type = "array", items = { type = "object", properties = {
+                    pattern_type = { type = "string" }, usage_count = { type = "integer" },
+                    patterns = { type = "integer" }, percentage = { type = "number" },
+                    first_used_at = TIME, last_used_at = TIME } } },
+                top_patterns = { type = "array", items = { type = "object", properties = {
+                    pattern_id = { type = "string" }, pattern_name = { type = "string" },
+                    pattern_type = { type = "string" }, status = { type = "string" },
+                    usage_count = { type = "integer" }, first_used_at = TIME,
+                    last_used_at = TIME } } } } } },
+            ["404"] = { description = "Unknown agent",
+                schema = { type = "object", properties = { detail = { type = "string" } } } },
+        },
+        handler = profile,
+    },
+}

@@ -1,0 +1,578 @@
+-- History analytics over the usage buckets: trends, time series, heatmaps, co-occurrence and
+-- lifecycle health. Every count comes from tables the flush keeps exact in the same transaction
+-- as the usage counts: pattern_usage_hourly (+ pattern_usage_daily, where hours older than
+-- retention_hourly_days are rolled up), pattern_cooccurrence, pattern_agent_usage and
+-- pattern_lineage_nodes. Agents have their own file (agents.lua).
+local stats = require("pt.stats")
+local H = require("pt.history")
+
+local null = pt.null
+
+local NOT_FOUND = { description = "Unknown pattern",
+    schema = { type = "object", properties = { detail = { type = "string" } } } }
+local TIME = { type = "string", format = "date-time" }
+local TIME_OR_NULL = { type = "string", format = "date-time", nullable = true }
+local TREND = { type = "string", enum = pt.array({ "increasing", "decreasing", "stable", "insufficient_data" }) }
+
+local function obj(props)
+    return { type = "object", properties = props }
+end
+
+local function list(item)
+    return { type = "array", items = item }
+end
+
+-- ---------------------------------------------------------------- trends
+
+-- Every pattern with usage in the two windows that may have moved in `direction` (a necessary
+-- condition only: stats.trend decides), and the all-patterns totals (is_total). $1 window_days.
+local TRENDS = ([[
+SELECT t.pattern_id, t.is_total, t.recent, t.previous, t.from_daily, w.t0, w.t1, w.t2,
+       coalesce(n.pattern_name, t.pattern_id) AS pattern_name,
+       coalesce(n.pattern_type, 'unknown') AS pattern_type
+  FROM %s
+  LEFT JOIN (SELECT x.pattern_id, grouping(x.pattern_id) = 1 AS is_total, %s
+               FROM %s CROSS JOIN LATERAL (%s) x
+              GROUP BY GROUPING SETS ((x.pattern_id), ())) t ON true
+  LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = t.pattern_id
+ WHERE t.is_total OR (t.previous > 0 AND CASE WHEN $2 = 'increasing'
+                                               THEN coalesce(t.recent, 0) > t.previous
+                                               ELSE coalesce(t.recent, 0) < t.previous END)]]):format(
+    stats.WINDOWS, stats.WINDOW_SUMS, stats.WINDOWS, stats.window_usage("true"))
+
+local TREND_ITEM = obj({ pattern_id = { type = "string" }, pattern_name = { type = "string" },
+    pattern_type = { type = "string" }, recent_usage = { type = "integer" },
+    previous_usage = { type = "integer" }, trend = TREND, trend_percentage = { type = "number" } })
+
+local function trends(req)
+    local rows = db.query(TRENDS, req.args.window_days, req.args.direction)
+    local out = {
+        window_days = req.args.window_days, direction = req.args.direction,
+        patterns = pt.array(),
+    }
+    local total, daily
+    local items = {}
+    for _, r in ipairs(rows) do
+        out.window_end, out.recent_window_start, out.previous_window_start = r.t0, r.t1, r.t2
+        if r.is_total then
+            total = r
+        elseif r.pattern_id ~= null then
+            daily = daily or r.from_daily
+            local trend, pct = stats.trend(r.recent, r.previous)
+            if trend == req.args.direction then
+                items[#items + 1] = { pattern_id = r.pattern_id, pattern_name = r.pattern_name,
+                    pattern_type = r.pattern_type, recent_usage = r.recent == null and 0 or r.recent,
+                    previous_usage = r.previous, trend = trend, trend_percentage = pct }
+            end
+        end
+    end
+    local sign = req.args.direction == "increasing" and 1 or -1
+    table.sort(items, function(a, b)
+        if a.trend_percentage ~= b.trend_percentage then
+            return a.trend_percentage > b.trend_percentage
+        end
+        local da = sign * (a.recent_usage - a.previous_usage)
+        local db_ = sign * (b.recent_usage - b.previous_usage)
+        if da ~= db_ then
+            return da > db_
+        end
+        return a.pattern_id < b.pattern_id
+    end)
+    for i = 1, math.min(#items, req.args.limit) do
+        out.patterns[i] = items[i]
+    end
+    local recent = total and total.recent ~= null and total.recent or 0
+    local previous = total and total.previous ~= null and total.previous or 0
+    local trend, pct = stats.trend(recent, previous)
+    out.overall = { recent_usage = recent, previous_usage = previous, trend = trend,
+        trend_percentage = pct }
+    if (total and total.from_daily == true) or daily then
+        out.resolution_note = stats.DAILY_NOTE
+    end
+    return out
+end
+
+-- ---------------------------------------------------------------- time series
+
+local MAX_BUCKETS = 10000
+local DEFAULT_SPAN = { hour = 7 * H.DAY, day = 30 * H.DAY }
+
+-- Hourly buckets of days [$2, $3) (day numbers since 1970-01-01) and the daily buckets of those
+-- days, as (daily, t = bucket start in epoch seconds, c). Both scans are PK ranges.
+local SERIES = [[
+SELECT false AS daily, extract(epoch FROM hour)::bigint AS t, usage_count AS c
+  FROM pattern_usage_hourly
+ WHERE pattern_id = $1
+   AND hour >= to_timestamp($2::bigint * 86400) AND hour < to_timestamp($3::bigint * 86400)
+UNION ALL
+SELECT true, (day - DATE '1970-01-01')::bigint * 86400, usage_count
+  FROM pattern_usage_daily
+ WHERE pattern_id = $1 AND day >= DATE '1970-01-01' + $2::int AND day < DATE '1970-01-01' + $3::int]]
+
+local function timeseries(req)
+    local bucket = req.args.bucket
+    local size = bucket == "hour" and H.HOUR or H.DAY
+    local now = pt.now()
+    local to = H.time_arg("to", req.args.to, (math.floor(now / size) + 1) * size)
+    local from = H.time_arg("from", req.args.from, to - DEFAULT_SPAN[bucket])
+    if from >= to then
+        H.fail422("to", "to must be later than from", "value_error.range")
+    end
+    local lo = math.floor(from / size) * size
+    local hi = math.ceil(to / size) * size
+    local n = (hi - lo) // size
+    if n > MAX_BUCKETS then
+        H.fail422("to", "at most " .. MAX_BUCKETS .. " buckets (" .. n .. " asked): shorten " ..
+            "the range or use bucket=day", "value_error.range")
+    end
+    H.need_pattern(req.params.pattern_id)
+    local day_lo, day_hi = lo // H.DAY, -((-hi) // H.DAY)
+    local rows = db.query(SERIES, req.params.pattern_id, day_lo, day_hi)
+    local hourly, daily = {}, {}
+    for _, r in ipairs(rows) do
+        local key = bucket == "hour" and not r.daily and r.t or (r.t // H.DAY) * H.DAY
+        if r.daily then
+            daily[key] = (daily[key] or 0) + r.c
+        else
+            hourly[key] = (hourly[key] or 0) + r.c
+        end
+    end
+    local out = { pattern_id = req.params.pattern_id, bucket = bucket, from = H.iso(lo),
+        to = H.iso(hi), points = pt.array() }
+    local total = 0
+    if bucket == "day" then
+        for i = 0, n - 1 do
+            local t = lo + i * size
+            local c = (hourly[t] or 0) + (daily[t] or 0)
+            total = total + c
+            out.points[i + 1] = { start = H.iso(t), usage_count = c }
+        end
+    else
+        -- A day held (partly) as a daily bucket cannot be split into hours: its hours are null
+        -- and its whole usage (daily + any hourly rows of late events) is in rolled_up.
+        out.rolled_up = pt.array()
+        local days = {}
+        for d, c in pairs(daily) do
+            days[#days + 1] = d
+        end
+        table.sort(days)
+        for _, d in ipairs(days) do
+            local c = daily[d]
+            for h = d, d + H.DAY - H.HOUR, H.HOUR do
+                c = c + (hourly[h] or 0)
+            end
+            out.rolled_up[#out.rolled_up + 1] = { day = H.date(d), usage_count = c }
+        end
+        for i = 0, n - 1 do
+            local t = lo + i * size
+            local c = null
+            if not daily[(t // H.DAY) * H.DAY] then
+                c = hourly[t] or 0
+                total = total + c
+            end
+            out.points[i + 1] = { start = H.iso(t), usage_count = c }
+        end
+        if #days > 0 then
+            out.resolution_note = "days older than the hourly retention are held as daily " ..
+                "buckets: their hours are null and their usage is in rolled_up (ask bucket=day " ..
+                "for an exact series)"
+        end
+    end
+    out.total = total
+    return out
+end
+
+-- ---------------------------------------------------------------- heatmaps
+
+local DAY_NAMES = { "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday" }
+
+-- Usage per (weekday, hour of day) in the tz offset $2 (seconds) over the last $1 days up to the
+-- end of the current UTC hour, from the hourly buckets of the patterns `match` selects; plus the
+-- usage of daily buckets in that range, which cannot be placed in hours. 1970-01-01 was a
+-- Thursday (weekday 3 counting from Monday = 0).
+local function heatmap_sql(match)
+    return ([[
+SELECT w.t1, w.t0, g.dow, g.hod, g.c,
+       (SELECT coalesce(sum(u.usage_count), 0)::bigint FROM pattern_usage_daily u
+         WHERE %s AND u.day >= (w.t1 AT TIME ZONE 'UTC')::date
+           AND u.day <= (w.t0 AT TIME ZONE 'UTC')::date) AS daily
+  FROM %s
+  LEFT JOIN LATERAL (
+       SELECT ((e / 86400 + 3) %% 7)::int AS dow, (e / 3600 %% 24)::int AS hod, sum(c)::bigint AS c
+         FROM (SELECT extract(epoch FROM u.hour)::bigint + $2::bigint AS e, u.usage_count AS c
+                 FROM pattern_usage_hourly u
+                WHERE %s AND u.hour >= w.t1 AND u.hour < w.t0) s
+        GROUP BY 1, 2) g ON true]]):format(match, stats.WINDOWS, match)
+end
+local HEATMAP_ALL = heatmap_sql("true")
+local HEATMAP_ONE = heatmap_sql("u.pattern_id = $3")
+
+local function heatmap(req, pattern_id)
+    local offset, tz = H.tz_arg(req.args.tz)
+    if pattern_id then
+        H.need_pattern(pattern_id)
+    end
+    local rows = pattern_id and db.query(HEATMAP_ONE, req.args.days, offset, pattern_id)
+        or db.query(HEATMAP_ALL, req.args.days, offset)
+    local matrix = pt.array()
+    for d = 1, 7 do
+        local row = pt.array()
+        for h = 1, 24 do
+            row[h] = 0
+        end
+        matrix[d] = row
+    end
+    local out = { pattern_id = pattern_id, tz = tz, days = req.args.days,
+        day_names = pt.array(DAY_NAMES), matrix = matrix }
+    local total, max = 0, 0
+    for _, r in ipairs(rows) do
+        out.from, out.to = r.t1, r.t0
+        out.daily_usage_not_shown = r.daily
+        if r.c ~= null then
+            matrix[r.dow + 1][r.hod + 1] = r.c
+            total = total + r.c
+            max = math.max(max, r.c)
+        end
+    end
+    out.total, out.max = total, max
+    if out.daily_usage_not_shown > 0 then
+        out.resolution_note = "part of this range is older than the hourly retention and held " ..
+            "as daily buckets, which cannot be placed in hours: that usage " ..
+            "(daily_usage_not_shown) is not in the matrix"
+    end
+    return out
+end
+
+local HEATMAP_SCHEMA = obj({ pattern_id = { type = "string" }, tz = { type = "string" },
+    days = { type = "integer" }, from = TIME, to = TIME,
+    day_names = list({ type = "string" }),
+    matrix = { type = "array", description = "7 rows (Monday first) of 24 hours (0-23) in tz",
+        items = list({ type = "integer" }) },
+    total = { type = "integer" }, max = { type = "integer" },
+    daily_usage_not_shown = { type = "integer" }, resolution_note = { type = "string" } })
+local HEATMAP_QUERY = {
+    { name = "days", type = "integer", minimum = 1, maximum = 365, default = 30,
+      description = "Days up to the end of the current UTC hour." },
+    H.TZ_PARAM,
+}
+local HEATMAP_DESC = "Usage per weekday and hour of day, from the hourly buckets only: days " ..
+    "older than retention_hourly_days are held per day and cannot be placed in hours (their " ..
+    "usage is reported in daily_usage_not_shown)."
+
+-- ---------------------------------------------------------------- co-occurrence
+
+-- The partners of pattern $1, ordered by $3 (count, lift or jaccard; ties by count, then ID).
+-- Lift orders as count / usage(partner) and Jaccard as count / (usage($1) + usage(partner) -
+-- count), since N and usage($1) are the same for every partner. Both sides are PK/index scans.
+local COOCCURRING = [[
+WITH p AS (
+    SELECT pattern_id_2 AS other, cooccurrence_count AS cnt, last_seen_together AS last
+      FROM pattern_cooccurrence WHERE pattern_id_1 = $1
+    UNION ALL
+    SELECT pattern_id_1, cooccurrence_count, last_seen_together
+      FROM pattern_cooccurrence WHERE pattern_id_2 = $1)
+SELECT p.other AS pattern_id, coalesce(n.pattern_name, p.other) AS pattern_name,
+       coalesce(n.pattern_type, 'unknown') AS pattern_type,
+       coalesce(n.usage_count, 0)::bigint AS usage_count, p.cnt AS count,
+       p.last AS last_seen_together
+  FROM p LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = p.other
+ ORDER BY CASE $3 WHEN 'count' THEN p.cnt::numeric
+                  WHEN 'lift' THEN p.cnt::numeric / nullif(n.usage_count, 0)
+                  ELSE p.cnt::numeric / nullif($4::bigint + n.usage_count - p.cnt, 0) END
+          DESC NULLS LAST, p.cnt DESC, p.other COLLATE "C"
+ LIMIT $2]]
+
+local TOP_PAIRS = [[
+SELECT c.pattern_id_1, coalesce(n1.pattern_name, c.pattern_id_1) AS pattern_name_1,
+       coalesce(n1.usage_count, 0)::bigint AS usage_count_1,
+       c.pattern_id_2, coalesce(n2.pattern_name, c.pattern_id_2) AS pattern_name_2,
+       coalesce(n2.usage_count, 0)::bigint AS usage_count_2,
+       c.cooccurrence_count AS count, c.last_seen_together
+  FROM (SELECT * FROM pattern_cooccurrence
+         ORDER BY cooccurrence_count DESC, pattern_id_1 COLLATE "C", pattern_id_2 COLLATE "C"
+         LIMIT $1) c
+  LEFT JOIN pattern_lineage_nodes n1 ON n1.pattern_id = c.pattern_id_1
+  LEFT JOIN pattern_lineage_nodes n2 ON n2.pattern_id = c.pattern_id_2
+ ORDER BY c.cooccurrence_count DESC, c.pattern_id_1 COLLATE "C", c.pattern_id_2 COLLATE "C"]]
+
+local MEASURES_DESC = "lift = count * events_with_patterns / (usage_count(a) * usage_count(b)) " ..
+    "(1 = together as often as chance); jaccard = count / (usage_count(a) + usage_count(b) - " ..
+    "count); both rounded to 6 decimals. Pairs are recorded for events with at most " ..
+    "cooccurrence_max_patterns distinct patterns; events above it are counted in " ..
+    "events_over_cooccurrence_limit (their uses still count)."
+
+local function cooccurring(req)
+    local me = H.need_pattern(req.params.pattern_id)
+    local totals = db.query(H.EVENT_TOTALS)[1]
+    local rows = db.query(COOCCURRING, req.params.pattern_id, req.args.limit, req.args.sort,
+        me.usage_count)
+    local n = totals.events_with_patterns
+    local out = pt.array()
+    for i, r in ipairs(rows) do
+        local lift, jaccard = H.measures(r.count, me.usage_count, r.usage_count, n)
+        out[i] = { pattern_id = r.pattern_id, pattern_name = r.pattern_name,
+            pattern_type = r.pattern_type, usage_count = r.usage_count, count = r.count,
+            lift = lift, jaccard = jaccard, last_seen_together = r.last_seen_together }
+    end
+    return { pattern_id = req.params.pattern_id, usage_count = me.usage_count,
+        events_with_patterns = n,
+        events_over_cooccurrence_limit = totals.events_over_cooccurrence_limit,
+        cooccurring = out }
+end
+
+local function top_pairs(req)
+    local totals = db.query(H.EVENT_TOTALS)[1]
+    local rows = db.query(TOP_PAIRS, req.args.limit)
+    local n = totals.events_with_patterns
+    local out = pt.array()
+    for i, r in ipairs(rows) do
+        local lift, jaccard = H.measures(r.count, r.usage_count_1, r.usage_count_2, n)
+        out[i] = { pattern_id_1 = r.pattern_id_1, pattern_name_1 = r.pattern_name_1,
+            usage_count_1 = r.usage_count_1, pattern_id_2 = r.pattern_id_2,
+            pattern_name_2 = r.pattern_name_2, usage_count_2 = r.usage_count_2, count = r.count,
+            lift = lift, jaccard = jaccard, last_seen_together = r.last_seen_together }
+    end
+    return { events_with_patterns = n,
+        events_over_cooccurrence_limit = totals.events_over_cooccurrence_limit, pairs = out }
+end
+
+-- ---------------------------------------------------------------- lifecycle
+
+-- Deprecated or retired patterns used in the last $1 days (at most $2), each with the agents
+-- that used it in those days: one row per (pattern, agent).
+local STILL_USED = [[
+WITH cut AS (SELECT now() - make_interval(days => $1::int) AS c),
+     p AS (SELECT n.pattern_id, coalesce(n.pattern_name, n.pattern_id) AS pattern_name,
+                  coalesce(n.pattern_type, 'unknown') AS pattern_type, n.status,
+                  coalesce(n.usage_count, 0)::bigint AS usage_count, n.last_used_at,
+                  floor(extract(epoch FROM now() - n.last_used_at) / 86400)::bigint
+                      AS days_since_last_use,
+                  count(*) OVER () AS total
+             FROM pattern_lineage_nodes n, cut
+            WHERE n.status <> 'active' AND n.last_used_at >= cut.c
+            ORDER BY n.last_used_at DESC, n.pattern_id COLLATE "C" LIMIT $2)
+SELECT p.*, a.agent_name, a.usage_count AS agent_usage_count, a.last_used_at AS agent_last_used_at
+  FROM p CROSS JOIN cut
+  LEFT JOIN pattern_agent_usage a ON a.pattern_id = p.pattern_id AND a.last_used_at >= cut.c
+ ORDER BY p.last_used_at DESC, p.pattern_id COLLATE "C", a.last_used_at DESC,
+          a.agent_name COLLATE "C"]]
+
+-- Active patterns never used, older than their type's lifetime ($1 types, $2 their days, $3 the
+-- default), at most $4.
+local NEVER_USED = [[
+WITH lt AS (SELECT * FROM unnest($1::text[], $2::int[]) AS x(typ, days))
+SELECT n.pattern_id, coalesce(n.pattern_name, n.pattern_id) AS pattern_name,
+       coalesce(n.pattern_type, 'unknown') AS pattern_type, n.status, n.created_at,
+       floor(extract(epoch FROM now() - n.created_at) / 86400)::bigint AS age_days,
+       l.days AS lifetime_days, count(*) OVER () AS total
+  FROM pattern_lineage_nodes n
+ CROSS JOIN LATERAL (SELECT coalesce((SELECT lt.days FROM lt
+                                       WHERE lt.typ = coalesce(n.pattern_type, 'unknown')),
+                                      $3::int) AS days) l
+ WHERE n.status = 'active' AND coalesce(n.usage_count, 0) = 0
+   AND n.created_at <= now() - make_interval(days => l.days)
+ ORDER BY n.created_at, n.pattern_id COLLATE "C" LIMIT $4]]
+
+-- Active patterns used before, but not in the last $1 days, at most $2.
+local NOT_RECENT = [[
+SELECT n.pattern_id, coalesce(n.pattern_name, n.pattern_id) AS pattern_name,
+       coalesce(n.pattern_type, 'unknown') AS pattern_type, n.status,
+       coalesce(n.usage_count, 0)::bigint AS usage_count, n.last_used_at,
+       floor(extract(epoch FROM now() - n.last_used_at) / 86400)::bigint AS days_since_last_use,
+       count(*) OVER () AS total
+  FROM pattern_lineage_nodes n
+ WHERE n.status = 'active' AND n.last_used_at < now() - make_interval(days => $1::int)
+ ORDER BY n.last_used_at, n.pattern_id COLLATE "C" LIMIT $2]]
+
+local function strip_total(rows, fields)
+    local out, total = pt.array(), 0
+    for i, r in ipairs(rows) do
+        total = r.total
+        local item = {}
+        for _, f in ipairs(fields) do
+            item[f] = r[f]
+        end
+        out[i] = item
+    end
+    return out, total
+end
+
+local function lifecycle(req)
+    local days, limit = req.args.days, req.args.limit
+    local rows = db.query(STILL_USED, days, limit)
+    local still, by_id, still_total = pt.array(), {}, 0
+    for _, r in ipairs(rows) do
+        still_total = r.total
+        local p = by_id[r.pattern_id]
+        if not p then
+            p = { pattern_id = r.pattern_id, pattern_name = r.pattern_name,
+                pattern_type = r.pattern_type, status = r.status, usage_count = r.usage_count,
+                last_used_at = r.last_used_at, days_since_last_use = r.days_since_last_use,
+                agents = pt.array() }
+            by_id[r.pattern_id] = p
+            still[#still + 1] = p
+        end
+        if r.agent_name ~= null then
+            p.agents[#p.agents + 1] = { agent_name = r.agent_name,
+                usage_count = r.agent_usage_count, last_used_at = r.agent_last_used_at }
+        end
+    end
+    local lifetimes, types, tdays = H.lifetimes(req.args.lifetime_days)
+    local never, never_total = strip_total(
+        db.query(NEVER_USED, H.text_array(types), H.int_array(tdays), lifetimes.default, limit),
+        { "pattern_id", "pattern_name", "pattern_type", "status", "created_at", "age_days",
+          "lifetime_days" })
+    local stale, stale_total = strip_total(db.query(NOT_RECENT, days, limit),
+        { "pattern_id", "pattern_name", "pattern_type", "status", "usage_count", "last_used_at",
+          "days_since_last_use" })
+    return {
+        days = days,
+        lifetime_days = lifetimes,
+        deprecated_in_use = still,
+        potentially_stale = never,
+        not_used_recently = stale,
+        counts = { deprecated_in_use = still_total, potentially_stale = never_total,
+            not_used_recently = stale_total },
+    }
+end
+
+-- ---------------------------------------------------------------- routes
+
+local PAIR = obj({ pattern_id_1 = { type = "string" }, pattern_name_1 = { type = "string" },
+    usage_count_1 = { type = "integer" }, pattern_id_2 = { type = "string" },
+    pattern_name_2 = { type = "string" }, usage_count_2 = { type = "integer" },
+    count = { type = "integer" }, lift = { type = "number", nullable = true },
+    jaccard = { type = "number", nullable = true }, last_seen_together = TIME })
+local PARTNER = obj({ pattern_id = { type = "string" }, pattern_name = { type = "string" },
+    pattern_type = { type = "string" }, usage_count = { type = "integer" },
+    count = { type = "integer" }, lift = { type = "number", nullable = true },
+    jaccard = { type = "number", nullable = true }, last_seen_together = TIME })
+local LIFECYCLE_ITEM = obj({ pattern_id = { type = "string" }, pattern_name = { type = "string" },
+    pattern_type = { type = "string" },
+    status = { type = "string", enum = pt.array({ "active", "deprecated", "retired" }) },
+    usage_count = { type = "integer" }, last_used_at = TIME_OR_NULL,
+    days_since_last_use = { type = "integer" }, created_at = TIME, age_days = { type = "integer" },
+    lifetime_days = { type = "integer" },
+    agents = list(obj({ agent_name = { type = "string" }, usage_count = { type = "integer" },
+        last_used_at = TIME })) })
+
+return {
+    {
+        method = "GET", path = "/api/patterns/usage/trends", tags = { "history" },
+        summary = "Fastest rising or falling patterns, and the overall trend",
+        description = "Usage in the last window_days days against the window_days before, both " ..
+            "ending at the end of the current UTC hour, with the rule of " ..
+            "/api/patterns/usage/{pattern_id}: above +10 % increasing, below -10 % decreasing " ..
+            "(trend_percentage as an absolute value), insufficient_data (never listed) when the " ..
+            "earlier window has no usage. Ordered by trend_percentage, then by the absolute " ..
+            "change, then pattern_id. Days older than retention_hourly_days are held as daily " ..
+            "buckets and count in the window holding their start (resolution_note then says so).",
+        query = {
+            { name = "limit", type = "integer", minimum = 1, maximum = 100, default = 20 },
+            { name = "direction", type = "string", enum = { "increasing", "decreasing" },
+              default = "increasing" },
+            { name = "window_days", type = "integer", minimum = 1, maximum = 90, default = 7 },
+        },
+        responses = { ["200"] = { description = "Trends", schema = obj({
+            window_days = { type = "integer" }, direction = { type = "string" },
+            window_end = TIME, recent_window_start = TIME, previous_window_start = TIME,
+            overall = obj({ recent_usage = { type = "integer" }, previous_usage = { type = "integer" },
+                trend = TREND, trend_percentage = { type = "number" } }),
+            patterns = list(TREND_ITEM), resolution_note = { type = "string" } }) } },
+        handler = trends,
+    },
+    {
+        method = "GET", path = "/api/patterns/usage/{pattern_id}/timeseries", tags = { "history" },
+        summary = "Usage of one pattern per hour or per UTC day, zero-filled",
+        description = "Buckets whose start lies in [from rounded down to the bucket, to); " ..
+            "defaults: to = the end of the current bucket, from = to - 7 days (hour) or " ..
+            "30 days (day). At most 10000 buckets. Days older than retention_hourly_days are " ..
+            "held as daily buckets: bucket=day stays exact; with bucket=hour their hours are " ..
+            "null and their usage is listed in rolled_up, with a resolution_note.",
+        query = {
+            { name = "bucket", type = "string", enum = { "hour", "day" }, default = "hour" },
+            { name = "from", type = "string", max_length = 64,
+              description = "ISO-8601 time (UTC when it has no offset)." },
+            { name = "to", type = "string", max_length = 64,
+              description = "ISO-8601 time, exclusive." },
+        },
+        responses = { ["200"] = { description = "Series", schema = obj({
+            pattern_id = { type = "string" }, bucket = { type = "string" }, from = TIME, to = TIME,
+            total = { type = "integer" },
+            points = list(obj({ start = TIME, usage_count = { type = "integer", nullable = true } })),
+            rolled_up = list(obj({ day = { type = "string", format = "date" },
+                usage_count = { type = "integer" } })),
+            resolution_note = { type = "string" } }) }, ["404"] = NOT_FOUND },
+        handler = timeseries,
+    },
+    {
+        method = "GET", path = "/api/patterns/usage/heatmap", tags = { "history" },
+        summary = "Usage of all patterns per weekday x hour of day",
+        description = HEATMAP_DESC, query = HEATMAP_QUERY,
+        responses = { ["200"] = { description = "Heatmap", schema = HEATMAP_SCHEMA } },
+        handler = function(req)
+            return heatmap(req, nil)
+        end,
+    },
+    {
+        method = "GET", path = "/api/patterns/usage/{pattern_id}/heatmap", tags = { "history" },
+        summary = "Usage of one pattern per weekday x hour of day",
+        description = HEATMAP_DESC, query = HEATMAP_QUERY,
+        responses = { ["200"] = { description = "Heatmap", schema = HEATMAP_SCHEMA },
+            ["404"] = NOT_FOUND },
+        handler = function(req)
+            return heatmap(req, req.params.pattern_id)
+        end,
+    },
+    {
+        method = "GET", path = "/api/patterns/usage/{pattern_id}/cooccurring", tags = { "history" },
+        summary = "Patterns used in the same events as this one",
+        description = MEASURES_DESC,
+        query = {
+            { name = "limit", type = "integer", minimum = 1, maximum = 100, default = 20 },
+            { name = "sort", type = "string", enum = { "count", "lift", "jaccard" }, default = "count" },
+        },
+        responses = { ["200"] = { description = "Partners", schema = obj({
+            pattern_id = { type = "string" }, usage_count = { type = "integer" },
+            events_with_patterns = { type = "integer" },
+            events_over_cooccurrence_limit = { type = "integer" },
+            cooccurring = list(PARTNER) }) }, ["404"] = NOT_FOUND },
+        handler = cooccurring,
+    },
+    {
+        method = "GET", path = "/api/patterns/usage/cooccurrence/top", tags = { "history" },
+        summary = "Pairs of patterns most often used in the same event",
+        description = MEASURES_DESC,
+        query = { { name = "limit", type = "integer", minimum = 1, maximum = 100, default = 20 } },
+        responses = { ["200"] = { description = "Pairs, most frequent first", schema = obj({
+            events_with_patterns = { type = "integer" },
+            events_over_cooccurrence_limit = { type = "integer" }, pairs = list(PAIR) }) } },
+        handler = top_pairs,
+    },
+    {
+        method = "GET", path = "/api/patterns/usage/lifecycle", tags = { "history" },
+        summary = "Lifecycle contradictions and staleness",
+        description = "deprecated_in_use: deprecated or retired patterns used in the last days " ..
+            "days, with the agents that used them then (usage_count per agent is all-time). " ..
+            "potentially_stale: active patterns never used whose age exceeds the expected " ..
+            "lifetime of their pattern_type (lifetime_days overrides it for every type). " ..
+            "not_used_recently: active patterns used before but not in the last days days. " ..
+            "Each list holds at most limit items; counts has their full sizes.",
+        query = {
+            { name = "days", type = "integer", minimum = 1, maximum = 365, default = 30 },
+            { name = "lifetime_days", type = "integer", minimum = 1, maximum = 36500,
+              description = "Expected lifetime for every pattern_type (default: per type)." },
+            { name = "limit", type = "integer", minimum = 1, maximum = 1000, default = 100 },
+        },
+        responses = { ["200"] = { description = "Lifecycle health", schema = obj({
+            days = { type = "integer" },
+            lifetime_days = obj({ default = { type = "integer" },
+                by_type = { type = "object", additionalProperties = { type = "integer" } } }),
+            deprecated_in_use = list(LIFECYCLE_ITEM), potentially_stale = list(LIFECYCLE_ITEM),
+            not_used_recently = list(LIFECYCLE_ITEM),
+            counts = obj({ deprecated_in_use = { type = "integer" },
+                potentially_stale = { type = "integer" },
+                not_used_recently = { type = "integer" } }) }) } },
+        handler = lifecycle,
+    },
+}
