@@ -570,10 +570,10 @@
             return h("tr", { class: id === chosenPattern() ? "chosen" : null, "data-pattern-id": id },
                 h("td", { class: "num" }, i + 1),
                 h("td", null, patternLabel(it, true)),
-                h("td", null, str(it.pattern_type, "—")),
+                h("td", { class: "opt" }, str(it.pattern_type, "—")),
                 h("td", { class: "num", "data-field": "usage_count" }, fmtInt(it.usage_count)),
-                h("td", { class: "num" }, fmtInt(pick(it, ["agent_count"]))),
-                h("td", null, trendMark(it)));
+                h("td", { class: "num opt" }, fmtInt(pick(it, ["agent_count"]))),
+                h("td", { class: "trend-cell" }, trendMark(it)));
         });
         fill($("tbody", p.body), rows);
         drawChart(list);
