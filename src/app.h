@@ -5,6 +5,7 @@
 
 #include <event2/event.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "config.h"
@@ -30,6 +31,7 @@ typedef struct app {
     reload_t *reload;
     struct event *ev_term, *ev_int, *ev_deadline;
     time_t started;
+    uint64_t data_changes; /* catalog writes, for pt.data_version */
     bool stopping;
     int exit_code;
 } app_t;

@@ -353,6 +353,24 @@ static int l_app_reload(lua_State *L)
     return 1;
 }
 
+/* pt.data_version() -> integer that changes whenever this engine committed data (a flush, a
+ * catalog change): [-0, +1] */
+static int l_app_data_version(lua_State *L)
+{
+    app_t *app = lua_touserdata(L, lua_upvalueindex(1));
+    uint64_t v = app->data_changes + (app->ingest ? ingest_flushes_ok(app->ingest) : 0);
+    lua_pushinteger(L, (lua_Integer)v);
+    return 1;
+}
+
+/* pt.data_changed(): a route wrote data (catalog). [-0, +0] */
+static int l_app_data_changed(lua_State *L)
+{
+    app_t *app = lua_touserdata(L, lua_upvalueindex(1));
+    app->data_changes++;
+    return 0;
+}
+
 /* pt.topics() -> array of configured topic names: [-0, +1] */
 static int l_app_topics(lua_State *L)
 {
@@ -366,9 +384,14 @@ static int l_app_topics(lua_State *L)
     return 1;
 }
 
-const routes_fn_t l_app_fns[] = {{"health", l_app_health}, {"metrics", l_app_metrics},
-                                 {"ingest", l_app_ingest}, {"topics", l_app_topics},
-                                 {"reload", l_app_reload}, {NULL, NULL}};
+const routes_fn_t l_app_fns[] = {{"health", l_app_health},
+                                 {"metrics", l_app_metrics},
+                                 {"ingest", l_app_ingest},
+                                 {"topics", l_app_topics},
+                                 {"reload", l_app_reload},
+                                 {"data_version", l_app_data_version},
+                                 {"data_changed", l_app_data_changed},
+                                 {NULL, NULL}};
 
 void l_app_collect(void *ud)
 {

@@ -26,6 +26,30 @@ function pt.fail(status, detail, extra)
     error({ status = status, detail = detail, extra = extra }, 0)
 end
 
+-- pt.cache(key, ttl_seconds, fn): fn's result, reused until this engine commits new data
+-- (pt.data_version changes) or ttl passes (for writes by other instances). While one request
+-- refreshes an entry (fn may wait on the database), others get the previous value instead of
+-- piling the same query onto the pool; the first request for a key waits like any other.
+local cache = {}
+function pt.cache(key, ttl, fn)
+    local e = cache[key]
+    local now = pt.now()
+    local version = pt.data_version()
+    if e and e.value ~= nil and ((e.version == version and now - e.at < ttl) or e.refreshing) then
+        return e.value
+    end
+    e = e or {}
+    cache[key] = e
+    e.refreshing = true
+    local ok, v = pcall(fn)
+    e.refreshing = false
+    if not ok then
+        error(v, 0)
+    end
+    e.value, e.at, e.version = v, pt.now(), version
+    return v
+end
+
 -- Decodes a JSON request body; a malformed one is a 400 that says where.
 function pt.decode_json(text)
     local ok, value = pcall(cjson.decode, text)

@@ -32,13 +32,18 @@ return {
                 unused_patterns = { type = "integer" }, total_usage = { type = "integer" },
                 avg_usage_per_pattern = { type = "number" }, usage_rate = { type = "number" },
                 total_agents = { type = "integer" } } } } },
+        description = "Recomputed when this engine has committed new data since, at most " ..
+            "once a second otherwise.",
         handler = function()
-            local r = db.query([[
+            local r = pt.cache("summary", 1.0, function()
+                return db.query([[
                 SELECT count(*)::bigint AS total_patterns,
                        count(*) FILTER (WHERE coalesce(usage_count, 0) > 0)::bigint AS used_patterns,
                        coalesce(sum(usage_count), 0)::bigint AS total_usage,
-                       (SELECT count(DISTINCT agent_name) FROM pattern_agent_usage)::bigint AS total_agents
+                       (SELECT count(*) FROM (SELECT DISTINCT agent_name FROM pattern_agent_usage) a)::bigint
+                           AS total_agents
                   FROM pattern_lineage_nodes]])[1]
+            end)
             local total = r.total_patterns
             local function round1(x)
                 return math.floor(x * 10 + 0.5) / 10
@@ -65,7 +70,8 @@ return {
         handler = function(req)
             local rows = db.query(stats.SELECT .. [[
                 WHERE ($3::text IS NULL OR coalesce(n.pattern_type, 'unknown') = $3)
-                ORDER BY n.usage_count DESC NULLS LAST, n.pattern_id LIMIT $2]],
+                  AND n.usage_count IS NOT NULL
+                ORDER BY n.usage_count DESC, n.pattern_id LIMIT $2]],
                 WINDOW, req.args.limit, req.args.pattern_type)
             return stats.rows(rows)
         end,

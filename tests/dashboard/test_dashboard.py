@@ -1,0 +1,901 @@
+#!/usr/bin/env python3
+"""Browser test of the dashboard (web/, served at /dashboard/) in a real headless Chromium.
+
+    python3 tests/dashboard/test_dashboard.py [PATH/TO/patterntrack]
+
+Needs DATABASE_URL (PostgreSQL from `eval "$(scripts/services up)"`) and Debian's chromium
+(or $CHROMIUM); Kafka is not used. The binary is argv[1], else $PT_BIN, else build/patterntrack.
+
+It creates two databases of its own (pt_it_dashboard with seeded data, pt_it_dashboard_empty),
+starts an engine on each (free loopback ports, KAFKA_ENABLE_CONSUMER=false), seeds patterns and
+events through the API only, and drives Chromium over the DevTools pipe (cdp.py):
+
+- static files: caching headers, every asset of the page is served, no external URL;
+- the page against the seeded data: every number it shows equals the API's answer (summary,
+  most used with its chart, unused, stale, trends, dead letters, chosen pattern, agents, and
+  heatmap / co-occurrence when the engine serves them), every panel links to a JSON endpoint
+  that answers, pattern IDs holding HTML stay text, no console error, no request leaves the
+  engine's port;
+- search, choosing a pattern, refresh in place (new events show up without a reload);
+- a 400 px wide screen: no horizontal overflow;
+- API errors (500, 422, not JSON, connection refused; injected with request interception) and
+  the optional routes the engine lacks (answered with sample shapes), each shown in its panel;
+- the empty database: empty-state messages, zeros, no blank panel;
+- PostgreSQL stopped (scripts/services stop pg; always started again): the live page and a
+  fresh load say the database is unavailable, then recover by themselves.
+
+Screenshots and DOM dumps go to build/test-output/ (or $PT_TEST_OUTPUT): their paths are
+printed. Prints `N passed, M failed` last and exits 1 on any failure.
+"""
+
+import datetime as dt
+import json
+import os
+import random
+import re
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+
+import cdp  # noqa: E402
+from api_harness import (ROOT, Client, Results, Server, db_url_for, free_port, metric,  # noqa: E402
+                         parse_prometheus, poll, psql, q, services)
+from api_truth import HOUR, iso, now, t0_of  # noqa: E402
+
+R = Results()
+CONFIG = """-- written by tests/dashboard/test_dashboard.py
+return { batch_timeout_ms = 100, log_level = "warn" }
+"""
+DB_FULL = "pt_it_dashboard"
+DB_EMPTY = "pt_it_dashboard_empty"
+
+XSS_ID = '<img src=x onerror="window.__xss=1">'
+XSS_NAME = "<script>window.__xss=2</script> & \"quotes\" 'single'"
+AGENTS = ["agent-alpha", "agent-beta", "agent-gamma", "agent <delta> & co", "polymorphic-agent"]
+TYPES = ["code", "knowledge", "routing"]
+
+T0 = t0_of(now())
+
+
+def ago(days, shift=0, minute=0):
+    """`days` days + 12 h (+ shift hours, |shift| <= 8) before the next whole hour: at least 4 h
+    from every trend-window and day edge whenever the test runs."""
+    return T0 - (24 * days + 12 + shift) * HOUR + dt.timedelta(minutes=minute)
+
+
+# ---------------------------------------------------------------- seed data
+
+class Seed:
+    """What the test registers and sends, and the few facts it knows without asking the API."""
+
+    def __init__(self):
+        rnd = random.Random(6)
+        self.catalog = []
+        for i in range(24):
+            self.catalog.append({"pattern_id": "p-%02d" % i,
+                                 "pattern_name": "Pattern %02d %s" % (i, TYPES[i % 3]),
+                                 "pattern_type": TYPES[i % 3],
+                                 "created_at": iso(ago(40))})
+        self.catalog.append({"pattern_id": XSS_ID, "pattern_name": XSS_NAME,
+                             "pattern_type": "knowledge", "created_at": iso(ago(50))})
+        for pid, days in (("u-old", 100), ("u-mid", 45), ("u-young", 5)):
+            self.catalog.append({"pattern_id": pid, "pattern_name": "Unused " + pid,
+                                 "pattern_type": "code", "created_at": iso(ago(days))})
+        self.catalog.append({"pattern_id": "s-old", "pattern_name": "Stale one",
+                             "pattern_type": "routing", "created_at": iso(ago(200))})
+        self.events = []
+        # p-i: 60 - 2i uses; every 4th rises (70 % in the last 7 days), the next falls (25 %)
+        for i in range(24):
+            n = 60 - 2 * i
+            share = (0.7, 0.25, 0.5, 0.5)[i % 4]
+            recent = int(round(n * share))
+            for k in range(n):
+                day = rnd.randint(0, 6) if k < recent else rnd.randint(7, 13)
+                ids = ["p-%02d" % i]
+                if i % 3 == 0 and k % 2 == 0:
+                    ids.append("p-%02d" % ((i + 1) % 24))  # co-occurring pairs
+                self.events.append((rnd.choice(AGENTS), ids,
+                                    ago(day, rnd.randint(-8, 8), rnd.randint(0, 59))))
+        for k in range(45):
+            self.events.append((AGENTS[k % 5], [XSS_ID, "p-05"], ago(k % 14, k % 17 - 8, k)))
+        self.events.append(("agent-old", ["s-old"], ago(120)))
+        self.events.append(("agent-alpha", ["unregistered x/y"], ago(3, 2)))
+        self.dead = [42, "not an object"]
+
+    def body(self):
+        out = [{"agent_name": a, "patterns": ids, "timestamp": iso(t)} for a, ids, t in self.events]
+        return out[:20] + self.dead + out[20:]
+
+    def counts(self):
+        c = {}
+        for _, ids, _ in self.events:
+            for pid in set(ids):
+                c[pid] = c.get(pid, 0) + 1
+        return c
+
+    def summary(self):
+        c = self.counts()
+        ids = {p["pattern_id"] for p in self.catalog} | set(c)
+        return {"total_patterns": len(ids), "used_patterns": len(c),
+                "total_usage": sum(c.values()),
+                "total_agents": len({a for a, _, _ in self.events})}
+
+
+# ---------------------------------------------------------------- page access
+
+EXTRACT = r"""(() => {
+  const t = e => e ? e.textContent.replace(/\s+/g, " ").trim() : null;
+  const all = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+  const panels = {};
+  all("section.panel").forEach(s => {
+    const msg = s.querySelector(".msg"), body = s.querySelector(".body");
+    panels[s.id.replace("panel-", "")] = {
+      state: s.getAttribute("data-state"), msg: msg.hidden ? null : t(msg),
+      body: !body.hidden, text: s.innerText.trim(), link: s.querySelector("a.json").href,
+      visibleText: (msg.hidden ? "" : t(msg)) + (body.hidden ? "" : t(body)),
+    };
+  });
+  const summary = {};
+  all("#panel-summary dd[data-field]").forEach(d => summary[d.getAttribute("data-field")] = t(d));
+  const top = all("#panel-top tbody tr").map(tr => ({
+    id: tr.getAttribute("data-pattern-id"), name: t(tr.querySelector(".pname")),
+    count: t(tr.querySelector("[data-field=usage_count]")) }));
+  const ch = window.Chart && Chart.getChart(document.querySelector("#panel-top canvas"));
+  const items = sel => all(sel).map(li => ({ id: li.getAttribute("data-pattern-id"), text: t(li) }));
+  return {
+    state: document.body.getAttribute("data-state"),
+    refreshCount: Number(document.body.getAttribute("data-refresh-count") || 0),
+    status: t(document.getElementById("status")), engine: t(document.getElementById("engine")),
+    banner: { hidden: document.getElementById("banner").hidden, text: t(document.getElementById("banner")),
+              kind: document.getElementById("banner").getAttribute("data-kind") },
+    panels, summary, top,
+    chart: ch ? { labels: ch.data.labels.slice(), data: ch.data.datasets[0].data.slice() } : null,
+    unused: items("#panel-unused .items li"), stale: items("#panel-stale .items li"),
+    unusedHeadline: t(document.querySelector("#panel-unused .headline")),
+    rising: items("#panel-trends .rising li[data-pattern-id]"),
+    falling: items("#panel-trends .falling li[data-pattern-id]"),
+    trendsNote: t(document.querySelector("#panel-trends .note")),
+    dead: t(document.querySelector("#panel-deadletters .value")),
+    heat: all("#panel-heatmap .cell").map(c => [Number(c.getAttribute("data-dow")),
+      Number(c.getAttribute("data-hour")), Number(c.getAttribute("data-count"))]),
+    heatTz: t(document.querySelector("#panel-heatmap .tz")),
+    chosen: t(document.querySelector("#panel-pattern .chosen")),
+    pattern: Object.fromEntries(all("#panel-pattern [data-field]").map(e => [e.getAttribute("data-field"), t(e)])),
+    matches: all("#panel-pattern .matches button").map(b => b.getAttribute("data-pattern-id")),
+    cooc: all("#panel-cooccurring tbody tr").map(tr => ({ id: tr.getAttribute("data-pattern-id"),
+      cells: all("td", tr).map(t) })),
+    agents: all("#panel-agents .agent-list tr[data-agent]").map(tr => ({ name: tr.getAttribute("data-agent"),
+      cells: all("td", tr).map(t) })),
+    agentShown: t(document.querySelector("#panel-agents .agent-name")),
+    profile: all("#panel-agents .bars li").map(li => [li.getAttribute("data-pattern-type"), t(li.querySelector(".num"))]),
+    profileMsg: t(document.querySelector("#panel-agents .profile-msg")),
+    xss: [typeof window.__xss, document.querySelectorAll("img").length,
+          document.querySelectorAll("script").length],
+    url: location.href,
+  };
+})()"""
+
+READY = ("document.body && document.body.getAttribute('data-state') === 'ready' && "
+         "Number(document.body.getAttribute('data-refresh-count'))")
+
+
+def page_num(text):
+    """'1,234' / '96.6 %' / '28.1' as a number; None for '—' or garbage."""
+    if text is None:
+        return None
+    s = re.sub(r"[,\s\u00a0\u202f%]", "", text)
+    try:
+        return float(s) if "." in s else int(s)
+    except ValueError:
+        return None
+
+
+def snap(page):
+    return page.eval(EXTRACT)
+
+
+def wait_refresh(page, after, timeout=20):
+    """Waits for a refresh that completed after refresh number `after`."""
+    return page.wait_for("(%s) > %d" % (READY, after), timeout)
+
+
+def no_blank_panel(name, d):
+    blank = [k for k, p in d["panels"].items() if p["state"] == "loading" or not p["visibleText"]]
+    R.check(name + ": no blank or still-loading panel", not blank,
+            "blank: %s" % {k: d["panels"][k] for k in blank})
+
+
+def page_problems(browser, page, allow_http_errors=False):
+    """JavaScript exceptions, console errors and (unless allowed) failed resource loads."""
+    bad = []
+    for m, p in browser.events_of(page.session):
+        if m == "Runtime.exceptionThrown":
+            ex = p.get("exceptionDetails", {})
+            bad.append("exception: %s" % ((ex.get("exception") or {}).get("description")
+                                          or ex.get("text")))
+        elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+            bad.append("console.%s: %s" % (p.get("type"), [a.get("value", a.get("description"))
+                                                          for a in p.get("args", [])]))
+        elif m == "Log.entryAdded":
+            e = p.get("entry", {})
+            if e.get("level") == "error" and not (allow_http_errors and e.get("source") == "network"):
+                bad.append("log: %s %s" % (e.get("url", ""), e.get("text")))
+        elif m == "handler.error":
+            bad.append("interceptor: %s" % p)
+    return bad
+
+
+def requests_of(browser, page):
+    return [p["request"]["url"] for m, p in browser.events_of(page.session, "Network.requestWillBeSent")]
+
+
+# ---------------------------------------------------------------- what the API says
+
+class Api:
+    def __init__(self, client):
+        self.c = client
+        spec = client.get("/openapi.json").json or {}
+        self.paths = spec.get("paths", {})
+
+    def has(self, path):
+        return "get" in self.paths.get(path, {})
+
+    def params(self, path):
+        return [p.get("name") for p in self.paths.get(path, {}).get("get", {}).get("parameters", [])]
+
+    def get(self, path):
+        r = self.c.get(path)
+        if r.status != 200:
+            raise AssertionError("GET %s: %r" % (path, r))
+        return r.json
+
+    def metrics(self):
+        samples, _, _ = parse_prometheus(self.c.get("/metrics").body.decode())
+        return samples
+
+
+def list_of(body):
+    if isinstance(body, list):
+        return body
+    for k in ("items", "patterns", "data", "results", "trends", "agents", "cooccurring", "rows"):
+        if isinstance(body, dict) and isinstance(body.get(k), list):
+            return body[k]
+    raise AssertionError("not a list: %r" % (body,))
+
+
+def heat_grid(body):
+    """The same reading of a heatmap answer as app.js: 7 x 24 by dow, 0 = Sunday."""
+    grid = [[0] * 24 for _ in range(7)]
+    obj = body if isinstance(body, dict) else {}
+    matrix = body if isinstance(body, list) and body and isinstance(body[0], list) else None
+    for k in ("matrix", "grid", "counts", "heatmap"):
+        if matrix is None and isinstance(obj.get(k), list):
+            matrix = obj[k]
+    if matrix is not None and len(matrix) == 7 and isinstance(matrix[0], list):
+        return [[float(row[h] or 0) for h in range(24)] for row in matrix]
+    cells = body if isinstance(body, list) else next(
+        (obj[k] for k in ("cells", "items", "data", "buckets") if isinstance(obj.get(k), list)), [])
+
+    def first(c, names):
+        return next((c[n] for n in names if c.get(n) is not None), None)
+    dows = ["dow", "day_of_week", "weekday", "isodow", "day"]
+    iso_days = any(first(c, dows) == 7 for c in cells)
+    for c in cells:
+        d, h = first(c, dows), first(c, ["hour", "hour_of_day"])
+        n = first(c, ["count", "usage_count", "uses", "value"])
+        if iso_days and d == 7:
+            d = 0
+        if isinstance(d, int) and isinstance(h, int) and 0 <= d < 7 and 0 <= h < 24 and n is not None:
+            grid[d][h] += n
+    return grid
+
+
+def pct_text(item, sign):
+    return "%s%.1f %%" % (sign, abs(float(item["trend_percentage"])))
+
+
+# ---------------------------------------------------------------- phases
+
+def phase_static(ctx):
+    c = ctx.client
+    r = c.get("/dashboard")
+    R.check("GET /dashboard redirects to /dashboard/", r.status == 301
+            and r.headers.get("location") == "/dashboard/", r)
+    r = c.get("/dashboard/")
+    R.check("GET /dashboard/: 200 HTML, no-cache, ETag", r.status == 200
+            and r.ctype.startswith("text/html") and r.headers.get("cache-control") == "no-cache"
+            and r.headers.get("etag"), r)
+    html = r.body.decode("utf-8")
+    refs = re.findall(r'(?:src|href)="([^"]+)"', html)
+    local = [x.split("?")[0] for x in refs if not x.startswith("../") and not x.startswith("#")]
+    R.check("index.html refers to no external URL",
+            not [x for x in refs if re.match(r"^(?:[a-z]+:)?//", x)], refs)
+    for asset in sorted(set(local)):
+        r = c.get("/dashboard/" + asset)
+        R.check("asset %s: 200, cached for a day" % asset, r.status == 200 and r.body
+                and r.headers.get("cache-control") == "public, max-age=86400", r)
+    R.check("index.html loads the vendored Chart.js and app.js",
+            any(re.match(r"vendor/chart-[0-9.]+\.umd\.min\.js$", x) for x in local)
+            and "app.js" in local and "style.css" in local, local)
+    lic = [x for x in os.listdir(os.path.join(ROOT, "web", "vendor")) if "LICENSE" in x]
+    R.check("the vendored library has its licence", bool(lic)
+            and all(c.get("/dashboard/vendor/" + x).status == 200 for x in lic), lic)
+    with open(os.path.join(ROOT, "web", "app.js"), encoding="utf-8") as f:
+        app = f.read()
+    with open(os.path.join(ROOT, "web", "style.css"), encoding="utf-8") as f:
+        css = f.read()
+    R.check("app.js never inserts HTML (innerHTML, outerHTML, insertAdjacentHTML, "
+            "document.write, eval)",
+            not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|"
+                          r"new Function", app))
+    R.check("app.js and style.css name no external URL",
+            not re.search(r"https?://|[\"'(]//[a-z]", app + css))
+
+
+def phase_page(ctx):
+    """The seeded page at 1280 x 2000: every figure equals the API's."""
+    b, page, api = ctx.browser, ctx.page, ctx.api
+    page.navigate(ctx.url("/dashboard/?refresh=1"))
+    if not R.check("page ready (first refresh done) within 20 s", page.wait_for(READY, 20),
+                   snap_or_error(page)):
+        return
+    wait_refresh(page, page.eval("Number(document.body.getAttribute('data-refresh-count'))"))
+    d = snap(page)
+    summary = api.get("/api/patterns/usage/summary")
+    top20 = api.get("/api/patterns/usage/top?limit=20")
+    top100 = api.get("/api/patterns/usage/top?limit=100")
+    truth = ctx.seed.summary()
+    R.eq("API summary agrees with what was sent",
+         {k: summary.get(k) for k in truth}, truth)
+    for k in ("total_patterns", "used_patterns", "unused_patterns", "usage_rate", "total_agents",
+              "total_usage", "avg_usage_per_pattern"):
+        R.eq("summary %s on the page" % k, page_num(d["summary"].get(k)), summary[k])
+    R.eq("summary panel state", d["panels"]["summary"]["state"], "ok")
+    R.eq("most used: pattern IDs in order", [x["id"] for x in d["top"]],
+         [x["pattern_id"] for x in top20])
+    R.eq("most used: names", [x["name"] for x in d["top"]], [x["pattern_name"] for x in top20])
+    R.eq("most used: counts", [page_num(x["count"]) for x in d["top"]],
+         [x["usage_count"] for x in top20])
+    R.check("most used: the chart holds the same names and counts", d["chart"] is not None
+            and d["chart"]["labels"] == [x["pattern_name"] for x in top20]
+            and d["chart"]["data"] == [x["usage_count"] for x in top20], d["chart"])
+    R.check("most used: labelled all-time (no 30-day ranking in this API)",
+            "all time" in d["panels"]["top"]["text"].lower()
+            or any(p in api.params("/api/patterns/usage/top") for p in ("days", "window_days")),
+            d["panels"]["top"]["text"][:200])
+
+    unused = api.get("/api/patterns/usage/unused?min_age_days=30")
+    R.eq("unused: IDs in order", [x["id"] for x in d["unused"]], [x["pattern_id"] for x in unused])
+    R.eq("unused: the expected ones", sorted(x["pattern_id"] for x in unused), ["u-mid", "u-old"])
+    R.check("unused: age in days shown", all("(%d days old)" % u["age_days"] in p["text"]
+                                             for u, p in zip(unused, d["unused"])), d["unused"])
+    R.check("unused: alert headline with the count", d["unusedHeadline"] is not None
+            and d["unusedHeadline"].startswith("⚠ %d unused patterns" % len(unused)),
+            d["unusedHeadline"])
+    stale = api.get("/api/patterns/usage/stale?days_inactive=90")
+    R.eq("stale: IDs in order", [x["id"] for x in d["stale"]], [x["pattern_id"] for x in stale])
+    R.check("stale: days since last use shown", stale and all(
+        "%d days ago" % s["days_since_last_use"] in p["text"] for s, p in zip(stale, d["stale"])),
+        d["stale"])
+
+    dead = metric(api.metrics(), "patterntrack_dead_letters_total")
+    R.eq("dead letters on the page = /metrics", page_num(d["dead"]), int(dead))
+    R.eq("dead letters: the two sent", int(dead), len(ctx.seed.dead))
+
+    check_trends(ctx, d, top100)
+    check_heatmap(ctx, d)
+    first = top20[0]["pattern_id"]
+    R.eq("chosen pattern defaults to the most used", d["chosen"], first)
+    one = api.get("/api/patterns/usage/" + q(first))
+    R.eq("pattern panel: usage count", page_num(d["pattern"].get("usage_count")), one["usage_count"])
+    check_cooccurring(ctx, d, first)
+    check_agents(ctx, d, top100)
+
+    for name, p in sorted(d["panels"].items()):
+        if p["state"] == "unavailable":
+            continue
+        path = p["link"].split(str(ctx.port), 1)[1]
+        r = ctx.client.get(path)
+        R.check("panel %s links to an endpoint that answers: %s" % (name, path),
+                r.status == 200 and (r.is_json() or path.startswith("/metrics")), r)
+    no_blank_panel("seeded page", d)
+    R.eq("XSS: no script ran, no element injected (typeof __xss, <img>, <script>)", d["xss"],
+         ["undefined", 0, 2])
+    R.check("XSS: the ID and name are shown as text", XSS_ID in d["panels"]["top"]["text"]
+            and XSS_NAME in d["panels"]["top"]["text"], d["panels"]["top"]["text"][:500])
+    R.check("status line says it refreshes every 1 s", "every 1 s" in (d["status"] or ""),
+            d["status"])
+    R.check("engine badge: ok", (d["engine"] or "").startswith("Engine ok"), d["engine"])
+    R.check("no banner", d["banner"]["hidden"], d["banner"])
+    R.check("no JavaScript error, console error or failed load", not page_problems(b, page),
+            page_problems(b, page))
+    foreign = [u for u in requests_of(b, page)
+               if not u.startswith("http://127.0.0.1:%d/" % ctx.port) and not u.startswith("data:")
+               and u != "about:blank"]
+    R.check("every request goes to the engine (no external URL)", not foreign, foreign[:10])
+    path = os.path.join(ctx.out, "dashboard-1280.png")
+    page.screenshot(path)
+    with open(os.path.join(ctx.out, "dashboard-1280.html"), "w", encoding="utf-8") as f:
+        f.write(page.html())
+    ctx.shots.append(path)
+
+
+def check_trends(ctx, d, top100):
+    api = ctx.api
+    T = "/api/patterns/usage/trends"
+    if api.has(T):
+        if "direction" in api.params(T):
+            inc = list_of(api.get(T + "?direction=increasing&limit=10"))
+            dec = list_of(api.get(T + "?direction=decreasing&limit=10"))
+        else:
+            allt = list_of(api.get(T))
+            inc = [x for x in allt if x.get("trend") == "increasing"]
+            dec = [x for x in allt if x.get("trend") == "decreasing"]
+        what = "trends (GET %s)" % T
+    else:
+        inc = [x for x in top100 if x["trend"] == "increasing"]
+        dec = [x for x in top100 if x["trend"] == "decreasing"]
+        what = "trends (from /top?limit=100: no /trends route)"
+        R.check(what + ": the fallback is said", "no /api/patterns/usage/trends" in
+                (d["trendsNote"] or ""), d["trendsNote"])
+
+    def order(xs):
+        return sorted(xs, key=lambda x: -abs(float(x["trend_percentage"])))[:10]
+    inc, dec = order(inc), order(dec)
+    R.check(what + ": the seed has rising and falling patterns", inc and dec, (inc, dec))
+    R.eq(what + ": rising IDs", [x["id"] for x in d["rising"]], [x["pattern_id"] for x in inc])
+    R.eq(what + ": falling IDs", [x["id"] for x in d["falling"]], [x["pattern_id"] for x in dec])
+    R.check(what + ": arrows and percentages", all(
+        p["text"].startswith("▲ " + pct_text(x, "+")) for x, p in zip(inc, d["rising"])) and all(
+        p["text"].startswith("▼ " + pct_text(x, "−")) for x, p in zip(dec, d["falling"])),
+        (d["rising"][:3], d["falling"][:3]))
+
+
+def check_heatmap(ctx, d):
+    H = "/api/patterns/usage/heatmap"
+    if not ctx.api.has(H):
+        R.check("heatmap: not served by this engine, and the panel says so",
+                d["panels"]["heatmap"]["state"] == "unavailable"
+                and "Not available" in (d["panels"]["heatmap"]["msg"] or ""), d["panels"]["heatmap"])
+        return
+    grid = heat_grid(ctx.api.get(H))
+    page = [[0] * 24 for _ in range(7)]
+    for dow, hour, n in d["heat"]:
+        page[dow][hour] = n
+    R.eq("heatmap: every cell equals the API's", page, grid)
+    R.eq("heatmap: total = total usage in its window (at most all usage)",
+         sum(map(sum, grid)) <= sum(ctx.seed.counts().values()), True)
+
+
+def check_cooccurring(ctx, d, pid):
+    C = "/api/patterns/usage/{pattern_id}/cooccurring"
+    if not ctx.api.has(C):
+        R.check("co-occurring: not served by this engine, and the panel says so",
+                d["panels"]["cooccurring"]["state"] == "unavailable", d["panels"]["cooccurring"])
+        return
+    items = list_of(ctx.api.get("/api/patterns/usage/%s/cooccurring?limit=20" % q(pid)))
+    R.eq("co-occurring: pattern IDs", [x["id"] for x in d["cooc"]],
+         [x.get("pattern_id", x.get("other_pattern_id")) for x in items])
+    R.eq("co-occurring: counts", [page_num(x["cells"][1]) for x in d["cooc"]],
+         [x.get("count", x.get("cooccurrence_count")) for x in items])
+
+
+def check_agents(ctx, d, top100):
+    api = ctx.api
+    if api.has("/api/agents"):
+        agents = list_of(api.get("/api/agents"))
+        names = [a if isinstance(a, str) else next(a[k] for k in ("agent_name", "name", "agent")
+                                                   if k in a) for a in agents]
+        R.eq("agents: names", sorted(x["name"] for x in d["agents"]), sorted(names))
+    else:
+        names = sorted({a for x in top100 for a in x["used_by_agents"]})
+        R.eq("agents (fallback from /top): names", [x["name"] for x in d["agents"]], names)
+    shown = d["agentShown"]
+    if api.has("/api/agents/{agent_name}/profile"):
+        prof = api.get("/api/agents/%s/profile" % q(shown))
+        rows = prof if isinstance(prof, list) else next(
+            (prof[k] for k in ("pattern_types", "by_pattern_type", "types", "profile",
+                               "preferences", "items") if k in prof), [])
+        if isinstance(rows, dict):
+            rows = [dict(v, pattern_type=k) if isinstance(v, dict) else
+                    {"pattern_type": k, "usage_count": v} for k, v in rows.items()]
+        want = {r.get("pattern_type", r.get("type")): r.get("usage_count", r.get("uses", r.get("count")))
+                for r in rows}
+    else:
+        want = {}
+        for x in api.get("/api/patterns/usage/by-agent/%s?limit=200" % q(shown)):
+            want[x["pattern_type"]] = want.get(x["pattern_type"], 0) + x["agent_usage_count"]
+    R.eq("agent profile of %r: uses per pattern type" % shown,
+         {t: page_num(n) for t, n in d["profile"]}, want)
+
+
+def snap_or_error(page):
+    try:
+        return json.dumps(snap(page))[:1500]
+    except cdp.CDPError as e:
+        return str(e)
+
+
+def phase_search(ctx):
+    page, api = ctx.page, ctx.api
+
+    def search(text):
+        page.eval("(() => { const i = document.getElementById('q'); i.value = %s; "
+                  "document.getElementById('search').requestSubmit(); })()" % json.dumps(text))
+
+    def settled(pid, state):
+        return page.wait_for(
+            "(() => { const p = document.getElementById('panel-pattern'); "
+            "return p.querySelector('.chosen').textContent === %s && "
+            "p.getAttribute('data-state') === %s; })()" % (json.dumps(pid), json.dumps(state)), 10)
+    search("p-03")
+    ok = settled("p-03", "ok")
+    d = snap(page)
+    R.check("search p-03: the pattern panel shows it", ok, d["panels"]["pattern"])
+    R.eq("search p-03: its usage count", page_num(d["pattern"].get("usage_count")),
+         api.get("/api/patterns/usage/p-03")["usage_count"])
+    R.check("search p-03: the URL keeps the choice", "pattern=p-03" in d["url"], d["url"])
+    search(XSS_ID)
+    ok = settled(XSS_ID, "ok")
+    d = snap(page)
+    R.check("search an ID holding HTML: shown as text", ok and d["pattern"].get("pattern_id") == XSS_ID
+            and d["xss"] == ["undefined", 0, 2], (d["pattern"], d["xss"]))
+    search("p-1")
+    ok = settled("p-1", "empty")
+    d = snap(page)
+    top100 = api.get("/api/patterns/usage/top?limit=100")
+    want = [x["pattern_id"] for x in top100 if "p-1" in x["pattern_id"].lower()
+            or "p-1" in x["pattern_name"].lower()][:10]
+    R.check("search an unknown ID: says so", ok and "No pattern has the ID “p-1”"
+            in (d["panels"]["pattern"]["msg"] or ""), d["panels"]["pattern"])
+    R.eq("search an unknown ID: offers the most used patterns that contain it", d["matches"], want)
+    page.eval("document.querySelector('#panel-pattern .matches button').click()")
+    R.check("clicking an offered pattern chooses it", settled(want[0], "ok"), snap_or_error(page))
+    page.eval("document.querySelector('#panel-top tbody tr:nth-child(2) button').click()")
+    second = api.get("/api/patterns/usage/top?limit=2")[1]["pattern_id"]
+    R.check("clicking a pattern in Most used chooses it", settled(second, "ok"), snap_or_error(page))
+
+
+def phase_live(ctx):
+    """New events reach the open page by its own refresh, without a reload."""
+    page, api = ctx.page, ctx.api
+    page.eval("window.__ptMarker = 4242")
+    before = snap(page)
+    t = now() - dt.timedelta(minutes=5)
+    body = [{"agent_name": "agent-live", "patterns": ["p-23", "live-new"], "timestamp": iso(t)}
+            for _ in range(3)]
+    r = ctx.client.call("POST", "/api/patterns/usage/events?topic=agent-actions", body=body)
+    R.check("POST 3 more events", r.status == 200 and r.json.get("accepted") == 3, r)
+    want = api.get("/api/patterns/usage/summary")
+    R.eq("the API counts them", want["total_usage"] - page_num(before["summary"]["total_usage"]), 6)
+    got = page.wait_for("(() => { const e = document.querySelector('#panel-summary "
+                        "[data-field=total_usage]'); return e && e.textContent.replace(/\\D/g, '') "
+                        "=== %s; })()" % json.dumps(str(want["total_usage"])), 15)
+    d = snap(page)
+    R.check("the page shows the new total by itself", got, d["summary"])
+    R.eq("the page shows every new summary figure",
+         {k: page_num(d["summary"][k]) for k in ("total_patterns", "total_agents", "total_usage")},
+         {k: want[k] for k in ("total_patterns", "total_agents", "total_usage")})
+    R.eq("no reload happened (marker kept)", page.eval("window.__ptMarker"), 4242)
+    R.check("it refreshed more than once", d["refreshCount"] > before["refreshCount"],
+            (before["refreshCount"], d["refreshCount"]))
+
+
+def phase_narrow(ctx):
+    page = ctx.page
+    page.viewport(400, 900)
+    time.sleep(0.3)
+    wait_refresh(page, page.eval("Number(document.body.getAttribute('data-refresh-count'))"))
+    time.sleep(0.3)
+    dims = page.eval("[document.documentElement.scrollWidth, window.innerWidth]")
+    over = page.eval("Array.from(document.querySelectorAll('body *')).filter(e => { "
+                     "const r = e.getBoundingClientRect(); return r.width > 0 && r.right > "
+                     "window.innerWidth + 1 && !e.closest('.table-box, .heatmap-box, "
+                     ".agent-list-box'); }).slice(0, 10).map(e => e.tagName + '.' + e.className "
+                     "+ ' ' + Math.round(e.getBoundingClientRect().right))")
+    R.check("400 px wide: no horizontal overflow", dims[0] <= dims[1] and not over, (dims, over))
+    d = snap(page)
+    no_blank_panel("400 px", d)
+    R.check("400 px: the chart is drawn", d["chart"] is not None and
+            page.eval("document.querySelector('#panel-top canvas').getBoundingClientRect().width")
+            <= 400, d["chart"])
+    path = os.path.join(ctx.out, "dashboard-400.png")
+    page.screenshot(path, full_height=12000)
+    ctx.shots.append(path)
+    page.viewport(1280, 2000)
+
+
+SAMPLE_TRENDS = {
+    "increasing": [{"pattern_id": "sample-up", "pattern_name": "Sample <up>", "trend": "increasing",
+                    "trend_percentage": 150.0, "recent_count": 25, "previous_count": 10}],
+    "decreasing": [{"pattern_id": "sample-down", "pattern_name": "Sample down",
+                    "trend": "decreasing", "trend_percentage": 60.0, "recent_count": 4,
+                    "previous_count": 10}],
+}
+SAMPLE_HEATMAP = {"tz": "UTC", "cells": [{"dow": 1, "hour": 9, "count": 12},
+                                         {"dow": 0, "hour": 23, "count": 3}]}
+SAMPLE_COOC = [{"pattern_id": "with-<b>", "count": 7, "lift": 2.5, "jaccard": 0.35}]
+SAMPLE_AGENTS = [{"agent_name": "sample-agent", "usage_count": 9, "pattern_count": 2}]
+SAMPLE_PROFILE = {"agent_name": "sample-agent",
+                  "pattern_types": [{"pattern_type": "code", "usage_count": 6},
+                                    {"pattern_type": "knowledge", "usage_count": 3}]}
+
+
+def phase_errors(ctx):
+    """API failures injected into the page's requests, and sample answers of the optional
+    routes this engine does not serve yet: each panel says what happened."""
+    b = ctx.browser
+    page = b.new_page(1280, 2000)
+    spec = ctx.client.get("/openapi.json").json
+    stubbed = {}
+    for path, params in (("/api/patterns/usage/trends", ["direction", "limit"]),
+                         ("/api/patterns/usage/heatmap", []),
+                         ("/api/patterns/usage/{pattern_id}/cooccurring", ["limit"]),
+                         ("/api/agents", []), ("/api/agents/{agent_name}/profile", [])):
+        if path not in spec["paths"]:
+            spec["paths"][path] = {"get": {"parameters": [{"name": n, "in": "query"} for n in params]}}
+            stubbed[path] = True
+
+    def answer(url):
+        path = url.split(str(ctx.port), 1)[1]
+        j = lambda o: (200, "application/json", json.dumps(o).encode())  # noqa: E731
+        if path.startswith("/openapi.json"):
+            return j(spec)
+        if path.startswith("/api/patterns/usage/summary"):
+            return (500, "application/json",
+                    b'{"detail":"Internal Server Error","error_id":"e-7f3a"}')
+        if path.startswith("/api/patterns/usage/stale"):
+            return (422, "application/json", json.dumps({"detail": [{
+                "loc": ["query", "days_inactive"], "msg": "must be at most 365",
+                "type": "value_error"}]}).encode())
+        if path.startswith("/api/patterns/usage/unused"):
+            return (200, "application/json", b"<html>proxy error page</html>")
+        if path.startswith("/metrics"):
+            return ("fail", "ConnectionRefused")
+        if path.startswith("/api/patterns/usage/trends") and "/api/patterns/usage/trends" in stubbed:
+            return j(SAMPLE_TRENDS["decreasing" if "decreasing" in path else "increasing"])
+        if path.startswith("/api/patterns/usage/heatmap") and "/api/patterns/usage/heatmap" in stubbed:
+            return j(SAMPLE_HEATMAP)
+        if path.split("?")[0].endswith("/cooccurring") and \
+                "/api/patterns/usage/{pattern_id}/cooccurring" in stubbed:
+            return j(SAMPLE_COOC)
+        if path.split("?")[0] == "/api/agents" and "/api/agents" in stubbed:
+            return j(SAMPLE_AGENTS)
+        if path.split("?")[0].endswith("/profile") and "/api/agents/{agent_name}/profile" in stubbed:
+            return j(SAMPLE_PROFILE)
+        return None
+    page.intercept(["*/openapi.json*", "*/api/*", "*/metrics*"], answer)
+    page.navigate(ctx.url("/dashboard/?refresh=0"))
+    R.check("error page ready", page.wait_for(READY, 20), snap_or_error(page))
+    d = snap(page)
+    P = d["panels"]
+    R.check("HTTP 500: the summary panel says API error, with the error id",
+            P["summary"]["state"] == "error" and "HTTP 500" in (P["summary"]["msg"] or "")
+            and "e-7f3a" in P["summary"]["msg"], P["summary"])
+    R.check("HTTP 422: the stale panel says the API rejected it, and why",
+            P["stale"]["state"] == "error" and "HTTP 422" in (P["stale"]["msg"] or "")
+            and "must be at most 365" in P["stale"]["msg"], P["stale"])
+    R.check("not JSON: the unused panel says so", P["unused"]["state"] == "error"
+            and "not JSON" in (P["unused"]["msg"] or ""), P["unused"])
+    R.check("connection refused: the dead-letter panel says the engine cannot be reached",
+            P["deadletters"]["state"] == "network"
+            and "Cannot reach" in (P["deadletters"]["msg"] or ""), P["deadletters"])
+    R.check("auto-refresh off: said in the status line", "auto-refresh off" in (d["status"] or ""),
+            d["status"])
+    if "/api/patterns/usage/trends" in stubbed:
+        R.check("sample /trends: rising and falling with arrows, percentages and counts",
+                [x["id"] for x in d["rising"]] == ["sample-up"]
+                and d["rising"][0]["text"].startswith("▲ +150.0 % Sample <up>")
+                and "25 vs 10" in d["rising"][0]["text"]
+                and [x["id"] for x in d["falling"]] == ["sample-down"]
+                and d["falling"][0]["text"].startswith("▼ −60.0 %"), (d["rising"], d["falling"]))
+    if "/api/patterns/usage/heatmap" in stubbed:
+        cells = {(x[0], x[1]): x[2] for x in d["heat"]}
+        R.check("sample heatmap: 7 x 24 cells, counts in place",
+                len(d["heat"]) == 168 and cells[(1, 9)] == 12 and cells[(0, 23)] == 3
+                and sum(cells.values()) == 15, P["heatmap"])
+    if "/api/patterns/usage/{pattern_id}/cooccurring" in stubbed:
+        R.check("sample co-occurrence: pattern, count, lift, Jaccard",
+                [x["id"] for x in d["cooc"]] == ["with-<b>"]
+                and d["cooc"][0]["cells"][1:] == ["7", "2.50", "0.35"], d["cooc"])
+    if "/api/agents" in stubbed:
+        R.check("sample agents: list with totals", [x["name"] for x in d["agents"]]
+                == ["sample-agent"] and d["agents"][0]["cells"][1:] == ["9", "2"], d["agents"])
+    if "/api/agents/{agent_name}/profile" in stubbed:
+        R.eq("sample agent profile: uses per pattern type", d["profile"],
+             [["code", "6"], ["knowledge", "3"]])
+    no_blank_panel("API errors", d)
+    R.eq("API errors: no element injected", d["xss"], ["undefined", 0, 2])
+    R.check("API errors: no JavaScript exception", not page_problems(b, page, True),
+            page_problems(b, page, True))
+    path = os.path.join(ctx.out, "dashboard-errors.png")
+    page.screenshot(path)
+    ctx.shots.append(path)
+    page.close()
+
+
+def phase_empty(ctx):
+    b = ctx.browser
+    page = b.new_page(1280, 2000)
+    page.navigate("http://127.0.0.1:%d/dashboard/" % ctx.empty_port)
+    R.check("empty database: page ready", page.wait_for(READY, 20), snap_or_error(page))
+    d = snap(page)
+    P = d["panels"]
+    R.check("empty database: the summary says the database is empty",
+            P["summary"]["state"] == "empty" and "database is empty" in (P["summary"]["msg"] or ""),
+            P["summary"])
+    R.eq("empty database: summary figures are zero",
+         {k: page_num(v) for k, v in d["summary"].items()},
+         {"total_patterns": 0, "used_patterns": 0, "unused_patterns": 0, "usage_rate": 0.0,
+          "total_agents": 0, "total_usage": 0, "avg_usage_per_pattern": 0.0})
+    for name, text in (("top", "No usage counted yet"), ("unused", "No unused patterns"),
+                       ("stale", "No stale patterns"), ("trends", "no trend"),
+                       ("pattern", "No pattern to show yet"), ("agents", "No agent")):
+        R.check("empty database: %s panel says %r" % (name, text),
+                P[name]["state"] == "empty" and text in (P[name]["msg"] or ""), P[name])
+    R.check("empty database: heatmap empty or not available",
+            P["heatmap"]["state"] in ("empty", "unavailable"), P["heatmap"])
+    R.check("empty database: co-occurrence empty or not available",
+            P["cooccurring"]["state"] in ("empty", "unavailable"), P["cooccurring"])
+    R.eq("empty database: no dead letters", page_num(d["dead"]), 0)
+    R.check("default refresh: every 10 s", "every 10 s" in (d["status"] or ""), d["status"])
+    no_blank_panel("empty database", d)
+    R.check("empty database: no JavaScript error, console error or failed load",
+            not page_problems(b, page), page_problems(b, page))
+    path = os.path.join(ctx.out, "dashboard-empty.png")
+    page.screenshot(path)
+    ctx.shots.append(path)
+    page.close()
+
+
+def phase_pg_down(ctx, state):
+    page = ctx.page
+    rc, err = services("stop", "pg")
+    state["pg_stopped"] = True
+    if not R.check("scripts/services stop pg", rc == 0, err):
+        return
+    ok = page.wait_for("document.getElementById('panel-summary').getAttribute('data-state') "
+                       "=== 'db' && document.getElementById('banner').getAttribute('data-kind') "
+                       "=== 'db'", 45, 0.25)
+    time.sleep(1.5)  # one more refresh, so every panel has had its turn
+    d = snap(page)
+    P = d["panels"]
+    R.check("PostgreSQL down: the open page says the database is unavailable", ok
+            and "Database unavailable" in (P["summary"]["msg"] or "")
+            and "Database unavailable" in (d["banner"]["text"] or ""), (P["summary"], d["banner"]))
+    for name in ("top", "unused", "stale", "pattern"):
+        R.check("PostgreSQL down: panel %s says so" % name, P[name]["state"] == "db"
+                and "PostgreSQL" in (P[name]["msg"] or ""), P[name])
+    R.check("PostgreSQL down: engine badge", "PostgreSQL unreachable" in (d["engine"] or ""),
+            d["engine"])
+    no_blank_panel("PostgreSQL down", d)
+    path = os.path.join(ctx.out, "dashboard-pg-down.png")
+    page.screenshot(path)
+    ctx.shots.append(path)
+    fresh = ctx.browser.new_page(1280, 2000)
+    fresh.navigate(ctx.url("/dashboard/"))
+    R.check("PostgreSQL down: a fresh load is ready", fresh.wait_for(READY, 30),
+            snap_or_error(fresh))
+    d = snap(fresh)
+    R.check("PostgreSQL down: a fresh load says the database is unavailable",
+            d["panels"]["summary"]["state"] == "db" and d["banner"]["kind"] == "db",
+            (d["panels"]["summary"], d["banner"]))
+    no_blank_panel("PostgreSQL down, fresh load", d)
+    fresh.close()
+    rc, err = services("start", "pg")
+    if R.check("scripts/services start pg", rc == 0, err):
+        state["pg_stopped"] = False
+    back = poll(lambda: ctx.client.get("/api/patterns/usage/summary").status == 200, 60, 0.25)
+    R.check("PostgreSQL back: the API answers", back, "")
+    want = ctx.api.get("/api/patterns/usage/summary")
+    ok = page.wait_for("document.getElementById('panel-summary').getAttribute('data-state') === "
+                       "'ok' && document.getElementById('banner').hidden", 30, 0.25)
+    d = snap(page)
+    R.check("PostgreSQL back: the open page recovers by itself", ok, (d["panels"]["summary"],
+                                                                      d["banner"]))
+    R.eq("PostgreSQL back: the figures equal the API's", page_num(d["summary"]["total_usage"]),
+         want["total_usage"])
+
+
+# ---------------------------------------------------------------- main
+
+class Ctx:
+    pass
+
+
+def run_phase(name, fn, *args):
+    start = time.monotonic()
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001 - a crash is a failure of this phase, not of the run
+        R.check("phase %s ran to the end" % name, False, traceback.format_exc())
+    print("phase %-14s %5.1f s   (%s so far)" % (name, time.monotonic() - start, R.summary()),
+          flush=True)
+
+
+def make_db(base, name):
+    psql(base, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+    psql(base, "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' "
+               "LC_CTYPE 'C'" % name)
+    return db_url_for(base, name)
+
+
+def main():
+    binary = (sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PT_BIN")) or os.path.join(
+        ROOT, "build", "patterntrack")
+    base = os.environ.get("DATABASE_URL")
+    chromium = cdp.find_chromium()
+    if not (R.check("DATABASE_URL is set (eval \"$(scripts/services up)\")", base)
+            & R.check("patterntrack binary exists: " + binary, os.access(binary, os.X_OK))
+            & R.check("chromium is installed (Debian package chromium)", chromium)):
+        print(R.summary())
+        return 1
+    out = os.environ.get("PT_TEST_OUTPUT") or os.path.join(
+        os.path.dirname(os.path.abspath(binary)), "test-output")
+    os.makedirs(out, exist_ok=True)
+    started = time.monotonic()
+    ctx = Ctx()
+    ctx.out, ctx.shots, ctx.seed = out, [], Seed()
+    ctx.port, ctx.empty_port = free_port(), free_port()
+    ctx.url = lambda path: "http://127.0.0.1:%d%s" % (ctx.port, path)
+    full = Server(binary, make_db(base, DB_FULL), ctx.port, CONFIG)
+    empty = Server(binary, make_db(base, DB_EMPTY), ctx.empty_port, CONFIG)
+    ctx.client = Client(ctx.port)
+    ctx.browser = None
+    state = {"pg_stopped": False}
+    try:
+        ready = True
+        for s, port in ((full, ctx.port), (empty, ctx.empty_port)):
+            try:
+                ready = s.wait_ready(Client(port), 30) and ready
+            except RuntimeError as e:
+                ready = False
+                print(e)
+        if not R.check("both engines answer /health within 30 s", ready,
+                       full.log_tail() + "\n" + empty.log_tail()):
+            return 1
+        r = ctx.client.call("POST", "/api/patterns", body=ctx.seed.catalog)
+        R.check("seed: register the catalog", r.status == 200, r)
+        r = ctx.client.call("POST", "/api/patterns/usage/events?topic=agent-actions",
+                            body=ctx.seed.body(), timeout=60)
+        R.check("seed: POST the events", r.status == 200 and r.json.get("accepted") ==
+                len(ctx.seed.events) and r.json.get("dead_lettered") == len(ctx.seed.dead), r)
+        ctx.api = Api(ctx.client)
+        print("seeded %d patterns, %d events (%.1f s)" % (len(ctx.seed.catalog),
+              len(ctx.seed.events), time.monotonic() - started), flush=True)
+        ctx.browser = cdp.Browser(chromium, os.path.join(out, "dashboard-chromium.log"))
+        print("browser: %s" % ctx.browser.version().get("product"), flush=True)
+        ctx.page = ctx.browser.new_page(1280, 2000)
+        run_phase("static files", phase_static, ctx)
+        run_phase("seeded page", phase_page, ctx)
+        run_phase("search", phase_search, ctx)
+        run_phase("live refresh", phase_live, ctx)
+        run_phase("400 px", phase_narrow, ctx)
+        run_phase("API errors", phase_errors, ctx)
+        run_phase("empty database", phase_empty, ctx)
+        run_phase("PostgreSQL down", phase_pg_down, ctx, state)
+    finally:
+        if state["pg_stopped"]:
+            rc, err = services("start", "pg")
+            R.check("scripts/services start pg (cleanup)", rc == 0, err)
+        if ctx.browser is not None:
+            ctx.browser.close()
+        for s in (full, empty):
+            code = s.stop()
+            R.eq("SIGTERM: patterntrack exits with 0", code, 0)
+            if R.failed:
+                print("--- patterntrack log (tail) ---\n" + s.log_tail(20))
+            s.cleanup(keep_log=R.failed > 0)
+        for path in ctx.shots:
+            print("screenshot: " + path)
+        print("total %.1f s" % (time.monotonic() - started))
+        print(R.summary())
+    return 1 if R.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
