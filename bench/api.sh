@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# HTTP API benchmark: wrk on /summary, /top and /{pattern_id} against a database the size of
+# 100,000 patterns, 1,000 agents and 10 million usage events, while the engine ingests from
+# Kafka at a target rate. Measures, asserts nothing.
+#
+#   bench/api.sh [RUNS] [INGEST_RATE] [DURATION_S]   (defaults 3, 50000, 20)
+#
+# The history is synthesized with SQL (ingesting 10 M events first would take longer than the
+# benchmark): exact-looking rows of the same shape and size the engine itself writes: 100,000
+# registered patterns, ~2 M (pattern, agent) rows and ~3 M hourly rows over 30 days, summing to
+# 10 M uses. Live ingest runs on top through Kafka (pt-loadgen at INGEST_RATE events/s, as fast
+# as this machine allows) for the whole measurement.
+set -euo pipefail
+ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
+. "$ROOT/tests/integration/lib.sh"
+RUNS=${1:-3}
+RATE=${2:-50000}
+DUR=${3:-20}
+BIN=${PT_BIN:-$ROOT/build/patterntrack}
+base=${DATABASE_URL%/*}
+psql "$DATABASE_URL" -Xq -c "DROP DATABASE IF EXISTS pt_bench_api WITH (FORCE)" -c "CREATE DATABASE pt_bench_api" >/dev/null
+export DATABASE_URL="$base/pt_bench_api"
+dir=$(mktemp -d /tmp/pt-bench-api.XXXXXX)
+prefix="bapi-$$-"
+for t in agent-manifest-injections agent-actions agent-routing-decisions; do
+    "$ROOT/scripts/services" topic "$prefix$t" >/dev/null
+done
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$dir/config.lua" <<LUA
+return {
+    topics = {
+        ["${prefix}agent-manifest-injections"] = "rules/agent-manifest-injections.lua",
+        ["${prefix}agent-actions"] = "rules/agent-actions.lua",
+        ["${prefix}agent-routing-decisions"] = "rules/agent-routing-decisions.lua",
+    },
+    kafka_group_id = "g-$prefix", http_port = $port, log_level = "warn",
+}
+LUA
+(cd "$ROOT" && "$BIN" migrate --config "$dir/config.lua" >/dev/null)
+echo "seeding: 100k patterns, 1k agents, 10M uses ..." >&2
+t0=$(date +%s)
+pt_psql <<'SQL'
+INSERT INTO pattern_lineage_nodes (pattern_id, pattern_name, pattern_type, created_at, registered)
+SELECT 'pat-' || lpad(g::text, 6, '0'), 'Pattern ' || g, (ARRAY['code','knowledge','workflow','doc'])[1 + g % 4],
+       now() - interval '200 days', true
+  FROM generate_series(1, 100000) g;
+-- (pattern, agent): pattern g is used by 1 + (20 * 100000 / (g + 1000))::int agents (Zipf-like)
+INSERT INTO pattern_agent_usage (pattern_id, agent_name, usage_count, first_used_at, last_used_at)
+SELECT 'pat-' || lpad(g::text, 6, '0'), 'agent-' || ((g * 7 + a * 13) % 1000),
+       0, now() - interval '30 days', now() - (a || ' minutes')::interval
+  FROM generate_series(1, 100000) g, LATERAL generate_series(1, 1 + (2000000 / (g + 1000))) a
+ON CONFLICT DO NOTHING;
+-- 10 M uses spread over the pairs, weighted toward popular patterns
+WITH w AS (SELECT pattern_id, agent_name, 1.0 / (substr(pattern_id, 5)::int + 100) AS wt FROM pattern_agent_usage),
+     tot AS (SELECT sum(wt) s FROM w)
+UPDATE pattern_agent_usage p SET usage_count = greatest(1, round(10000000 * w.wt / tot.s))
+  FROM w, tot WHERE p.pattern_id = w.pattern_id AND p.agent_name = w.agent_name;
+UPDATE pattern_lineage_nodes n SET usage_count = s.c, first_used_at = s.f, last_used_at = s.l, used_by_agents = s.agents
+  FROM (SELECT pattern_id, sum(usage_count) c, min(first_used_at) f, max(last_used_at) l,
+               array_agg(agent_name ORDER BY agent_name) agents
+          FROM pattern_agent_usage GROUP BY 1) s
+ WHERE n.pattern_id = s.pattern_id;
+-- hourly: each pattern's uses over up to 30 random hours of the last 30 days
+INSERT INTO pattern_usage_hourly (pattern_id, hour, usage_count)
+SELECT n.pattern_id, date_trunc('hour', now()) - ((h * 37 + substr(n.pattern_id, 5)::int) % 720) * interval '1 hour',
+       greatest(1, n.usage_count / 30)
+  FROM pattern_lineage_nodes n, generate_series(1, 30) h
+ON CONFLICT DO NOTHING;
+ANALYZE;
+SQL
+echo "seeded in $(( $(date +%s) - t0 )) s: $(pt_psql -tAc 'SELECT sum(usage_count) FROM pattern_lineage_nodes') uses, $(pt_psql -tAc 'SELECT count(*) FROM pattern_agent_usage') pairs, $(pt_psql -tAc 'SELECT count(*) FROM pattern_usage_hourly') hours" >&2
+
+(cd "$ROOT" && exec "$BIN" run --config "$dir/config.lua") 2>"$dir/engine.log" &
+pid=$!
+up() { curl -sf "http://127.0.0.1:$port/health" >/dev/null; }
+wait_for 60 up
+"$PT_LOADGEN" --topic-prefix "$prefix" --events $((RATE * (DUR + 5) * RUNS * 3 + RATE * 10)) --rate "$RATE" \
+    --patterns 100000 --agents 1000 --time-span-hours 1 --compression none --quiet >"$dir/loadgen.log" 2>&1 &
+lg=$!
+cat >"$dir/pid.lua" <<'LUA'
+-- random popular-to-rare pattern IDs, so /{pattern_id} is not one cached row
+math.randomseed(7)
+request = function()
+    local g = math.floor(100000 ^ math.random()) -- log-uniform over 1..100000
+    return wrk.format("GET", string.format("/api/patterns/usage/pat-%06d", g))
+end
+LUA
+results=()
+for ep in summary top pid; do
+    for run in $(seq 1 "$RUNS"); do
+        before=$(db_total)
+        case $ep in
+        summary) out=$(wrk -t2 -c16 -d"${DUR}s" --latency "http://127.0.0.1:$port/api/patterns/usage/summary") ;;
+        top) out=$(wrk -t2 -c16 -d"${DUR}s" --latency "http://127.0.0.1:$port/api/patterns/usage/top?limit=20") ;;
+        pid) out=$(wrk -t2 -c16 -d"${DUR}s" --latency -s "$dir/pid.lua" "http://127.0.0.1:$port") ;;
+        esac
+        after=$(db_total)
+        rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+        p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+        p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+        errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
+        echo "$ep run $run: $rps req/s, p50 $p50, p99 $p99, ingest during it $(( (after - before) / DUR )) uses/s ${errs}" >&2
+        results+=("$ep $rps $p99")
+    done
+done
+kill "$lg" 2>/dev/null || true
+kill -TERM "$pid"; wait "$pid" || true
+rm -rf "$dir"
+for ep in summary top pid; do
+    printf '%s\n' "${results[@]}" | awk -v e="$ep" '$1 == e {print $2}' | sort -n | awk -v e="$ep" '{a[NR]=$1} END {printf "%s median_req_per_s=%s", e, a[int((NR+1)/2)]}'
+    printf '%s\n' "${results[@]}" | awk -v e="$ep" '$1 == e {print $3}' | sed 's/ms$//' | sort -n | awk '{a[NR]=$1} END {printf " median_p99=%s\n", a[int((NR+1)/2)]}'
+done
