@@ -681,76 +681,90 @@
                     if (!list) {
                         throw panels.top.root.getAttribute("data-state") === "db" ? new ApiError("db", 503, "", P.top) : new ApiError("server", 0, "the most used patterns could not be read", P.top);
                     }
+                    var byPct = function (a, b) {
+                        return (Math.abs(num(b.trend_percentage)) || 0) - (Math.abs(num(a.trend_percentage)) || 0);
+                    };
                     var rising = list.filter(function (x) {
                         return x.trend === "increasing";
-                    });
+                    }).sort(byPct);
                     var falling = list.filter(function (x) {
                         return x.trend === "decreasing";
-                    });
-                    renderTrends(rising, falling, "This engine has no /api/patterns/usage/trends: computed from the " + TOP_FETCHED + " most used patterns.", list.length === 0);
+                    }).sort(byPct);
+                    renderTrends({ rising: rising, falling: falling, window: 7, empty: list.length === 0,
+                        note: "This engine has no /api/patterns/usage/trends: computed from the " + TOP_FETCHED + " most used patterns." });
                 });
             }
             var withDir = hasParam(P.trends, "direction");
             p.link(P.trends + "?direction=increasing&limit=10");
             var req = withDir ? Promise.all([
-                getOptional(P.trends, P.trends + "?direction=increasing&limit=10").then(function (b) {
-                    return listOf(b, P.trends);
-                }),
-                getOptional(P.trends, P.trends + "?direction=decreasing&limit=10").then(function (b) {
-                    return listOf(b, P.trends);
-                }),
+                getOptional(P.trends, P.trends + "?direction=increasing&limit=10"),
+                getOptional(P.trends, P.trends + "?direction=decreasing&limit=10"),
             ]) : getOptional(P.trends, P.trends).then(function (b) {
-                var all = listOf(b, P.trends);
-                return [all.filter(function (x) {
-                    return x.trend === "increasing";
-                }), all.filter(function (x) {
-                    return x.trend === "decreasing";
-                })];
+                return [b, b];
             });
             return req.then(function (two) {
-                if (current()) {
-                    renderTrends(two[0], two[1], "", false);
+                var up = listOf(two[0], P.trends);
+                var down = listOf(two[1], P.trends);
+                if (!current()) {
+                    return;
                 }
+                var info = two[0] && !Array.isArray(two[0]) ? two[0] : {};
+                var overall = info.overall;
+                renderTrends({
+                    /* the API orders them (fastest first); without direction, split here */
+                    rising: up.filter(function (x) {
+                        return withDir || x.trend === "increasing";
+                    }),
+                    falling: down.filter(function (x) {
+                        return withDir || x.trend === "decreasing";
+                    }),
+                    window: num(info.window_days) || 7,
+                    overall: overall && typeof overall === "object" ? overall : null,
+                    note: str(info.resolution_note, ""),
+                    empty: overall && num(overall.recent_usage) === 0 && num(overall.previous_usage) === 0,
+                });
             });
         });
     }
 
+    var RECENT = ["recent_usage", "recent", "recent_count", "last_window", "current_count"];
+    var PREVIOUS = ["previous_usage", "previous", "previous_count", "previous_window", "prev_count"];
+
     function trendCounts(it) {
-        var recent = pick(it, ["recent", "recent_count", "recent_usage", "last_window", "current", "current_count", "last_week_count"]);
-        var previous = pick(it, ["previous", "previous_count", "previous_usage", "previous_window", "prev_count", "prev_week_count"]);
+        var recent = pick(it, RECENT);
+        var previous = pick(it, PREVIOUS);
         if (recent === undefined && previous === undefined) {
             return null;
         }
-        return h("span", { class: "counts", title: "uses in the last window / the one before" }, " " + fmtInt(recent) + " vs " + fmtInt(previous));
+        return h("span", { class: "counts", title: "uses in the last window vs the one before" }, " " + fmtInt(recent) + " vs " + fmtInt(previous));
     }
 
     function trendItem(it, dir) {
         var pct = Math.abs(num(it.trend_percentage));
-        var prev = num(pick(it, ["previous", "previous_count", "previous_usage", "previous_window", "prev_count"]));
-        var pctText = isNaN(pct) ? (prev === 0 ? "new" : "—") : (dir > 0 ? "+" : "−") + fmtDec(pct) + " %";
+        var pctText = isNaN(pct) ? "—" : (dir > 0 ? "+" : "−") + fmtDec(pct) + " %";
         return h("li", { "data-pattern-id": str(it.pattern_id, "") },
             h("span", { class: "pct " + (dir > 0 ? "up" : "down") }, (dir > 0 ? "▲ " : "▼ ") + pctText), " ",
             patternLabel(it, true), trendCounts(it));
     }
 
-    function renderTrends(rising, falling, note, empty) {
+    /* t: {rising, falling, window, overall, note, empty} */
+    function renderTrends(t) {
         var p = panels.trends;
-        var byPct = function (a, b) {
-            return (Math.abs(num(b.trend_percentage)) || 0) - (Math.abs(num(a.trend_percentage)) || 0);
-        };
-        rising = rising.slice().sort(byPct).slice(0, 10);
-        falling = falling.slice().sort(byPct).slice(0, 10);
-        fill($(".note", p.body), note);
-        fill($(".rising", p.body), rising.length ? rising.map(function (x) {
+        var w = t.window;
+        fill($(".window", p.root), "last " + w + " days vs the " + w + " before");
+        fill($(".note", p.body), t.note || "");
+        var o = t.overall;
+        fill($(".overall", p.body), o ? ["All patterns: ", trendMark(o), trendCounts(o), " uses"] : "");
+        fill($(".rising", p.body), t.rising.length ? t.rising.slice(0, 10).map(function (x) {
             return trendItem(x, 1);
         }) : h("li", { class: "none" }, "Nothing rising by more than 10 %."));
-        fill($(".falling", p.body), falling.length ? falling.map(function (x) {
+        fill($(".falling", p.body), t.falling.length ? t.falling.slice(0, 10).map(function (x) {
             return trendItem(x, -1);
         }) : h("li", { class: "none" }, "Nothing falling by more than 10 %."));
-        if (empty) {
-            p.message("empty", "No usage counted yet, so there is no trend.");
-        } else if (!rising.length && !falling.length) {
-            p.show("empty", "No pattern is rising or falling by more than 10 % (a trend needs usage in both of the last two 7-day windows).");
+        if (t.empty) {
+            p.message("empty", "No usage in the last " + 2 * w + " days, so there is no trend.");
+        } else if (!t.rising.length && !t.falling.length) {
+            p.show("empty", "No pattern is rising or falling by more than 10 % (a trend needs usage in both of the last two " + w + "-day windows).");
         } else {
             p.show("ok");
         }
@@ -932,56 +946,104 @@
 
     /* ---- heatmap */
 
-    var DAY_NAMES = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    var WEEK = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+    var DOW_SUNDAY_FIRST = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
 
-    /* -> {grid: 7x24 counts by PostgreSQL dow (0 = Sunday), tz} from the shapes an API may use. */
+    /* -> {rows: [{day, counts[24]}] Monday first, tz, days} from the shapes an API may use:
+     * {matrix: 7 x 24, day_names} (rows in day_names order, else Monday first), or cells
+     * [{dow, hour, count}] with dow 0 = Sunday (PostgreSQL's dow), or 1..7 = Monday..Sunday. */
     function parseHeatmap(body, path) {
-        var grid = [];
-        for (var d = 0; d < 7; d++) {
-            grid.push(new Array(24).fill(0));
-        }
         var obj = body && typeof body === "object" && !Array.isArray(body) ? body : {};
-        var tz = str(pick(obj, ["tz", "timezone", "time_zone"]), "UTC");
-        var matrix = Array.isArray(body) && Array.isArray(body[0]) ? body : pick(obj, ["matrix", "grid", "counts", "heatmap"]);
-        if (Array.isArray(matrix) && matrix.length === 7 && Array.isArray(matrix[0])) {
-            matrix.forEach(function (row, di) {
-                for (var hh = 0; hh < 24; hh++) {
-                    grid[di][hh] = num(row[hh]) || 0;
+        var out = { tz: str(pick(obj, ["tz", "timezone", "time_zone"]), "+00:00"), days: num(obj.days), rows: [] };
+        var byDay = {};
+        WEEK.forEach(function (d) {
+            byDay[d] = new Array(24).fill(0);
+        });
+        var matrix = Array.isArray(body) && Array.isArray(body[0]) ? body : pick(obj, ["matrix", "grid", "counts"]);
+        if (Array.isArray(matrix)) {
+            var names = Array.isArray(obj.day_names) && obj.day_names.length === matrix.length ? obj.day_names : WEEK;
+            if (matrix.length !== 7) {
+                throw shapeError(path, "expected 7 rows of 24 hours");
+            }
+            matrix.forEach(function (row, i) {
+                var day = canonicalDay(names[i]) || WEEK[i];
+                for (var hr = 0; hr < 24; hr++) {
+                    byDay[day][hr] = num(Array.isArray(row) ? row[hr] : NaN) || 0;
                 }
             });
-            return { grid: grid, tz: tz };
-        }
-        var cells = Array.isArray(body) ? body : pick(obj, ["cells", "items", "data", "buckets"]);
-        if (!Array.isArray(cells)) {
-            throw shapeError(path, "expected cells or a 7 × 24 matrix");
-        }
-        var iso = cells.some(function (c) {
-            return num(pick(c, ["dow", "day_of_week", "weekday", "isodow", "day"])) === 7;
-        });
-        cells.forEach(function (c) {
-            var dw = num(pick(c, ["dow", "day_of_week", "weekday", "isodow", "day"]));
-            var hr = num(pick(c, ["hour", "hour_of_day"]));
-            var n = num(pick(c, ["count", "usage_count", "uses", "value"]));
-            if (iso && dw === 7) {
-                dw = 0;
+        } else {
+            var cells = Array.isArray(body) ? body : pick(obj, ["cells", "items", "data", "buckets"]);
+            if (!Array.isArray(cells)) {
+                throw shapeError(path, "expected a 7 × 24 matrix or cells");
             }
-            if (dw >= 0 && dw < 7 && hr >= 0 && hr < 24 && !isNaN(n)) {
-                grid[dw][hr] += n;
-            }
+            var DOW = ["dow", "day_of_week", "weekday", "isodow"];
+            var iso = cells.some(function (c) {
+                return num(pick(c, DOW)) === 7;
+            });
+            cells.forEach(function (c) {
+                var dw = num(pick(c, DOW));
+                var hr = num(pick(c, ["hour", "hour_of_day"]));
+                var n = num(pick(c, ["count", "usage_count", "uses", "value"]));
+                var day = iso ? WEEK[dw - 1] : DOW_SUNDAY_FIRST[dw];
+                if (day && hr >= 0 && hr < 24 && !isNaN(n)) {
+                    byDay[day][hr] += n;
+                }
+            });
+        }
+        out.rows = WEEK.map(function (d) {
+            return { day: d, counts: byDay[d] };
         });
-        return { grid: grid, tz: tz };
+        out.notShown = num(obj.daily_usage_not_shown);
+        out.note = str(obj.resolution_note, "");
+        return out;
     }
+
+    function canonicalDay(name) {
+        var n = String(name || "").slice(0, 3).toLowerCase();
+        for (var i = 0; i < WEEK.length; i++) {
+            if (WEEK[i].slice(0, 3).toLowerCase() === n) {
+                return WEEK[i];
+            }
+        }
+        return null;
+    }
+
+    function tzLabel(tz) {
+        return tz === "+00:00" || tz === "UTC" || tz === "Z" ? "UTC" : "UTC" + tz;
+    }
+
+    function browserOffset() {
+        var m = -new Date().getTimezoneOffset();
+        var a = Math.abs(m);
+        return (m < 0 ? "-" : "+") + String(Math.floor(a / 60)).padStart(2, "0") + ":" + String(a % 60).padStart(2, "0");
+    }
+
+    var PATTERN_HEATMAP = "/api/patterns/usage/{pattern_id}/heatmap";
 
     function loadHeatmap() {
         var p = panels.heatmap;
-        p.link(P.heatmap);
+        var scopeSel = $(".heat-scope", p.body);
+        var tzSel = $(".heat-tz", p.body);
+        var chosen = chosenPattern();
+        /* the controls appear only for what the engine can do */
+        $(".heat-scope-box", p.body).hidden = !(has(PATTERN_HEATMAP) && route(PATTERN_HEATMAP) !== null);
+        $(".heat-tz-box", p.body).hidden = !(route(P.heatmap) && hasParam(P.heatmap, "tz"));
+        var off = browserOffset();
+        fill($("option[value=local]", tzSel), "Browser (" + tzLabel(off) + ")");
+        var one = scopeSel.value === "chosen" && chosen !== null && has(PATTERN_HEATMAP);
+        fill($("option[value=chosen]", scopeSel), chosen === null ? "Chosen pattern" : "Chosen pattern: " + truncate(chosen, 40));
+        var path = one ? fillPath(PATTERN_HEATMAP, chosen) : P.heatmap;
+        if (tzSel.value === "local" && !$(".heat-tz-box", p.body).hidden) {
+            path += "?tz=" + enc(off);
+        }
+        p.link(path);
         return p.run(function (current) {
-            return getOptional(P.heatmap, P.heatmap).then(function (body) {
-                var hm = parseHeatmap(body, P.heatmap);
+            return getOptional(one ? PATTERN_HEATMAP : P.heatmap, path).then(function (body) {
+                var hm = parseHeatmap(body, path);
                 if (!current()) {
                     return;
                 }
-                fill($(".tz", p.root), "hour × weekday, " + hm.tz);
+                fill($(".tz", p.root), (one ? "of " + chosen + ", " : "") + "hour × weekday, " + tzLabel(hm.tz) + (hm.days > 0 ? ", last " + hm.days + " days" : ""));
                 renderHeatmap(hm);
             });
         });
@@ -991,36 +1053,42 @@
         var p = panels.heatmap;
         var max = 0;
         var total = 0;
-        hm.grid.forEach(function (row) {
-            row.forEach(function (n) {
+        hm.rows.forEach(function (row) {
+            row.counts.forEach(function (n) {
                 max = Math.max(max, n);
                 total += n;
             });
         });
-        var box = $(".heatmap", p.body);
+        var tz = tzLabel(hm.tz);
         var kids = [h("span", { class: "lab" }, "")];
         for (var hh = 0; hh < 24; hh++) {
             kids.push(h("span", { class: "lab hour" }, hh % 3 === 0 ? String(hh) : ""));
         }
-        [1, 2, 3, 4, 5, 6, 0].forEach(function (d) {
-            kids.push(h("span", { class: "lab" }, DAY_NAMES[d]));
+        hm.rows.forEach(function (row, ri) {
+            kids.push(h("span", { class: "lab" }, row.day.slice(0, 3)));
             for (var hr = 0; hr < 24; hr++) {
-                var n = hm.grid[d][hr];
+                var n = row.counts[hr];
                 var cell = h("span", {
-                    class: "cell", "data-dow": d, "data-hour": hr, "data-count": n,
-                    title: DAY_NAMES[d] + " " + (hr < 10 ? "0" : "") + hr + ":00–" + (hr < 9 ? "0" : "") + (hr + 1) + ":00 " + hm.tz + ": " + plural(n, "use", "uses"),
+                    class: "cell", "data-row": ri, "data-day": row.day, "data-hour": hr, "data-count": n,
+                    title: row.day + " " + String(hr).padStart(2, "0") + ":00–" + String(hr + 1).padStart(2, "0") + ":00 " + tz + ": " + plural(n, "use", "uses"),
                 });
                 if (n > 0) {
-                    var f = Math.sqrt(n / max);
-                    cell.style.backgroundColor = "rgba(29, 78, 216, " + (0.12 + 0.88 * f).toFixed(3) + ")";
+                    cell.style.backgroundColor = "rgba(29, 78, 216, " + (0.12 + 0.88 * Math.sqrt(n / max)).toFixed(3) + ")";
                 }
                 kids.push(cell);
             }
         });
-        fill(box, kids);
-        fill($(".note", p.body), plural(total, "use", "uses") + " in all; the darkest cell has " + fmtInt(max) + ". Times in " + hm.tz + ".");
+        fill($(".heatmap", p.body), kids);
+        var notes = [plural(total, "use", "uses") + " in all; the darkest cell has " + fmtInt(max) + ". Hours in " + tz + "."];
+        if (hm.notShown > 0) {
+            notes.push(plural(hm.notShown, "older use is", "older uses are") + " kept per day only and not shown.");
+        }
+        if (hm.note) {
+            notes.push(hm.note);
+        }
+        fill($(".note", p.body), notes.join(" "));
         if (total === 0) {
-            p.show("empty", "No usage recorded yet, so the heatmap is empty.");
+            p.show("empty", "No usage in this period, so the heatmap is empty.");
         } else {
             p.show("ok");
         }
@@ -1046,6 +1114,9 @@
         });
         loadPattern();
         loadCooccurring();
+        if ($("#panel-heatmap .heat-scope").value === "chosen") {
+            loadHeatmap();
+        }
         panels.pattern.root.scrollIntoView({ behavior: "smooth", block: "nearest" });
     }
 
@@ -1143,6 +1214,9 @@
                         h("td", { class: "num" }, fmtRatio(it.lift)),
                         h("td", { class: "num" }, fmtRatio(it.jaccard)));
                 }));
+                var over = num(body && body.events_over_cooccurrence_limit);
+                fill($(".note", p.body), "Together: events that used both. Lift above 1: used together more often than chance would give. Jaccard: the share of events using either that use both." +
+                    (over > 0 ? " " + plural(over, "event", "events") + " referenced too many patterns to be paired and are left out." : ""));
                 p.show("ok");
             }, function (err) {
                 if (err.kind === "notfound" && current()) {
@@ -1164,7 +1238,12 @@
             if (has(P.agents)) {
                 p.link(P.agents);
                 listP = getOptional(P.agents, P.agents).then(function (b) {
-                    return listOf(b, P.agents).map(function (a) {
+                    var total = num(b && b.total);
+                    var list = listOf(b, P.agents);
+                    if (total > list.length) {
+                        note = "The " + fmtInt(list.length) + " most active of " + fmtInt(total) + " agents.";
+                    }
+                    return list.map(function (a) {
                         return {
                             name: typeof a === "string" ? a : str(pick(a, ["agent_name", "name", "agent"]), "?"),
                             uses: typeof a === "string" ? undefined : pick(a, ["usage_count", "total_usage", "total", "uses", "count"]),
@@ -1198,11 +1277,6 @@
                 if (agents.length === 0) {
                     p.message("empty", "No agent has used a pattern yet.");
                     return;
-                }
-                if (has(P.agents)) {
-                    agents.sort(function (a, b) {
-                        return (num(b.uses) || 0) - (num(a.uses) || 0) || (a.name < b.name ? -1 : 1);
-                    });
                 }
                 var names = agents.map(function (a) {
                     return a.name;
@@ -1242,7 +1316,7 @@
         loadProfile(name);
     }
 
-    /* -> [{type, uses, last}] from /profile (several shapes) or from /by-agent. */
+    /* -> [{type, uses, share, last}] from /profile (several shapes) or from /by-agent. */
     function profileRows(body, path) {
         var list;
         if (Array.isArray(body)) {
@@ -1263,6 +1337,7 @@
             return {
                 type: str(pick(r, ["pattern_type", "type"]), "unknown"),
                 uses: num(pick(r, ["usage_count", "uses", "count", "total"])) || 0,
+                share: num(r.percentage),
                 last: pick(r, ["last_used_at", "last_used"]),
             };
         });
@@ -1278,7 +1353,9 @@
         if (has(P.profile)) {
             path = fillPath(P.profile, name);
             req = get(path).then(function (b) {
-                return profileRows(b, path);
+                var rows = profileRows(b, path);
+                rows.top = b && Array.isArray(b.top_patterns) ? b.top_patterns : [];
+                return rows;
             });
         } else {
             path = fillPath(P.byAgent, name) + "?limit=200";
@@ -1292,9 +1369,13 @@
                         lasts[t] = it.agent_last_used_at;
                     }
                 });
-                return Object.keys(sums).map(function (t) {
+                var rows = Object.keys(sums).map(function (t) {
                     return { type: t, uses: sums[t], last: lasts[t] };
                 });
+                rows.top = listOf(b, path).slice(0, 10).map(function (it) {
+                    return { pattern_id: it.pattern_id, pattern_name: it.pattern_name, usage_count: it.agent_usage_count };
+                });
+                return rows;
             });
         }
         $(".profile-json", box).setAttribute("href", API + path.replace(/^\//, ""));
@@ -1302,25 +1383,37 @@
             if (seq !== state.profileSeq) {
                 return;
             }
-            rows.sort(function (a, b) {
+            var top = rows.top || [];
+            rows = rows.slice().sort(function (a, b) {
                 return b.uses - a.uses;
             });
-            var max = rows.reduce(function (m, r) {
-                return Math.max(m, r.uses);
-            }, 0);
+            var max = 0;
+            var sum = 0;
+            rows.forEach(function (r) {
+                max = Math.max(max, r.uses);
+                sum += r.uses;
+            });
             fill($(".profile-msg", box), rows.length ? (has(P.profile) ? "" : "Uses by pattern type over this agent's 200 most used patterns.") : "This agent has no usage by pattern type yet.");
             $(".profile-msg", box).className = "profile-msg note";
             fill($(".bars", box), rows.map(function (r) {
                 var bar = h("span", { class: "bar" });
                 bar.style.width = (max > 0 ? Math.max(1, Math.round(r.uses / max * 100)) : 0) + "%";
+                var share = isNaN(r.share) ? (sum > 0 ? r.uses / sum * 100 : NaN) : r.share;
                 return h("li", { "data-pattern-type": r.type, title: r.last ? "last used " + fmtTime(r.last) : null },
-                    h("span", { class: "ptype" }, r.type), h("span", null, bar), h("span", { class: "num" }, fmtInt(r.uses)));
+                    h("span", { class: "ptype" }, r.type), h("span", null, bar),
+                    h("span", null, h("span", { class: "num" }, fmtInt(r.uses)), " ", h("span", { class: "share" }, "(" + fmtPct(share) + ")")));
+            }));
+            fill($(".agent-top-title", box), top.length ? "Most used by " + name : "");
+            fill($(".agent-top", box), top.slice(0, 10).map(function (it) {
+                return h("li", { "data-pattern-id": str(it.pattern_id, "") }, patternLabel(it, true), " ", h("span", { class: "age" }, plural(it.usage_count, "use", "uses")));
             }));
         }, function (err) {
             if (seq !== state.profileSeq) {
                 return;
             }
             fill($(".bars", box));
+            fill($(".agent-top", box));
+            fill($(".agent-top-title", box));
             fill($(".profile-msg", box), describe(err));
             $(".profile-msg", box).className = "profile-msg msg " + (err.kind === "db" ? "db" : "error");
         });
@@ -1394,6 +1487,8 @@
             refresh();
         }
     });
+    $("#panel-heatmap .heat-scope").addEventListener("change", loadHeatmap);
+    $("#panel-heatmap .heat-tz").addEventListener("change", loadHeatmap);
     $("#refresh-now").addEventListener("click", function () {
         refresh();
     });

@@ -104,7 +104,11 @@ return {
             properties = { total = { type = "integer" }, limit = { type = "integer" },
                 offset = { type = "integer" },
                 agents = { type = "array", items = AGENT } } } } },
-        handler = agents,
+        handler = function(req)
+            return H.cached("agents", req.args.limit .. "/" .. req.args.offset, function()
+                return agents(req)
+            end)
+        end,
     },
     {
         method = "GET", path = "/api/agents/{agent_name}/profile", tags = { "agents" },

@@ -87,6 +87,9 @@ local function register(patterns)
     end
     local rows = db.query(UPSERT, literal(ids), literal(names), literal(types), literal(created),
         literal(statuses))
+    if pt.data_changed then
+        pt.data_changed() -- cached answers (pt.cache) that read the catalog are stale now
+    end
     local inserted = 0
     for _, r in ipairs(rows) do
         if r.inserted then
@@ -101,7 +104,8 @@ local PATTERN_SCHEMA = { type = "object", properties = {
     pattern_name = { type = "string" }, pattern_type = { type = "string", maxLength = 100 },
     created_at = { type = "string", format = "date-time" },
     status = { type = "string", enum = pt.array({ "active", "deprecated", "retired" }),
-        description = "Lifecycle status; a new pattern is active, an existing one keeps its own." } } }
+        description = "Lifecycle status; a new pattern is active, an existing one keeps its " ..
+            "own." } } }
 
 return {
     {

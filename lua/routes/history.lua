@@ -12,7 +12,8 @@ local NOT_FOUND = { description = "Unknown pattern",
     schema = { type = "object", properties = { detail = { type = "string" } } } }
 local TIME = { type = "string", format = "date-time" }
 local TIME_OR_NULL = { type = "string", format = "date-time", nullable = true }
-local TREND = { type = "string", enum = pt.array({ "increasing", "decreasing", "stable", "insufficient_data" }) }
+local TREND = { type = "string",
+    enum = pt.array({ "increasing", "decreasing", "stable", "insufficient_data" }) }
 
 local function obj(props)
     return { type = "object", properties = props }
@@ -35,9 +36,9 @@ SELECT t.pattern_id, t.is_total, t.recent, t.previous, t.from_daily, w.t0, w.t1,
                FROM %s CROSS JOIN LATERAL (%s) x
               GROUP BY GROUPING SETS ((x.pattern_id), ())) t ON true
   LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = t.pattern_id
- WHERE t.is_total OR (t.previous > 0 AND CASE WHEN $2 = 'increasing'
-                                               THEN coalesce(t.recent, 0) > t.previous
-                                               ELSE coalesce(t.recent, 0) < t.previous END)]]):format(
+ WHERE t.is_total
+    OR (t.previous > 0 AND CASE WHEN $2 = 'increasing' THEN coalesce(t.recent, 0) > t.previous
+                                ELSE coalesce(t.recent, 0) < t.previous END)]]):format(
     stats.WINDOWS, stats.WINDOW_SUMS, stats.WINDOWS, stats.window_usage("true"))
 
 local TREND_ITEM = obj({ pattern_id = { type = "string" }, pattern_name = { type = "string" },
@@ -61,8 +62,9 @@ local function trends(req)
             local trend, pct = stats.trend(r.recent, r.previous)
             if trend == req.args.direction then
                 items[#items + 1] = { pattern_id = r.pattern_id, pattern_name = r.pattern_name,
-                    pattern_type = r.pattern_type, recent_usage = r.recent == null and 0 or r.recent,
-                    previous_usage = r.previous, trend = trend, trend_percentage = pct }
+                    pattern_type = r.pattern_type,
+                    recent_usage = r.recent == null and 0 or r.recent, previous_usage = r.previous,
+                    trend = trend, trend_percentage = pct }
             end
         end
     end
@@ -107,7 +109,8 @@ SELECT false AS daily, extract(epoch FROM hour)::bigint AS t, usage_count AS c
 UNION ALL
 SELECT true, (day - DATE '1970-01-01')::bigint * 86400, usage_count
   FROM pattern_usage_daily
- WHERE pattern_id = $1 AND day >= DATE '1970-01-01' + $2::int AND day < DATE '1970-01-01' + $3::int]]
+ WHERE pattern_id = $1
+   AND day >= DATE '1970-01-01' + $2::int AND day < DATE '1970-01-01' + $3::int]]
 
 local function timeseries(req)
     local bucket = req.args.bucket
@@ -184,12 +187,12 @@ end
 
 -- ---------------------------------------------------------------- heatmaps
 
-local DAY_NAMES = { "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday" }
+local DAY_NAMES = { "Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday" }
 
 -- Usage per (weekday, hour of day) in the tz offset $2 (seconds) over the last $1 days up to the
 -- end of the current UTC hour, from the hourly buckets of the patterns `match` selects; plus the
--- usage of daily buckets in that range, which cannot be placed in hours. 1970-01-01 was a
--- Thursday (weekday 3 counting from Monday = 0).
+-- usage of daily buckets in that range, which cannot be placed in hours. Weekdays count from
+-- Sunday = 0, as PostgreSQL's dow; 1970-01-01 was a Thursday (4).
 local function heatmap_sql(match)
     return ([[
 SELECT w.t1, w.t0, g.dow, g.hod, g.c,
@@ -198,7 +201,7 @@ SELECT w.t1, w.t0, g.dow, g.hod, g.c,
            AND u.day <= (w.t0 AT TIME ZONE 'UTC')::date) AS daily
   FROM %s
   LEFT JOIN LATERAL (
-       SELECT ((e / 86400 + 3) %% 7)::int AS dow, (e / 3600 %% 24)::int AS hod, sum(c)::bigint AS c
+       SELECT ((e / 86400 + 4) %% 7)::int AS dow, (e / 3600 %% 24)::int AS hod, sum(c)::bigint AS c
          FROM (SELECT extract(epoch FROM u.hour)::bigint + $2::bigint AS e, u.usage_count AS c
                  FROM pattern_usage_hourly u
                 WHERE %s AND u.hour >= w.t1 AND u.hour < w.t0) s
@@ -246,7 +249,8 @@ end
 local HEATMAP_SCHEMA = obj({ pattern_id = { type = "string" }, tz = { type = "string" },
     days = { type = "integer" }, from = TIME, to = TIME,
     day_names = list({ type = "string" }),
-    matrix = { type = "array", description = "7 rows (Monday first) of 24 hours (0-23) in tz",
+    matrix = { type = "array",
+        description = "7 rows (Sunday first, as day_names) of 24 hours (0-23) in tz",
         items = list({ type = "integer" }) },
     total = { type = "integer" }, max = { type = "integer" },
     daily_usage_not_shown = { type = "integer" }, resolution_note = { type = "string" } })
@@ -476,10 +480,18 @@ return {
         responses = { ["200"] = { description = "Trends", schema = obj({
             window_days = { type = "integer" }, direction = { type = "string" },
             window_end = TIME, recent_window_start = TIME, previous_window_start = TIME,
-            overall = obj({ recent_usage = { type = "integer" }, previous_usage = { type = "integer" },
+            overall = obj({ recent_usage = { type = "integer" },
+                previous_usage = { type = "integer" },
                 trend = TREND, trend_percentage = { type = "number" } }),
             patterns = list(TREND_ITEM), resolution_note = { type = "string" } }) } },
-        handler = trends,
+        handler = function(req)
+            local a = req.args
+            -- the hour in the key: windows end at the end of the current hour
+            return H.cached("trends", string.format("%d/%s/%d/%d", a.window_days, a.direction,
+                a.limit, pt.now() // 3600), function()
+                return trends(req)
+            end)
+        end,
     },
     {
         method = "GET", path = "/api/patterns/usage/{pattern_id}/timeseries", tags = { "history" },
@@ -499,7 +511,8 @@ return {
         responses = { ["200"] = { description = "Series", schema = obj({
             pattern_id = { type = "string" }, bucket = { type = "string" }, from = TIME, to = TIME,
             total = { type = "integer" },
-            points = list(obj({ start = TIME, usage_count = { type = "integer", nullable = true } })),
+            points = list(obj({ start = TIME,
+                usage_count = { type = "integer", nullable = true } })),
             rolled_up = list(obj({ day = { type = "string", format = "date" },
                 usage_count = { type = "integer" } })),
             resolution_note = { type = "string" } }) }, ["404"] = NOT_FOUND },
@@ -511,7 +524,10 @@ return {
         description = HEATMAP_DESC, query = HEATMAP_QUERY,
         responses = { ["200"] = { description = "Heatmap", schema = HEATMAP_SCHEMA } },
         handler = function(req)
-            return heatmap(req, nil)
+            return H.cached("heatmap", string.format("%d/%s/%d", req.args.days, req.args.tz,
+                pt.now() // 3600), function()
+                return heatmap(req, nil)
+            end)
         end,
     },
     {
@@ -530,7 +546,8 @@ return {
         description = MEASURES_DESC,
         query = {
             { name = "limit", type = "integer", minimum = 1, maximum = 100, default = 20 },
-            { name = "sort", type = "string", enum = { "count", "lift", "jaccard" }, default = "count" },
+            { name = "sort", type = "string", enum = { "count", "lift", "jaccard" },
+              default = "count" },
         },
         responses = { ["200"] = { description = "Partners", schema = obj({
             pattern_id = { type = "string" }, usage_count = { type = "integer" },
@@ -547,7 +564,11 @@ return {
         responses = { ["200"] = { description = "Pairs, most frequent first", schema = obj({
             events_with_patterns = { type = "integer" },
             events_over_cooccurrence_limit = { type = "integer" }, pairs = list(PAIR) }) } },
-        handler = top_pairs,
+        handler = function(req)
+            return H.cached("pairs", tostring(req.args.limit), function()
+                return top_pairs(req)
+            end)
+        end,
     },
     {
         method = "GET", path = "/api/patterns/usage/lifecycle", tags = { "history" },
@@ -573,6 +594,12 @@ return {
             counts = obj({ deprecated_in_use = { type = "integer" },
                 potentially_stale = { type = "integer" },
                 not_used_recently = { type = "integer" } }) }) } },
-        handler = lifecycle,
+        handler = function(req)
+            local a = req.args
+            return H.cached("lifecycle", string.format("%d/%s/%d", a.days,
+                tostring(a.lifetime_days), a.limit), function()
+                return lifecycle(req)
+            end)
+        end,
     },
 }

@@ -18,8 +18,10 @@ events through the API only, and drives Chromium over the DevTools pipe (cdp.py)
   engine's port;
 - search, choosing a pattern, refresh in place (new events show up without a reload);
 - a 400 px wide screen: no horizontal overflow;
-- API errors (500, 422, not JSON, connection refused; injected with request interception) and
-  the optional routes the engine lacks (answered with sample shapes), each shown in its panel;
+- API errors (500, 422, not JSON, wrong shape, connection refused; injected with request
+  interception), each shown in its panel;
+- an engine with the seed's API only (its /openapi.json without the history and agent
+  routes): fallbacks and "not available" messages, and no request to a missing route;
 - the empty database: empty-state messages, zeros, no blank panel;
 - PostgreSQL stopped (scripts/services stop pg; always started again): the live page and a
   fresh load say the database is unavailable, then recover by themselves.
@@ -159,8 +161,9 @@ EXTRACT = r"""(() => {
     rising: items("#panel-trends .rising li[data-pattern-id]"),
     falling: items("#panel-trends .falling li[data-pattern-id]"),
     trendsNote: t(document.querySelector("#panel-trends .note")),
+    trendsOverall: t(document.querySelector("#panel-trends .overall")),
     dead: t(document.querySelector("#panel-deadletters .value")),
-    heat: all("#panel-heatmap .cell").map(c => [Number(c.getAttribute("data-dow")),
+    heat: all("#panel-heatmap .cell").map(c => [c.getAttribute("data-day"),
       Number(c.getAttribute("data-hour")), Number(c.getAttribute("data-count"))]),
     heatTz: t(document.querySelector("#panel-heatmap .tz")),
     chosen: t(document.querySelector("#panel-pattern .chosen")),
@@ -267,31 +270,20 @@ def list_of(body):
     raise AssertionError("not a list: %r" % (body,))
 
 
-def heat_grid(body):
-    """The same reading of a heatmap answer as app.js: 7 x 24 by dow, 0 = Sunday."""
-    grid = [[0] * 24 for _ in range(7)]
-    obj = body if isinstance(body, dict) else {}
-    matrix = body if isinstance(body, list) and body and isinstance(body[0], list) else None
-    for k in ("matrix", "grid", "counts", "heatmap"):
-        if matrix is None and isinstance(obj.get(k), list):
-            matrix = obj[k]
-    if matrix is not None and len(matrix) == 7 and isinstance(matrix[0], list):
-        return [[float(row[h] or 0) for h in range(24)] for row in matrix]
-    cells = body if isinstance(body, list) else next(
-        (obj[k] for k in ("cells", "items", "data", "buckets") if isinstance(obj.get(k), list)), [])
+WEEK = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
-    def first(c, names):
-        return next((c[n] for n in names if c.get(n) is not None), None)
-    dows = ["dow", "day_of_week", "weekday", "isodow", "day"]
-    iso_days = any(first(c, dows) == 7 for c in cells)
-    for c in cells:
-        d, h = first(c, dows), first(c, ["hour", "hour_of_day"])
-        n = first(c, ["count", "usage_count", "uses", "value"])
-        if iso_days and d == 7:
-            d = 0
-        if isinstance(d, int) and isinstance(h, int) and 0 <= d < 7 and 0 <= h < 24 and n is not None:
-            grid[d][h] += n
-    return grid
+
+def heat_rows(body):
+    """A heatmap answer ({matrix: 7 x 24 in day_names order, day_names}) as {day: [24 counts]}."""
+    names = body.get("day_names") or WEEK
+    return {names[i]: list(row) for i, row in enumerate(body["matrix"])}
+
+
+def page_heat(d):
+    rows = {}
+    for day, hour, n in d["heat"]:
+        rows.setdefault(day, [0] * 24)[hour] = n
+    return rows
 
 
 def pct_text(item, sign):
@@ -387,7 +379,7 @@ def phase_page(ctx):
     R.eq("dead letters: the two sent", int(dead), len(ctx.seed.dead))
 
     check_trends(ctx, d, top100)
-    check_heatmap(ctx, d)
+    check_heatmap(ctx, d, page)
     first = top20[0]["pattern_id"]
     R.eq("chosen pattern defaults to the most used", d["chosen"], first)
     one = api.get("/api/patterns/usage/" + q(first))
@@ -429,8 +421,17 @@ def check_trends(ctx, d, top100):
     T = "/api/patterns/usage/trends"
     if api.has(T):
         if "direction" in api.params(T):
-            inc = list_of(api.get(T + "?direction=increasing&limit=10"))
+            body = api.get(T + "?direction=increasing&limit=10")
+            inc = list_of(body)
             dec = list_of(api.get(T + "?direction=decreasing&limit=10"))
+            o = body.get("overall") if isinstance(body, dict) else None
+            if o:
+                sign = {"increasing": "▲ +", "decreasing": "▼ −"}.get(o["trend"], "▶ ")
+                R.check("trends: the overall trend is shown",
+                        (d["trendsOverall"] or "").startswith("All patterns: %s%.1f %%"
+                                                              % (sign, o["trend_percentage"]))
+                        and "%d vs %d uses" % (o["recent_usage"], o["previous_usage"])
+                        in d["trendsOverall"], (d["trendsOverall"], o))
         else:
             allt = list_of(api.get(T))
             inc = [x for x in allt if x.get("trend") == "increasing"]
@@ -443,9 +444,11 @@ def check_trends(ctx, d, top100):
         R.check(what + ": the fallback is said", "no /api/patterns/usage/trends" in
                 (d["trendsNote"] or ""), d["trendsNote"])
 
-    def order(xs):
-        return sorted(xs, key=lambda x: -abs(float(x["trend_percentage"])))[:10]
-    inc, dec = order(inc), order(dec)
+    if not api.has(T):  # the page orders the fallback by percentage; the route orders itself
+        def order(xs):
+            return sorted(xs, key=lambda x: -abs(float(x["trend_percentage"])))
+        inc, dec = order(inc), order(dec)
+    inc, dec = inc[:10], dec[:10]
     R.check(what + ": the seed has rising and falling patterns", inc and dec, (inc, dec))
     R.eq(what + ": rising IDs", [x["id"] for x in d["rising"]], [x["pattern_id"] for x in inc])
     R.eq(what + ": falling IDs", [x["id"] for x in d["falling"]], [x["pattern_id"] for x in dec])
@@ -453,22 +456,38 @@ def check_trends(ctx, d, top100):
         p["text"].startswith("▲ " + pct_text(x, "+")) for x, p in zip(inc, d["rising"])) and all(
         p["text"].startswith("▼ " + pct_text(x, "−")) for x, p in zip(dec, d["falling"])),
         (d["rising"][:3], d["falling"][:3]))
+    if api.has(T):
+        R.check(what + ": recent vs previous counts", all(
+            p["text"].endswith("%d vs %d" % (x["recent_usage"], x["previous_usage"]))
+            for x, p in zip(inc + dec, d["rising"] + d["falling"])), (d["rising"][:2], inc[:2]))
 
 
-def check_heatmap(ctx, d):
+def check_heatmap(ctx, d, page):
     H = "/api/patterns/usage/heatmap"
     if not ctx.api.has(H):
         R.check("heatmap: not served by this engine, and the panel says so",
                 d["panels"]["heatmap"]["state"] == "unavailable"
                 and "Not available" in (d["panels"]["heatmap"]["msg"] or ""), d["panels"]["heatmap"])
         return
-    grid = heat_grid(ctx.api.get(H))
-    page = [[0] * 24 for _ in range(7)]
-    for dow, hour, n in d["heat"]:
-        page[dow][hour] = n
-    R.eq("heatmap: every cell equals the API's", page, grid)
-    R.eq("heatmap: total = total usage in its window (at most all usage)",
-         sum(map(sum, grid)) <= sum(ctx.seed.counts().values()), True)
+    body = ctx.api.get(H)
+    R.eq("heatmap: every cell equals the API's (weekday x hour)", page_heat(d), heat_rows(body))
+    R.check("heatmap: the seed's usage is there", body["total"] > 0, body.get("total"))
+    R.eq("heatmap: 7 rows Monday first", [x[0] for x in d["heat"][::24]], WEEK)
+    R.check("heatmap: time zone and period said", "UTC" in (d["heatTz"] or "")
+            and "last %d days" % body["days"] in d["heatTz"], d["heatTz"])
+    PH = "/api/patterns/usage/{pattern_id}/heatmap"
+    if ctx.api.has(PH):
+        pid = d["chosen"]
+        page.eval("(() => { const s = document.querySelector('#panel-heatmap .heat-scope'); "
+                  "s.value = 'chosen'; s.dispatchEvent(new Event('change')); })()")
+        ok = page.wait_for("(document.querySelector('#panel-heatmap .tz').textContent || '')"
+                           ".startsWith(%s)" % json.dumps("of " + pid + ","), 10)
+        d2 = snap(page)
+        R.check("heatmap of the chosen pattern: shown on request", ok, d2["heatTz"])
+        R.eq("heatmap of the chosen pattern: equals the API's", page_heat(d2),
+             heat_rows(ctx.api.get("/api/patterns/usage/%s/heatmap" % q(pid))))
+        page.eval("(() => { const s = document.querySelector('#panel-heatmap .heat-scope'); "
+                  "s.value = 'all'; s.dispatchEvent(new Event('change')); })()")
 
 
 def check_cooccurring(ctx, d, pid):
@@ -490,7 +509,11 @@ def check_agents(ctx, d, top100):
         agents = list_of(api.get("/api/agents"))
         names = [a if isinstance(a, str) else next(a[k] for k in ("agent_name", "name", "agent")
                                                    if k in a) for a in agents]
-        R.eq("agents: names", sorted(x["name"] for x in d["agents"]), sorted(names))
+        R.eq("agents: names, most active first", [x["name"] for x in d["agents"]], names)
+        R.eq("agents: uses and distinct patterns",
+             [[page_num(c) for c in x["cells"][1:]] for x in d["agents"]],
+             [[a["usage_count"], a["distinct_patterns"]] for a in agents])
+        R.eq("agents: the seed's agents", sorted(names), sorted(set(AGENTS) | {"agent-old"}))
     else:
         names = sorted({a for x in top100 for a in x["used_by_agents"]})
         R.eq("agents (fallback from /top): names", [x["name"] for x in d["agents"]], names)
@@ -609,42 +632,13 @@ def phase_narrow(ctx):
     page.viewport(1280, 2000)
 
 
-SAMPLE_TRENDS = {
-    "increasing": [{"pattern_id": "sample-up", "pattern_name": "Sample <up>", "trend": "increasing",
-                    "trend_percentage": 150.0, "recent_count": 25, "previous_count": 10}],
-    "decreasing": [{"pattern_id": "sample-down", "pattern_name": "Sample down",
-                    "trend": "decreasing", "trend_percentage": 60.0, "recent_count": 4,
-                    "previous_count": 10}],
-}
-SAMPLE_HEATMAP = {"tz": "UTC", "cells": [{"dow": 1, "hour": 9, "count": 12},
-                                         {"dow": 0, "hour": 23, "count": 3}]}
-SAMPLE_COOC = [{"pattern_id": "with-<b>", "count": 7, "lift": 2.5, "jaccard": 0.35}]
-SAMPLE_AGENTS = [{"agent_name": "sample-agent", "usage_count": 9, "pattern_count": 2}]
-SAMPLE_PROFILE = {"agent_name": "sample-agent",
-                  "pattern_types": [{"pattern_type": "code", "usage_count": 6},
-                                    {"pattern_type": "knowledge", "usage_count": 3}]}
-
-
 def phase_errors(ctx):
-    """API failures injected into the page's requests, and sample answers of the optional
-    routes this engine does not serve yet: each panel says what happened."""
+    """API failures injected into the page's requests: each panel says what happened."""
     b = ctx.browser
     page = b.new_page(1280, 2000)
-    spec = ctx.client.get("/openapi.json").json
-    stubbed = {}
-    for path, params in (("/api/patterns/usage/trends", ["direction", "limit"]),
-                         ("/api/patterns/usage/heatmap", []),
-                         ("/api/patterns/usage/{pattern_id}/cooccurring", ["limit"]),
-                         ("/api/agents", []), ("/api/agents/{agent_name}/profile", [])):
-        if path not in spec["paths"]:
-            spec["paths"][path] = {"get": {"parameters": [{"name": n, "in": "query"} for n in params]}}
-            stubbed[path] = True
 
     def answer(url):
         path = url.split(str(ctx.port), 1)[1]
-        j = lambda o: (200, "application/json", json.dumps(o).encode())  # noqa: E731
-        if path.startswith("/openapi.json"):
-            return j(spec)
         if path.startswith("/api/patterns/usage/summary"):
             return (500, "application/json",
                     b'{"detail":"Internal Server Error","error_id":"e-7f3a"}')
@@ -654,21 +648,12 @@ def phase_errors(ctx):
                 "type": "value_error"}]}).encode())
         if path.startswith("/api/patterns/usage/unused"):
             return (200, "application/json", b"<html>proxy error page</html>")
+        if path.startswith("/api/patterns/usage/trends"):
+            return (200, "application/json", b'{"patterns": "not a list"}')
         if path.startswith("/metrics"):
             return ("fail", "ConnectionRefused")
-        if path.startswith("/api/patterns/usage/trends") and "/api/patterns/usage/trends" in stubbed:
-            return j(SAMPLE_TRENDS["decreasing" if "decreasing" in path else "increasing"])
-        if path.startswith("/api/patterns/usage/heatmap") and "/api/patterns/usage/heatmap" in stubbed:
-            return j(SAMPLE_HEATMAP)
-        if path.split("?")[0].endswith("/cooccurring") and \
-                "/api/patterns/usage/{pattern_id}/cooccurring" in stubbed:
-            return j(SAMPLE_COOC)
-        if path.split("?")[0] == "/api/agents" and "/api/agents" in stubbed:
-            return j(SAMPLE_AGENTS)
-        if path.split("?")[0].endswith("/profile") and "/api/agents/{agent_name}/profile" in stubbed:
-            return j(SAMPLE_PROFILE)
         return None
-    page.intercept(["*/openapi.json*", "*/api/*", "*/metrics*"], answer)
+    page.intercept(["*/api/*", "*/metrics*"], answer)
     page.navigate(ctx.url("/dashboard/?refresh=0"))
     R.check("error page ready", page.wait_for(READY, 20), snap_or_error(page))
     d = snap(page)
@@ -681,38 +666,74 @@ def phase_errors(ctx):
             and "must be at most 365" in P["stale"]["msg"], P["stale"])
     R.check("not JSON: the unused panel says so", P["unused"]["state"] == "error"
             and "not JSON" in (P["unused"]["msg"] or ""), P["unused"])
+    R.check("JSON of the wrong shape: the trends panel says so", P["trends"]["state"] == "error"
+            and "Unexpected answer" in (P["trends"]["msg"] or ""), P["trends"])
     R.check("connection refused: the dead-letter panel says the engine cannot be reached",
             P["deadletters"]["state"] == "network"
             and "Cannot reach" in (P["deadletters"]["msg"] or ""), P["deadletters"])
+    R.check("the other panels are unaffected", all(P[k]["state"] == "ok" for k in (
+        "top", "pattern", "agents")), {k: P[k]["state"] for k in P})
     R.check("auto-refresh off: said in the status line", "auto-refresh off" in (d["status"] or ""),
             d["status"])
-    if "/api/patterns/usage/trends" in stubbed:
-        R.check("sample /trends: rising and falling with arrows, percentages and counts",
-                [x["id"] for x in d["rising"]] == ["sample-up"]
-                and d["rising"][0]["text"].startswith("▲ +150.0 % Sample <up>")
-                and "25 vs 10" in d["rising"][0]["text"]
-                and [x["id"] for x in d["falling"]] == ["sample-down"]
-                and d["falling"][0]["text"].startswith("▼ −60.0 %"), (d["rising"], d["falling"]))
-    if "/api/patterns/usage/heatmap" in stubbed:
-        cells = {(x[0], x[1]): x[2] for x in d["heat"]}
-        R.check("sample heatmap: 7 x 24 cells, counts in place",
-                len(d["heat"]) == 168 and cells[(1, 9)] == 12 and cells[(0, 23)] == 3
-                and sum(cells.values()) == 15, P["heatmap"])
-    if "/api/patterns/usage/{pattern_id}/cooccurring" in stubbed:
-        R.check("sample co-occurrence: pattern, count, lift, Jaccard",
-                [x["id"] for x in d["cooc"]] == ["with-<b>"]
-                and d["cooc"][0]["cells"][1:] == ["7", "2.50", "0.35"], d["cooc"])
-    if "/api/agents" in stubbed:
-        R.check("sample agents: list with totals", [x["name"] for x in d["agents"]]
-                == ["sample-agent"] and d["agents"][0]["cells"][1:] == ["9", "2"], d["agents"])
-    if "/api/agents/{agent_name}/profile" in stubbed:
-        R.eq("sample agent profile: uses per pattern type", d["profile"],
-             [["code", "6"], ["knowledge", "3"]])
     no_blank_panel("API errors", d)
     R.eq("API errors: no element injected", d["xss"], ["undefined", 0, 2])
     R.check("API errors: no JavaScript exception", not page_problems(b, page, True),
             page_problems(b, page, True))
     path = os.path.join(ctx.out, "dashboard-errors.png")
+    page.screenshot(path)
+    ctx.shots.append(path)
+    page.close()
+
+
+OPTIONAL = ["/api/patterns/usage/trends", "/api/patterns/usage/heatmap",
+            "/api/patterns/usage/{pattern_id}/heatmap",
+            "/api/patterns/usage/{pattern_id}/cooccurring", "/api/agents",
+            "/api/agents/{agent_name}/profile"]
+
+
+def phase_old_engine(ctx):
+    """An engine with the seed's API only (its /openapi.json without the history and agent
+    routes): trends and agents fall back to /top and /by-agent and say so; heatmap and
+    co-occurrence say they are not available."""
+    b, api = ctx.browser, ctx.api
+    page = b.new_page(1280, 2000)
+    spec = ctx.client.get("/openapi.json").json
+    for path in OPTIONAL:
+        spec["paths"].pop(path, None)
+    asked = []
+
+    def answer(url):
+        path = url.split(str(ctx.port), 1)[1]
+        asked.append(path)
+        if path.startswith("/openapi.json"):
+            return (200, "application/json", json.dumps(spec).encode())
+        return None
+    page.intercept(["*/openapi.json*", "*/api/*"], answer)
+    page.navigate(ctx.url("/dashboard/?refresh=0"))
+    R.check("seed-API-only page ready", page.wait_for(READY, 20), snap_or_error(page))
+    d = snap(page)
+    P = d["panels"]
+    top100 = api.get("/api/patterns/usage/top?limit=100")
+    saved = ctx.api.paths
+    ctx.api.paths = spec["paths"]
+    try:
+        check_trends(ctx, d, top100)
+        check_heatmap(ctx, d, page)
+        check_cooccurring(ctx, d, d["chosen"])
+        check_agents(ctx, d, top100)
+    finally:
+        ctx.api.paths = saved
+    R.check("seed API only: the co-occurrence panel says not available",
+            "Not available" in (P["cooccurring"]["msg"] or ""), P["cooccurring"])
+    R.check("seed API only: agents fall back to /top and say so",
+            "no /api/agents" in P["agents"]["text"], P["agents"]["text"][:300])
+    R.check("seed API only: the page never asks for a route the engine lacks",
+            not [x for x in asked if re.match(r"/api/(patterns/usage/(trends|heatmap|[^/?]+/"
+                                              r"(heatmap|cooccurring))|agents)", x)], asked)
+    no_blank_panel("seed API only", d)
+    R.check("seed API only: no JavaScript error, console error or failed load",
+            not page_problems(b, page), page_problems(b, page))
+    path = os.path.join(ctx.out, "dashboard-seed-api-only.png")
     page.screenshot(path)
     ctx.shots.append(path)
     page.close()
@@ -876,6 +897,7 @@ def main():
         run_phase("live refresh", phase_live, ctx)
         run_phase("400 px", phase_narrow, ctx)
         run_phase("API errors", phase_errors, ctx)
+        run_phase("seed API only", phase_old_engine, ctx)
         run_phase("empty database", phase_empty, ctx)
         run_phase("PostgreSQL down", phase_pg_down, ctx, state)
     finally:

@@ -57,7 +57,7 @@ return {
 """ % MAX_PAIR_PATTERNS
 # Mirrors lua/lib/pt/history.lua (to become the config key pattern_lifetime_days).
 LIFETIME = {"default": 90, "by_type": {"ops": 30, "design": 180}}
-DAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+DAY_NAMES = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
 ANY_STR = object()  # a non-empty string, whatever it says
 
 
@@ -340,7 +340,7 @@ class Model:
         for (p, h), c in self.hourly().items():
             if (pid is None or p == pid) and t1 <= h < t0:
                 local = h + off
-                m[local.weekday()][local.hour] += c
+                m[(local.weekday() + 1) % 7][local.hour] += c  # Sunday first
         not_shown = sum(c for (p, d), c in self.daily().items()
                         if (pid is None or p == pid) and floor_day(t1) <= d <= floor_day(t0))
         sign = "-" if tz_minutes < 0 else "+"
@@ -723,7 +723,7 @@ def phase_events(ctx):
     path = "/api/patterns/usage/alpha/timeseries" + qs(**{"from": iso(frm), "to": iso(to)})
     before, _, _ = get_json(ctx, "series around a late event (before)", path)
     late = [event(["alpha"], "agent-late", at(20, 0, 40, 59)),
-            event(["alpha", "kappa"], "agent-late", at(20, -1, 30))]
+            event(["alpha", "flat"], "agent-late", at(20, -1, 30))]
     send(ctx, "POST late events", late)
     after, _, _ = get_json(ctx, "series around a late event (after)", path)
     if before and after:
@@ -1069,9 +1069,14 @@ def main():
         print(R.summary())
         return 1
     db = db_url_for(base, DBNAME)
-    psql(base, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % DBNAME)
-    psql(base, "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' "
-               "LC_CTYPE 'C'" % DBNAME)
+    try:
+        psql(base, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % DBNAME)
+        psql(base, "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' "
+                   "LC_CTYPE 'C'" % DBNAME)
+    except RuntimeError as e:
+        R.check("create database " + DBNAME, False, e)
+        print(R.summary())
+        return 1
     port = free_port()
     server = Server(binary, db, port, CONFIG)
     ctx = Ctx(Client(port), Model(), db)
