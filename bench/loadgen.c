@@ -36,8 +36,8 @@
 #define US_PER_HOUR INT64_C(3600000000)
 
 enum { TOPIC_MANIFEST, TOPIC_ACTIONS, TOPIC_ROUTING, N_TOPICS };
-static const char *const topic_base[N_TOPICS] = {
-    "agent-manifest-injections", "agent-actions", "agent-routing-decisions"};
+static const char *const topic_base[N_TOPICS] = {"agent-manifest-injections", "agent-actions",
+                                                 "agent-routing-decisions"};
 
 /* Dead-letter reasons, as the engine writes them (src/ingest.c). */
 enum { R_NOT_JSON, R_NOT_UTF8, R_NOT_OBJECT, R_TOO_LARGE, R_INVALID_ID, N_REASONS };
@@ -264,8 +264,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             o->truth = optarg;
             break;
         case O_BAD_RATIO:
-            if (parse_double(optarg, &o->bad_ratio) != 0 || o->bad_ratio < 0 ||
-                o->bad_ratio > 1) {
+            if (parse_double(optarg, &o->bad_ratio) != 0 || o->bad_ratio < 0 || o->bad_ratio > 1) {
                 bad = "--bad-ratio needs 0..1";
             }
             break;
@@ -584,8 +583,10 @@ static char *pattern_name(size_t i)
             snprintf(s, sizeof s, "caf\xc3\xa9-\xc3\xa9t\xc3\xa9-%zu", i);
             break;
         case 6:
-            snprintf(s, sizeof s, "\xe6\x97\xa5\xe6\x9c\xac-\xe3\x83\x91\xe3\x82\xbf\xe3\x83\xbc"
-                                  "\xe3\x83\xb3-%zu", i);
+            snprintf(s, sizeof s,
+                     "\xe6\x97\xa5\xe6\x9c\xac-\xe3\x83\x91\xe3\x82\xbf\xe3\x83\xbc"
+                     "\xe3\x83\xb3-%zu",
+                     i);
             break;
         case 7:
             snprintf(s, sizeof s, "pat-'single'-%zu", i);
@@ -908,7 +909,7 @@ typedef struct {
     bool count_singular;
     bool empty_section; /* flagged: a patterns section with no available list */
     char corr[48];
-    int corr_kind; /* 0 = missing, 1 = present */
+    int corr_kind;   /* 0 = missing, 1 = present */
     int decoy_level; /* -1 = no decoys */
 } event_t;
 
@@ -1441,7 +1442,7 @@ static void plan_agent(gen_t *g, event_t *ev)
 static void plan_time(gen_t *g, event_t *ev, int64_t now_ms)
 {
     static const char *const unusable[] = {"yesterday", "2025-13-45T00:00:00Z", "1730732531",
-                                           "15:02:11", "2025-11-04T25:00:00Z", "2025-02-30"};
+                                           "15:02:11",  "2025-11-04T25:00:00Z", "2025-02-30"};
     rng_t *r = &g->rng;
     int64_t t = g->start_us + (int64_t)rng_below(r, (uint64_t)g->span_us);
     int lv = ev->envelope && rng_chance(r, 0.4) ? 1 : 0;
@@ -1752,8 +1753,8 @@ static int truth_write(const gen_t *g, const char *path)
                 t->events[tp], t->without[tp], t->dead[tp], t->flagged[tp]);
         for (int rs = 0; rs < N_REASONS; rs++) {
             if (t->dl[tp][rs] > 0) {
-                fprintf(f, "D\t%s%s\t%s\t%" PRIu64 "\n", o->prefix, topic_base[tp],
-                        reason_text[rs], t->dl[tp][rs]);
+                fprintf(f, "D\t%s%s\t%s\t%" PRIu64 "\n", o->prefix, topic_base[tp], reason_text[rs],
+                        t->dl[tp][rs]);
             }
         }
     }
@@ -1777,8 +1778,8 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     dr_state_t *st = opaque;
     if (m->err) {
         if (st->failed < 5) {
-            fprintf(stderr, "pt-loadgen: delivery to %s failed: %s\n",
-                    rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+            fprintf(stderr, "pt-loadgen: delivery to %s failed: %s\n", rd_kafka_topic_name(m->rkt),
+                    rd_kafka_err2str(m->err));
         }
         st->failed++;
     } else {
@@ -1978,11 +1979,11 @@ int main(int argc, char **argv)
         gen_event(&g, &ev);
         rd_kafka_resp_err_t err;
         for (;;) {
-            err = rd_kafka_producev(
-                rk, RD_KAFKA_V_RKT(rkt[ev.topic]), RD_KAFKA_V_VALUE(g.buf.p, g.buf.len),
-                RD_KAFKA_V_KEY(ev.key_len ? ev.key : NULL, ev.key_len),
-                RD_KAFKA_V_TIMESTAMP(ev.kafka_ts_ms), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_END);
+            err = rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt[ev.topic]),
+                                    RD_KAFKA_V_VALUE(g.buf.p, g.buf.len),
+                                    RD_KAFKA_V_KEY(ev.key_len ? ev.key : NULL, ev.key_len),
+                                    RD_KAFKA_V_TIMESTAMP(ev.kafka_ts_ms),
+                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
             if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 break;
             }
@@ -2019,15 +2020,16 @@ int main(int argc, char **argv)
     fprintf(stderr,
             "pt-loadgen: %" PRIu64 " events produced (%" PRIu64 " bad) in %.2f s, %.0f events/s; "
             "%" PRIu64 " delivered, %" PRIu64 " failed, %d undelivered\n",
-            produced, bad, secs, secs > 0 ? (double)produced / secs : 0.0, dr.delivered,
-            dr.failed, left);
+            produced, bad, secs, secs > 0 ? (double)produced / secs : 0.0, dr.delivered, dr.failed,
+            left);
     if (!o.quiet) {
         size_t used = 0;
         for (size_t p = 0; p < g.pat.n; p++) {
             used += g.truth.patterns[p].count > 0;
         }
-        fprintf(stderr, "pt-loadgen: truth: %" PRIu64 " uses, %zu patterns, %zu pairs, "
-                        "%zu pattern-hours\n",
+        fprintf(stderr,
+                "pt-loadgen: truth: %" PRIu64 " uses, %zu patterns, %zu pairs, "
+                "%zu pattern-hours\n",
                 g.truth.uses, used, g.truth.pairs.n, g.truth.hours.n);
     }
     if (o.truth != NULL && truth_write(&g, o.truth) != 0) {
@@ -2039,8 +2041,10 @@ int main(int argc, char **argv)
         goto done;
     }
     if (stop_requested) {
-        fprintf(stderr, "pt-loadgen: interrupted after %" PRIu64 " of %" PRIu64 " events (the "
-                        "truth describes those)\n", produced, o.events);
+        fprintf(stderr,
+                "pt-loadgen: interrupted after %" PRIu64 " of %" PRIu64 " events (the "
+                "truth describes those)\n",
+                produced, o.events);
         goto done;
     }
     exit_code = 0;
