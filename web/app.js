@@ -23,6 +23,7 @@
     var TOP_SHOWN = 20;
     var TOP_FETCHED = 100;
     var LIST_SHOWN = 50;
+    var COOC_SHOWN = 10;
 
     var P = {
         summary: "/api/patterns/usage/summary",
@@ -278,7 +279,8 @@
         case "timeout":
             return "The engine did not answer " + where + " within " + TIMEOUT_MS / 1000 + " s. Retrying" + retryText() + ".";
         case "db":
-            return "Database unavailable: PostgreSQL cannot be reached (HTTP 503" + (err.detail ? ": " + err.detail : "") + "). The figures come back by themselves when it is up again.";
+            /* the engine's detail adds nothing but an error id when it is the usual one */
+            return "Database unavailable: PostgreSQL cannot be reached (HTTP 503" + (err.detail && !/^database unavailable/i.test(err.detail) ? ": " + err.detail : "") + "). The figures come back by themselves when it is up again.";
         case "missing":
             return "Not available: this engine does not serve " + where + " (yet).";
         case "notfound":
@@ -423,9 +425,6 @@
         if (err instanceof ApiError && err.kind === "db") {
             state.dbDown = true;
         }
-        if (err instanceof ApiError && err.kind === "network") {
-            state.unreachable = true;
-        }
         if (!(err instanceof ApiError) && window.console) {
             console.error(err);
         }
@@ -478,7 +477,9 @@
             return h("span", { class: "down", title: "decreasing" }, "▼ −" + fmtDec(pct) + " %");
         }
         if (t === "stable") {
-            return h("span", { class: "flat", title: "stable (within ±10 %)" }, "▶ " + fmtDec(pct) + " %");
+            /* the API gives the size only; the counts, when given, tell the sign */
+            var d = num(pick(item, RECENT)) - num(pick(item, PREVIOUS));
+            return h("span", { class: "flat", title: "stable (within ±10 %)" }, "▶ " + (d > 0 ? "+" : d < 0 ? "−" : "") + fmtDec(pct) + " %");
         }
         return h("span", { class: "flat", title: "no usage in the earlier window" }, "—");
     }
@@ -641,10 +642,11 @@
                     y: {
                         ticks: {
                             autoSkip: false,
-                            callback: function (v) {
-                                /* `this` is the scale: the chart is still being built */
+                            callback: function (v, i) {
+                                /* `this` is the scale (the chart may still be being built). On a
+                                 * narrow screen the bars carry the table's rank numbers. */
                                 var w = (this.chart && this.chart.width) || 600;
-                                return truncate(String(this.getLabelForValue(v)), w < 500 ? 16 : 32);
+                                return w < 500 ? "#" + (i + 1) : truncate(String(this.getLabelForValue(v)), 32);
                             },
                         },
                     },
@@ -736,7 +738,7 @@
         if (recent === undefined && previous === undefined) {
             return null;
         }
-        return h("span", { class: "counts", title: "uses in the last window vs the one before" }, " " + fmtInt(recent) + " vs " + fmtInt(previous));
+        return h("span", { class: "counts", title: "uses in the last window vs the one before" }, " · " + fmtInt(recent) + " vs " + fmtInt(previous));
     }
 
     function trendItem(it, dir) {
@@ -1195,7 +1197,7 @@
                 p.message("empty", "Choose a pattern (search, or click one in Most used patterns) to see what is used with it.");
                 return;
             }
-            var path = fillPath(P.cooc, id) + "?limit=20";
+            var path = fillPath(P.cooc, id) + "?limit=" + COOC_SHOWN;
             p.link(path);
             return get(path).then(function (body) {
                 var list = listOf(body, path);
@@ -1351,7 +1353,7 @@
         var path;
         var req;
         if (has(P.profile)) {
-            path = fillPath(P.profile, name);
+            path = fillPath(P.profile, name) + (hasParam(P.profile, "limit") ? "?limit=5" : "");
             req = get(path).then(function (b) {
                 var rows = profileRows(b, path);
                 rows.top = b && Array.isArray(b.top_patterns) ? b.top_patterns : [];
@@ -1404,8 +1406,8 @@
                     h("span", null, h("span", { class: "num" }, fmtInt(r.uses)), " ", h("span", { class: "share" }, "(" + fmtPct(share) + ")")));
             }));
             fill($(".agent-top-title", box), top.length ? "Most used by " + name : "");
-            fill($(".agent-top", box), top.slice(0, 10).map(function (it) {
-                return h("li", { "data-pattern-id": str(it.pattern_id, "") }, patternLabel(it, true), " ", h("span", { class: "age" }, plural(it.usage_count, "use", "uses")));
+            fill($(".agent-top", box), top.slice(0, 5).map(function (it) {
+                return h("li", { "data-pattern-id": str(it.pattern_id, "") }, patternLabel(it, true), h("span", { class: "age" }, " · " + plural(it.usage_count, "use", "uses")));
             }));
         }, function (err) {
             if (seq !== state.profileSeq) {

@@ -109,7 +109,7 @@ class Browser:
                     if fn is not None:
                         try:
                             fn(params)
-                        except Exception as e:  # noqa: BLE001 - a handler bug must not kill the reader
+                        except Exception as e:  # noqa: BLE001 - must not kill the reader
                             with self._events_lock:
                                 self.events.append((sid, "handler.error", {"error": repr(e)}))
         self._closed = True

@@ -39,6 +39,7 @@ import sys
 import time
 import traceback
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
@@ -147,12 +148,14 @@ EXTRACT = r"""(() => {
     id: tr.getAttribute("data-pattern-id"), name: t(tr.querySelector(".pname")),
     count: t(tr.querySelector("[data-field=usage_count]")) }));
   const ch = window.Chart && Chart.getChart(document.querySelector("#panel-top canvas"));
-  const items = sel => all(sel).map(li => ({ id: li.getAttribute("data-pattern-id"), text: t(li) }));
+  const items = sel => all(sel).map(li => ({
+    id: li.getAttribute("data-pattern-id"), text: t(li) }));
   return {
     state: document.body.getAttribute("data-state"),
     refreshCount: Number(document.body.getAttribute("data-refresh-count") || 0),
     status: t(document.getElementById("status")), engine: t(document.getElementById("engine")),
-    banner: { hidden: document.getElementById("banner").hidden, text: t(document.getElementById("banner")),
+    banner: { hidden: document.getElementById("banner").hidden,
+              text: t(document.getElementById("banner")),
               kind: document.getElementById("banner").getAttribute("data-kind") },
     panels, summary, top,
     chart: ch ? { labels: ch.data.labels.slice(), data: ch.data.datasets[0].data.slice() } : null,
@@ -167,14 +170,16 @@ EXTRACT = r"""(() => {
       Number(c.getAttribute("data-hour")), Number(c.getAttribute("data-count"))]),
     heatTz: t(document.querySelector("#panel-heatmap .tz")),
     chosen: t(document.querySelector("#panel-pattern .chosen")),
-    pattern: Object.fromEntries(all("#panel-pattern [data-field]").map(e => [e.getAttribute("data-field"), t(e)])),
+    pattern: Object.fromEntries(all("#panel-pattern [data-field]").map(e => [
+      e.getAttribute("data-field"), t(e)])),
     matches: all("#panel-pattern .matches button").map(b => b.getAttribute("data-pattern-id")),
     cooc: all("#panel-cooccurring tbody tr").map(tr => ({ id: tr.getAttribute("data-pattern-id"),
       cells: all("td", tr).map(t) })),
-    agents: all("#panel-agents .agent-list tr[data-agent]").map(tr => ({ name: tr.getAttribute("data-agent"),
-      cells: all("td", tr).map(t) })),
+    agents: all("#panel-agents .agent-list tr[data-agent]").map(tr => ({
+      name: tr.getAttribute("data-agent"), cells: all("td", tr).map(t) })),
     agentShown: t(document.querySelector("#panel-agents .agent-name")),
-    profile: all("#panel-agents .bars li").map(li => [li.getAttribute("data-pattern-type"), t(li.querySelector(".num"))]),
+    profile: all("#panel-agents .bars li").map(li => [
+      li.getAttribute("data-pattern-type"), t(li.querySelector(".num"))]),
     profileMsg: t(document.querySelector("#panel-agents .profile-msg")),
     xss: [typeof window.__xss, document.querySelectorAll("img").length,
           document.querySelectorAll("script").length],
@@ -225,7 +230,8 @@ def page_problems(browser, page, allow_http_errors=False):
                                                           for a in p.get("args", [])]))
         elif m == "Log.entryAdded":
             e = p.get("entry", {})
-            if e.get("level") == "error" and not (allow_http_errors and e.get("source") == "network"):
+            if e.get("level") == "error" and not (allow_http_errors
+                                                  and e.get("source") == "network"):
                 bad.append("log: %s %s" % (e.get("url", ""), e.get("text")))
         elif m == "handler.error":
             bad.append("interceptor: %s" % p)
@@ -233,7 +239,8 @@ def page_problems(browser, page, allow_http_errors=False):
 
 
 def requests_of(browser, page):
-    return [p["request"]["url"] for m, p in browser.events_of(page.session, "Network.requestWillBeSent")]
+    return [p["request"]["url"]
+            for _, p in browser.events_of(page.session, "Network.requestWillBeSent")]
 
 
 # ---------------------------------------------------------------- what the API says
@@ -248,7 +255,8 @@ class Api:
         return "get" in self.paths.get(path, {})
 
     def params(self, path):
-        return [p.get("name") for p in self.paths.get(path, {}).get("get", {}).get("parameters", [])]
+        get = self.paths.get(path, {}).get("get", {})
+        return [p.get("name") for p in get.get("parameters", [])]
 
     def get(self, path):
         r = self.c.get(path)
@@ -383,7 +391,8 @@ def phase_page(ctx):
     first = top20[0]["pattern_id"]
     R.eq("chosen pattern defaults to the most used", d["chosen"], first)
     one = api.get("/api/patterns/usage/" + q(first))
-    R.eq("pattern panel: usage count", page_num(d["pattern"].get("usage_count")), one["usage_count"])
+    R.eq("pattern panel: usage count", page_num(d["pattern"].get("usage_count")),
+         one["usage_count"])
     check_cooccurring(ctx, d, first)
     check_agents(ctx, d, top100)
 
@@ -426,11 +435,13 @@ def check_trends(ctx, d, top100):
             dec = list_of(api.get(T + "?direction=decreasing&limit=10"))
             o = body.get("overall") if isinstance(body, dict) else None
             if o:
-                sign = {"increasing": "▲ +", "decreasing": "▼ −"}.get(o["trend"], "▶ ")
+                diff = o["recent_usage"] - o["previous_usage"]
+                sign = {"increasing": "▲ +", "decreasing": "▼ −"}.get(
+                    o["trend"], "▶ " + ("+" if diff > 0 else "−" if diff < 0 else ""))
                 R.check("trends: the overall trend is shown",
                         (d["trendsOverall"] or "").startswith("All patterns: %s%.1f %%"
                                                               % (sign, o["trend_percentage"]))
-                        and "%d vs %d uses" % (o["recent_usage"], o["previous_usage"])
+                        and "· %d vs %d uses" % (o["recent_usage"], o["previous_usage"])
                         in d["trendsOverall"], (d["trendsOverall"], o))
         else:
             allt = list_of(api.get(T))
@@ -467,7 +478,8 @@ def check_heatmap(ctx, d, page):
     if not ctx.api.has(H):
         R.check("heatmap: not served by this engine, and the panel says so",
                 d["panels"]["heatmap"]["state"] == "unavailable"
-                and "Not available" in (d["panels"]["heatmap"]["msg"] or ""), d["panels"]["heatmap"])
+                and "Not available" in (d["panels"]["heatmap"]["msg"] or ""),
+                d["panels"]["heatmap"])
         return
     body = ctx.api.get(H)
     R.eq("heatmap: every cell equals the API's (weekday x hour)", page_heat(d), heat_rows(body))
@@ -496,7 +508,7 @@ def check_cooccurring(ctx, d, pid):
         R.check("co-occurring: not served by this engine, and the panel says so",
                 d["panels"]["cooccurring"]["state"] == "unavailable", d["panels"]["cooccurring"])
         return
-    items = list_of(ctx.api.get("/api/patterns/usage/%s/cooccurring?limit=20" % q(pid)))
+    items = list_of(ctx.api.get("/api/patterns/usage/%s/cooccurring?limit=10" % q(pid)))
     R.eq("co-occurring: pattern IDs", [x["id"] for x in d["cooc"]],
          [x.get("pattern_id", x.get("other_pattern_id")) for x in items])
     R.eq("co-occurring: counts", [page_num(x["cells"][1]) for x in d["cooc"]],
@@ -526,8 +538,8 @@ def check_agents(ctx, d, top100):
         if isinstance(rows, dict):
             rows = [dict(v, pattern_type=k) if isinstance(v, dict) else
                     {"pattern_type": k, "usage_count": v} for k, v in rows.items()]
-        want = {r.get("pattern_type", r.get("type")): r.get("usage_count", r.get("uses", r.get("count")))
-                for r in rows}
+        want = {r.get("pattern_type", r.get("type")):
+                r.get("usage_count", r.get("uses", r.get("count"))) for r in rows}
     else:
         want = {}
         for x in api.get("/api/patterns/usage/by-agent/%s?limit=200" % q(shown)):
@@ -551,10 +563,15 @@ def phase_search(ctx):
                   "document.getElementById('search').requestSubmit(); })()" % json.dumps(text))
 
     def settled(pid, state):
+        """The pattern panel shows pid's answer: its data (ok) or a message naming it."""
         return page.wait_for(
             "(() => { const p = document.getElementById('panel-pattern'); "
+            "const f = p.querySelector('[data-field=pattern_id]'); "
             "return p.querySelector('.chosen').textContent === %s && "
-            "p.getAttribute('data-state') === %s; })()" % (json.dumps(pid), json.dumps(state)), 10)
+            "p.getAttribute('data-state') === %s && (%s === 'ok' ? f && f.textContent === %s "
+            ": p.querySelector('.msg').textContent.indexOf('“' + %s + '”') >= 0); })()"
+            % (json.dumps(pid), json.dumps(state), json.dumps(state), json.dumps(pid),
+               json.dumps(pid)), 10)
     search("p-03")
     ok = settled("p-03", "ok")
     d = snap(page)
@@ -565,7 +582,8 @@ def phase_search(ctx):
     search(XSS_ID)
     ok = settled(XSS_ID, "ok")
     d = snap(page)
-    R.check("search an ID holding HTML: shown as text", ok and d["pattern"].get("pattern_id") == XSS_ID
+    R.check("search an ID holding HTML: shown as text", ok
+            and d["pattern"].get("pattern_id") == XSS_ID
             and d["xss"] == ["undefined", 0, 2], (d["pattern"], d["xss"]))
     search("p-1")
     ok = settled("p-1", "empty")
@@ -580,7 +598,8 @@ def phase_search(ctx):
     R.check("clicking an offered pattern chooses it", settled(want[0], "ok"), snap_or_error(page))
     page.eval("document.querySelector('#panel-top tbody tr:nth-child(2) button').click()")
     second = api.get("/api/patterns/usage/top?limit=2")[1]["pattern_id"]
-    R.check("clicking a pattern in Most used chooses it", settled(second, "ok"), snap_or_error(page))
+    R.check("clicking a pattern in Most used chooses it", settled(second, "ok"),
+            snap_or_error(page))
 
 
 def phase_live(ctx):
@@ -598,6 +617,7 @@ def phase_live(ctx):
     got = page.wait_for("(() => { const e = document.querySelector('#panel-summary "
                         "[data-field=total_usage]'); return e && e.textContent.replace(/\\D/g, '') "
                         "=== %s; })()" % json.dumps(str(want["total_usage"])), 15)
+    wait_refresh(page, before["refreshCount"])
     d = snap(page)
     R.check("the page shows the new total by itself", got, d["summary"])
     R.eq("the page shows every new summary figure",
@@ -636,9 +656,12 @@ def phase_errors(ctx):
     """API failures injected into the page's requests: each panel says what happened."""
     b = ctx.browser
     page = b.new_page(1280, 2000)
+    mode = {"down": False}
 
     def answer(url):
         path = url.split(str(ctx.port), 1)[1]
+        if mode["down"]:
+            return ("fail", "ConnectionRefused")
         if path.startswith("/api/patterns/usage/summary"):
             return (500, "application/json",
                     b'{"detail":"Internal Server Error","error_id":"e-7f3a"}')
@@ -653,7 +676,7 @@ def phase_errors(ctx):
         if path.startswith("/metrics"):
             return ("fail", "ConnectionRefused")
         return None
-    page.intercept(["*/api/*", "*/metrics*"], answer)
+    page.intercept(["*/api/*", "*/metrics*", "*/health*", "*/openapi.json*"], answer)
     page.navigate(ctx.url("/dashboard/?refresh=0"))
     R.check("error page ready", page.wait_for(READY, 20), snap_or_error(page))
     d = snap(page)
@@ -675,6 +698,7 @@ def phase_errors(ctx):
         "top", "pattern", "agents")), {k: P[k]["state"] for k in P})
     R.check("auto-refresh off: said in the status line", "auto-refresh off" in (d["status"] or ""),
             d["status"])
+    R.check("one failing panel raises no page-wide banner", d["banner"]["hidden"], d["banner"])
     no_blank_panel("API errors", d)
     R.eq("API errors: no element injected", d["xss"], ["undefined", 0, 2])
     R.check("API errors: no JavaScript exception", not page_problems(b, page, True),
@@ -682,6 +706,19 @@ def phase_errors(ctx):
     path = os.path.join(ctx.out, "dashboard-errors.png")
     page.screenshot(path)
     ctx.shots.append(path)
+    # The engine gone: every request refused, then the Refresh button.
+    mode["down"] = True
+    n = d["refreshCount"]
+    page.eval("document.getElementById('refresh-now').click()")
+    wait_refresh(page, n)
+    d = snap(page)
+    R.check("engine unreachable: the banner says so", not d["banner"]["hidden"]
+            and d["banner"]["kind"] == "unreachable"
+            and "cannot be reached" in (d["banner"]["text"] or ""), d["banner"])
+    bad = {k: p["msg"] for k, p in d["panels"].items()
+           if p["state"] != "network" or "Cannot reach" not in (p["msg"] or "")}
+    R.check("engine unreachable: every panel says it cannot reach the engine", not bad, bad)
+    R.check("engine unreachable: engine badge", d["engine"] == "Engine unreachable", d["engine"])
     page.close()
 
 
@@ -884,7 +921,8 @@ def main():
         r = ctx.client.call("POST", "/api/patterns/usage/events?topic=agent-actions",
                             body=ctx.seed.body(), timeout=60)
         R.check("seed: POST the events", r.status == 200 and r.json.get("accepted") ==
-                len(ctx.seed.events) and r.json.get("dead_lettered") == len(ctx.seed.dead), r)
+                len(ctx.seed.events) + len(ctx.seed.dead)
+                and r.json.get("dead_lettered") == len(ctx.seed.dead), r)
         ctx.api = Api(ctx.client)
         print("seeded %d patterns, %d events (%.1f s)" % (len(ctx.seed.catalog),
               len(ctx.seed.events), time.monotonic() - started), flush=True)
