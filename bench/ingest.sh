@@ -10,7 +10,9 @@
 #             backlog - events produced first; timed from engine start .. totals exact
 #                       (the engine's own drain rate, without the producer on the same cores)
 # Needs `make build` and `eval "$(scripts/services up)"`. Extra pt-loadgen flags via
-# LOADGEN_ARGS (default: 10,000 patterns, 500 agents, Zipf 1.1, up to 8 references).
+# LOADGEN_ARGS (default: 10,000 patterns, 500 agents, Zipf 1.1, up to 8 references, event times
+# within the last hour as live traffic has them); extra engine options via EXTRA_CONFIG, e.g.
+# EXTRA_CONFIG='cooccurrence_max_patterns = 0,'.
 set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 . "$ROOT/tests/integration/lib.sh"
@@ -18,7 +20,7 @@ EVENTS=${1:-1000000}
 RUNS=${2:-3}
 MODE=${3:-live}
 BIN=${PT_BIN:-$ROOT/build/patterntrack}
-LOADGEN_ARGS=${LOADGEN_ARGS:---patterns 10000 --agents 500 --zipf 1.1 --refs-max 8}
+LOADGEN_ARGS=${LOADGEN_ARGS:---patterns 10000 --agents 500 --zipf 1.1 --refs-max 8 --time-span-hours 1}
 base=${DATABASE_URL%/*}
 results=()
 rss=()
@@ -43,6 +45,7 @@ return {
     kafka_group_id = "g-$prefix",
     http_port = 0,
     log_level = "warn",
+${EXTRA_CONFIG:-}
 }
 LUA
     (cd "$ROOT" && "$BIN" migrate --config "$dir/config.lua" >/dev/null)
