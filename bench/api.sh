@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# HTTP API benchmark: wrk on /summary, /top and /{pattern_id} against a database the size of
+# HTTP API benchmark: wrk on every analytics endpoint against a database the size of
 # 100,000 patterns, 1,000 agents and 10 million usage events, while the engine ingests from
 # Kafka at a target rate. Measures, asserts nothing.
 #
@@ -66,6 +66,13 @@ SELECT n.pattern_id, date_trunc('hour', now()) - ((h * 37 + substr(n.pattern_id,
        greatest(1, n.usage_count / 30)
   FROM pattern_lineage_nodes n, generate_series(1, 30) h
 ON CONFLICT DO NOTHING;
+-- co-occurrence: pattern g with its next 1 + 200000 / (g + 1000) neighbours
+INSERT INTO pattern_cooccurrence (pattern_id_1, pattern_id_2, cooccurrence_count, last_seen_together)
+SELECT 'pat-' || lpad(g::text, 6, '0'), 'pat-' || lpad((g + k)::text, 6, '0'), 1 + 100000 / (g + k), now() - (k || ' minutes')::interval
+  FROM generate_series(1, 99000) g, LATERAL generate_series(1, 1 + (200000 / (g + 1000))) k
+ON CONFLICT DO NOTHING;
+UPDATE usage_topic_stats SET events = events; -- (no rows yet; the engine adds them)
+INSERT INTO usage_topic_stats (topic, events, events_with_patterns) VALUES ('seed', 2500000, 2500000);
 ANALYZE;
 SQL
 echo "seeded in $(( $(date +%s) - t0 )) s: $(pt_psql -tAc 'SELECT sum(usage_count) FROM pattern_lineage_nodes') uses, $(pt_psql -tAc 'SELECT count(*) FROM pattern_agent_usage') pairs, $(pt_psql -tAc 'SELECT count(*) FROM pattern_usage_hourly') hours" >&2
@@ -77,23 +84,40 @@ wait_for 60 up
 "$PT_LOADGEN" --topic-prefix "$prefix" --events $((RATE * (DUR + 5) * RUNS * 3 + RATE * 10)) --rate "$RATE" \
     --patterns 100000 --agents 1000 --time-span-hours 1 --compression none --quiet >"$dir/loadgen.log" 2>&1 &
 lg=$!
-cat >"$dir/pid.lua" <<'LUA'
--- random popular-to-rare pattern IDs, so /{pattern_id} is not one cached row
+cat >"$dir/random.lua" <<'LUA'
+-- PT_PATH with one %d: a popular-to-rare pattern (or agent) number per request, log-uniform,
+-- so per-pattern endpoints are not measured on one cached row
+local template = os.getenv("PT_PATH")
+local max = tonumber(os.getenv("PT_MAX") or "100000")
 math.randomseed(7)
 request = function()
-    local g = math.floor(100000 ^ math.random()) -- log-uniform over 1..100000
-    return wrk.format("GET", string.format("/api/patterns/usage/pat-%06d", g))
+    return wrk.format("GET", string.format(template, math.floor(max ^ math.random())))
 end
 LUA
+# name, path (a %d in it means random pattern/agent number), upper bound of that number
+ENDPOINTS=${ENDPOINTS:-"summary|/api/patterns/usage/summary|0
+top|/api/patterns/usage/top?limit=20|0
+pattern|/api/patterns/usage/pat-%06d|100000
+trends|/api/patterns/usage/trends?limit=20|0
+timeseries|/api/patterns/usage/pat-%06d/timeseries?bucket=hour|100000
+heatmap|/api/patterns/usage/heatmap|0
+pattern_heatmap|/api/patterns/usage/pat-%06d/heatmap|100000
+cooccurring|/api/patterns/usage/pat-%06d/cooccurring?limit=20|99000
+cooccurrence_top|/api/patterns/usage/cooccurrence/top?limit=20|0
+lifecycle|/api/patterns/usage/lifecycle|0
+agents|/api/agents|0
+agent_profile|/api/agents/agent-%d/profile|999"}
 results=()
-for ep in summary top pid; do
+names=()
+while IFS='|' read -r ep path max; do
+    names+=("$ep")
     for run in $(seq 1 "$RUNS"); do
         before=$(db_total)
-        case $ep in
-        summary) out=$(wrk -t2 -c16 -d"${DUR}s" --latency "http://127.0.0.1:$port/api/patterns/usage/summary") ;;
-        top) out=$(wrk -t2 -c16 -d"${DUR}s" --latency "http://127.0.0.1:$port/api/patterns/usage/top?limit=20") ;;
-        pid) out=$(wrk -t2 -c16 -d"${DUR}s" --latency -s "$dir/pid.lua" "http://127.0.0.1:$port") ;;
-        esac
+        if [ "$max" = 0 ]; then
+            out=$(wrk -t2 -c16 -d"${DUR}s" --latency "http://127.0.0.1:$port$path")
+        else
+            out=$(PT_PATH="$path" PT_MAX="$max" wrk -t2 -c16 -d"${DUR}s" --latency -s "$dir/random.lua" "http://127.0.0.1:$port")
+        fi
         after=$(db_total)
         rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
         p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
@@ -102,11 +126,15 @@ for ep in summary top pid; do
         echo "$ep run $run: $rps req/s, p50 $p50, p99 $p99, ingest during it $(( (after - before) / DUR )) uses/s ${errs}" >&2
         results+=("$ep $rps $p99")
     done
-done
+done <<<"$ENDPOINTS"
 kill "$lg" 2>/dev/null || true
 kill -TERM "$pid"; wait "$pid" || true
 rm -rf "$dir"
-for ep in summary top pid; do
-    printf '%s\n' "${results[@]}" | awk -v e="$ep" '$1 == e {print $2}' | sort -n | awk -v e="$ep" '{a[NR]=$1} END {printf "%s median_req_per_s=%s", e, a[int((NR+1)/2)]}'
-    printf '%s\n' "${results[@]}" | awk -v e="$ep" '$1 == e {print $3}' | sed 's/ms$//' | sort -n | awk '{a[NR]=$1} END {printf " median_p99=%s\n", a[int((NR+1)/2)]}'
+to_ms() { # wrk latency (123.4us, 5.6ms, 1.2s) in ms
+    awk '{v = $1; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /m$/) { sub(/m$/, "", v); v *= 60000 } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } printf "%.2f\n", v }'
+}
+for ep in "${names[@]}"; do
+    rps=$(printf '%s\n' "${results[@]}" | awk -v e="$ep" '$1 == e {print $2}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    p99=$(printf '%s\n' "${results[@]}" | awk -v e="$ep" '$1 == e {print $3}' | to_ms | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    echo "$ep median_req_per_s=$rps median_p99_ms=$p99"
 done
