@@ -16,15 +16,15 @@ SELECT agent_name, sum(usage_count)::bigint AS usage_count,
  LIMIT $1 OFFSET $2]]
 
 -- One agent's usage per pattern_type, and its totals (the row with is_total). Index scan on
--- pattern_agent_usage(agent_name), PK lookups in the catalog.
+-- pattern_agent_usage(agent_name), a PK lookup in the catalog per row (a join would read it all).
 local BY_TYPE = [[
 SELECT x.pattern_type, grouping(x.pattern_type) = 1 AS is_total,
        sum(x.usage_count)::bigint AS usage_count, count(*)::bigint AS patterns,
        min(x.first_used_at) AS first_used_at, max(x.last_used_at) AS last_used_at
-  FROM (SELECT coalesce(n.pattern_type, 'unknown') AS pattern_type, a.usage_count,
-               a.first_used_at, a.last_used_at
+  FROM (SELECT coalesce((SELECT n.pattern_type FROM pattern_lineage_nodes n
+                          WHERE n.pattern_id = a.pattern_id), 'unknown') AS pattern_type,
+               a.usage_count, a.first_used_at, a.last_used_at
           FROM pattern_agent_usage a
-          LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = a.pattern_id
          WHERE a.agent_name = $1) x
  GROUP BY GROUPING SETS ((x.pattern_type), ())]]
 

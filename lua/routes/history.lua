@@ -25,72 +25,71 @@ end
 
 -- ---------------------------------------------------------------- trends
 
--- Every pattern with usage in the two windows that may have moved in `direction` (a necessary
--- condition only: stats.trend decides), and the all-patterns totals (is_total). $1 window_days.
+-- The all-patterns totals of the two windows (is_total), then the patterns whose trend is
+-- `$2` (increasing or decreasing), fastest first, at most $3. $1 is window_days. The filter and
+-- the order use stats.trend's percentage computed the same way in SQL (stats.trend_pct_sql):
+-- ranking 100,000 patterns in Lua would cost the Lua state's memory.
 local TRENDS = ([[
-SELECT t.pattern_id, t.is_total, t.recent, t.previous, t.from_daily, w.t0, w.t1, w.t2,
-       coalesce(n.pattern_name, t.pattern_id) AS pattern_name,
+WITH t AS (
+    SELECT x.pattern_id, grouping(x.pattern_id) = 1 AS is_total, %s
+      FROM %s CROSS JOIN LATERAL (%s) x
+     GROUP BY GROUPING SETS ((x.pattern_id), ())),
+c AS (
+    SELECT t.*, %s AS pct FROM t WHERE NOT t.is_total AND t.previous > 0),
+r AS (
+    SELECT pattern_id, is_total, recent, previous, from_daily, 0::bigint AS rank
+      FROM t WHERE is_total
+    UNION ALL
+    (SELECT pattern_id, is_total, recent, previous, from_daily,
+            row_number() OVER (ORDER BY abs(pct) DESC,
+                                        CASE WHEN $2 = 'increasing' THEN 1 ELSE -1 END
+                                            * (coalesce(recent, 0) - previous) DESC,
+                                        pattern_id COLLATE "C")
+       FROM c
+      WHERE CASE WHEN $2 = 'increasing' THEN pct > 10 ELSE pct < -10 END
+      ORDER BY 6 LIMIT $3))
+SELECT w.t0, w.t1, w.t2, r.pattern_id, r.is_total, r.recent, r.previous, r.from_daily,
+       coalesce(n.pattern_name, r.pattern_id) AS pattern_name,
        coalesce(n.pattern_type, 'unknown') AS pattern_type
-  FROM %s
-  LEFT JOIN (SELECT x.pattern_id, grouping(x.pattern_id) = 1 AS is_total, %s
-               FROM %s CROSS JOIN LATERAL (%s) x
-              GROUP BY GROUPING SETS ((x.pattern_id), ())) t ON true
-  LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = t.pattern_id
- WHERE t.is_total
-    OR (t.previous > 0 AND CASE WHEN $2 = 'increasing' THEN coalesce(t.recent, 0) > t.previous
-                                ELSE coalesce(t.recent, 0) < t.previous END)]]):format(
-    stats.WINDOWS, stats.WINDOW_SUMS, stats.WINDOWS, stats.window_usage("true"))
+  FROM %s CROSS JOIN r
+  LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = r.pattern_id
+ ORDER BY r.rank]]):format(
+    stats.WINDOW_SUMS, stats.WINDOWS, stats.window_usage("true"),
+    stats.trend_pct_sql("coalesce(t.recent, 0)", "t.previous"), stats.WINDOWS)
 
 local TREND_ITEM = obj({ pattern_id = { type = "string" }, pattern_name = { type = "string" },
     pattern_type = { type = "string" }, recent_usage = { type = "integer" },
     previous_usage = { type = "integer" }, trend = TREND, trend_percentage = { type = "number" } })
 
 local function trends(req)
-    local rows = db.query(TRENDS, req.args.window_days, req.args.direction)
+    local rows = db.query(TRENDS, req.args.window_days, req.args.direction, req.args.limit)
     local out = {
         window_days = req.args.window_days, direction = req.args.direction,
         patterns = pt.array(),
     }
-    local total, daily
-    local items = {}
+    local recent, previous = 0, 0
     for _, r in ipairs(rows) do
         out.window_end, out.recent_window_start, out.previous_window_start = r.t0, r.t1, r.t2
         if r.is_total then
-            total = r
-        elseif r.pattern_id ~= null then
-            daily = daily or r.from_daily
+            recent = r.recent ~= null and r.recent or 0
+            previous = r.previous ~= null and r.previous or 0
+            if r.from_daily then
+                out.resolution_note = stats.DAILY_NOTE
+            end
+        else
             local trend, pct = stats.trend(r.recent, r.previous)
+            -- the database's order; stats.trend has the last word on what is listed
             if trend == req.args.direction then
-                items[#items + 1] = { pattern_id = r.pattern_id, pattern_name = r.pattern_name,
-                    pattern_type = r.pattern_type,
+                out.patterns[#out.patterns + 1] = { pattern_id = r.pattern_id,
+                    pattern_name = r.pattern_name, pattern_type = r.pattern_type,
                     recent_usage = r.recent == null and 0 or r.recent, previous_usage = r.previous,
                     trend = trend, trend_percentage = pct }
             end
         end
     end
-    local sign = req.args.direction == "increasing" and 1 or -1
-    table.sort(items, function(a, b)
-        if a.trend_percentage ~= b.trend_percentage then
-            return a.trend_percentage > b.trend_percentage
-        end
-        local da = sign * (a.recent_usage - a.previous_usage)
-        local db_ = sign * (b.recent_usage - b.previous_usage)
-        if da ~= db_ then
-            return da > db_
-        end
-        return a.pattern_id < b.pattern_id
-    end)
-    for i = 1, math.min(#items, req.args.limit) do
-        out.patterns[i] = items[i]
-    end
-    local recent = total and total.recent ~= null and total.recent or 0
-    local previous = total and total.previous ~= null and total.previous or 0
     local trend, pct = stats.trend(recent, previous)
     out.overall = { recent_usage = recent, previous_usage = previous, trend = trend,
         trend_percentage = pct }
-    if (total and total.from_daily == true) or daily then
-        out.resolution_note = stats.DAILY_NOTE
-    end
     return out
 end
 
@@ -342,24 +341,28 @@ end
 
 -- ---------------------------------------------------------------- lifecycle
 
--- Deprecated or retired patterns used in the last $1 days (at most $2), each with the agents
--- that used it in those days: one row per (pattern, agent).
+-- Deprecated or retired patterns used since $1 (at most $2), most recently used first.
 local STILL_USED = [[
-WITH cut AS (SELECT now() - make_interval(days => $1::int) AS c),
-     p AS (SELECT n.pattern_id, coalesce(n.pattern_name, n.pattern_id) AS pattern_name,
-                  coalesce(n.pattern_type, 'unknown') AS pattern_type, n.status,
-                  coalesce(n.usage_count, 0)::bigint AS usage_count, n.last_used_at,
-                  floor(extract(epoch FROM now() - n.last_used_at) / 86400)::bigint
-                      AS days_since_last_use,
-                  count(*) OVER () AS total
-             FROM pattern_lineage_nodes n, cut
-            WHERE n.status <> 'active' AND n.last_used_at >= cut.c
-            ORDER BY n.last_used_at DESC, n.pattern_id COLLATE "C" LIMIT $2)
-SELECT p.*, a.agent_name, a.usage_count AS agent_usage_count, a.last_used_at AS agent_last_used_at
-  FROM p CROSS JOIN cut
-  LEFT JOIN pattern_agent_usage a ON a.pattern_id = p.pattern_id AND a.last_used_at >= cut.c
- ORDER BY p.last_used_at DESC, p.pattern_id COLLATE "C", a.last_used_at DESC,
-          a.agent_name COLLATE "C"]]
+SELECT n.pattern_id, coalesce(n.pattern_name, n.pattern_id) AS pattern_name,
+       coalesce(n.pattern_type, 'unknown') AS pattern_type, n.status,
+       coalesce(n.usage_count, 0)::bigint AS usage_count, n.last_used_at,
+       floor(extract(epoch FROM now() - n.last_used_at) / 86400)::bigint AS days_since_last_use,
+       count(*) OVER () AS total
+  FROM pattern_lineage_nodes n
+ WHERE n.status <> 'active' AND n.last_used_at >= $1::timestamptz
+ ORDER BY n.last_used_at DESC, n.pattern_id COLLATE "C" LIMIT $2]]
+
+-- The agents that used each of the patterns $1 (a text[]) since $2, most recent first, at most
+-- $3 per pattern, with how many there are (PK range per pattern).
+local STILL_USED_BY = [[
+SELECT p.id AS pattern_id, a.agent_name, a.usage_count, a.last_used_at, a.agents
+  FROM unnest($1::text[]) AS p(id)
+ CROSS JOIN LATERAL (
+       SELECT u.agent_name, u.usage_count, u.last_used_at, count(*) OVER () AS agents
+         FROM pattern_agent_usage u
+        WHERE u.pattern_id = p.id AND u.last_used_at >= $2::timestamptz
+        ORDER BY u.last_used_at DESC, u.agent_name COLLATE "C"
+        LIMIT $3) a]]
 
 -- Active patterns never used, older than their type's lifetime ($1 types, $2 their days, $3 the
 -- default), at most $4.
@@ -377,7 +380,7 @@ SELECT n.pattern_id, coalesce(n.pattern_name, n.pattern_id) AS pattern_name,
    AND n.created_at <= now() - make_interval(days => l.days)
  ORDER BY n.created_at, n.pattern_id COLLATE "C" LIMIT $4]]
 
--- Active patterns used before, but not in the last $1 days, at most $2.
+-- Active patterns used before, but not since $1, at most $2.
 local NOT_RECENT = [[
 SELECT n.pattern_id, coalesce(n.pattern_name, n.pattern_id) AS pattern_name,
        coalesce(n.pattern_type, 'unknown') AS pattern_type, n.status,
@@ -385,7 +388,7 @@ SELECT n.pattern_id, coalesce(n.pattern_name, n.pattern_id) AS pattern_name,
        floor(extract(epoch FROM now() - n.last_used_at) / 86400)::bigint AS days_since_last_use,
        count(*) OVER () AS total
   FROM pattern_lineage_nodes n
- WHERE n.status = 'active' AND n.last_used_at < now() - make_interval(days => $1::int)
+ WHERE n.status = 'active' AND n.last_used_at < $1::timestamptz
  ORDER BY n.last_used_at, n.pattern_id COLLATE "C" LIMIT $2]]
 
 local function strip_total(rows, fields)
@@ -403,22 +406,22 @@ end
 
 local function lifecycle(req)
     local days, limit = req.args.days, req.args.limit
-    local rows = db.query(STILL_USED, days, limit)
-    local still, by_id, still_total = pt.array(), {}, 0
-    for _, r in ipairs(rows) do
-        still_total = r.total
-        local p = by_id[r.pattern_id]
-        if not p then
-            p = { pattern_id = r.pattern_id, pattern_name = r.pattern_name,
-                pattern_type = r.pattern_type, status = r.status, usage_count = r.usage_count,
-                last_used_at = r.last_used_at, days_since_last_use = r.days_since_last_use,
-                agents = pt.array() }
-            by_id[r.pattern_id] = p
-            still[#still + 1] = p
-        end
-        if r.agent_name ~= null then
-            p.agents[#p.agents + 1] = { agent_name = r.agent_name,
-                usage_count = r.agent_usage_count, last_used_at = r.agent_last_used_at }
+    local cut = db.query("SELECT now() - make_interval(days => $1::int) AS c", days)[1].c
+    local still, by_id, ids = pt.array(), {}, {}
+    local rows = db.query(STILL_USED, cut, limit)
+    local still_total = #rows > 0 and rows[1].total or 0
+    for i, r in ipairs(rows) do
+        r.total = nil
+        r.agent_count, r.agents = 0, pt.array()
+        still[i], by_id[r.pattern_id], ids[i] = r, r, r.pattern_id
+    end
+    if #ids > 0 then
+        local agents = db.query(STILL_USED_BY, H.text_array(ids), cut, req.args.agents_limit)
+        for _, a in ipairs(agents) do
+            local p = by_id[a.pattern_id]
+            p.agent_count = a.agents
+            p.agents[#p.agents + 1] = { agent_name = a.agent_name, usage_count = a.usage_count,
+                last_used_at = a.last_used_at }
         end
     end
     local lifetimes, types, tdays = H.lifetimes(req.args.lifetime_days)
@@ -426,7 +429,7 @@ local function lifecycle(req)
         db.query(NEVER_USED, H.text_array(types), H.int_array(tdays), lifetimes.default, limit),
         { "pattern_id", "pattern_name", "pattern_type", "status", "created_at", "age_days",
           "lifetime_days" })
-    local stale, stale_total = strip_total(db.query(NOT_RECENT, days, limit),
+    local stale, stale_total = strip_total(db.query(NOT_RECENT, cut, limit),
         { "pattern_id", "pattern_name", "pattern_type", "status", "usage_count", "last_used_at",
           "days_since_last_use" })
     return {
@@ -456,7 +459,7 @@ local LIFECYCLE_ITEM = obj({ pattern_id = { type = "string" }, pattern_name = { 
     status = { type = "string", enum = pt.array({ "active", "deprecated", "retired" }) },
     usage_count = { type = "integer" }, last_used_at = TIME_OR_NULL,
     days_since_last_use = { type = "integer" }, created_at = TIME, age_days = { type = "integer" },
-    lifetime_days = { type = "integer" },
+    lifetime_days = { type = "integer" }, agent_count = { type = "integer" },
     agents = list(obj({ agent_name = { type = "string" }, usage_count = { type = "integer" },
         last_used_at = TIME })) })
 
@@ -574,7 +577,8 @@ return {
         method = "GET", path = "/api/patterns/usage/lifecycle", tags = { "history" },
         summary = "Lifecycle contradictions and staleness",
         description = "deprecated_in_use: deprecated or retired patterns used in the last days " ..
-            "days, with the agents that used them then (usage_count per agent is all-time). " ..
+            "days, with the agents that used them then, most recent first (at most " ..
+            "agents_limit; agent_count says how many; usage_count per agent is all-time). " ..
             "potentially_stale: active patterns never used whose age exceeds the expected " ..
             "lifetime of their pattern_type (lifetime_days overrides it for every type). " ..
             "not_used_recently: active patterns used before but not in the last days days. " ..
@@ -584,6 +588,8 @@ return {
             { name = "lifetime_days", type = "integer", minimum = 1, maximum = 36500,
               description = "Expected lifetime for every pattern_type (default: per type)." },
             { name = "limit", type = "integer", minimum = 1, maximum = 1000, default = 100 },
+            { name = "agents_limit", type = "integer", minimum = 1, maximum = 50, default = 10,
+              description = "Agents listed per deprecated pattern (agent_count has them all)." },
         },
         responses = { ["200"] = { description = "Lifecycle health", schema = obj({
             days = { type = "integer" },
@@ -596,8 +602,8 @@ return {
                 not_used_recently = { type = "integer" } }) }) } },
         handler = function(req)
             local a = req.args
-            return H.cached("lifecycle", string.format("%d/%s/%d", a.days,
-                tostring(a.lifetime_days), a.limit), function()
+            return H.cached("lifecycle", string.format("%d/%s/%d/%d", a.days,
+                tostring(a.lifetime_days), a.limit, a.agents_limit), function()
                 return lifecycle(req)
             end)
         end,

@@ -81,6 +81,15 @@ function M.trend(recent, previous)
     return "stable", math.abs(pct) + 0.0
 end
 
+-- M.trend's percentage as an SQL expression over the integer expressions `recent` and
+-- `previous` (> 0), with the same float8 operations (PostgreSQL's float8 and Lua's numbers are
+-- both IEEE doubles, so the values are identical): routes that rank many patterns filter and
+-- order in the database, and still report M.trend's values. Keep the two the same.
+function M.trend_pct_sql(recent, previous)
+    return ("(floor(((%s) - (%s))::float8 / (%s)::float8 * 100.0::float8 * 100::float8 "
+        .. "+ 0.5::float8) / 100::float8)"):format(recent, previous, previous)
+end
+
 -- A row of M.SELECT as PatternUsageStats.
 function M.row(r, include_trend)
     local out = {
