@@ -489,8 +489,8 @@ kafka_t *kafka_new(struct event_base *base, const config_t *c, rules_t *rules, c
         {"enable.auto.offset.store", "false"},
         {"auto.offset.reset", c->kafka_start_offset},
         /* Bounded prefetch: the engine's memory must not depend on the backlog. */
-        {"queued.max.messages.kbytes", "16384"},
-        {"fetch.max.bytes", "8388608"},
+        {"queued.max.messages.kbytes", "8192"},
+        {"fetch.max.bytes", "4194304"},
         {"partition.assignment.strategy", "range,roundrobin"},
         {"client.id", "patterntrack"},
         {"enable.partition.eof", "false"},

@@ -402,6 +402,8 @@ int main(int argc, char **argv)
     /* Flush parameters are large, short-lived buffers: served by mmap they go back to the
      * system when freed, instead of raising the heap (and RSS) for good. */
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    /* librdkafka's threads would each get a malloc arena that keeps freed fetch buffers. */
+    mallopt(M_ARENA_MAX, 2);
     char err[2048];
     config_t *cfg = config_load(config_file, err, sizeof err);
     if (cfg == NULL) {
