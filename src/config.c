@@ -13,7 +13,7 @@
 #define PT_SOURCE_DIR "."
 #endif
 
-typedef enum { T_STRING, T_INT, T_BOOL, T_TOPICS, T_PROPS } opt_type_t;
+typedef enum { T_STRING, T_INT, T_BOOL, T_TOPICS, T_PROPS, T_DAYS } opt_type_t;
 
 typedef struct {
     const char *key;
@@ -89,6 +89,10 @@ static const option_t options[] = {
      "events with more are counted in usage_topic_stats instead. 0 turns pairs off."},
     {"retention_hourly_days", T_INT, "90", OFF(retention_hourly_days), NULL, true, 1, 36500,
      "Hourly buckets older than this many days roll up into daily buckets (totals unchanged)."},
+    {"pattern_lifetime_days", T_DAYS, NULL, OFF(n_lifetimes), NULL, true, 1, 36500,
+     "Expected lifetime of a pattern per pattern_type, in days: an active pattern never used "
+     "past it is potentially stale (/lifecycle). A table, e.g. { default = 90, ops = 30 }; "
+     "default applies to types not listed (90 when not set)."},
     {"log_level", T_STRING, "info", OFF(log_level), NULL, true, 0, 0,
      "debug, info, warn or error."},
     {"root", T_STRING, NULL, OFF(root), "PATTERNTRACK_ROOT", false, 0, 0,
@@ -232,6 +236,39 @@ static int set_lua(config_t *c, lua_State *L, const option_t *o, const char *ori
             return -1;
         }
         *(bool *)(base + o->offset) = lua_toboolean(L, -1);
+        return 0;
+    case T_DAYS:
+        if (t != LUA_TTABLE) {
+            snprintf(err, errlen, "%s: %s must be a table of pattern_type = days", origin, o->key);
+            return -1;
+        }
+        for (size_t i = 0; i < c->n_lifetimes; i++) {
+            free(c->lifetimes[i].key);
+            free(c->lifetimes[i].value);
+        }
+        c->n_lifetimes = 0;
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+            if (lua_type(L, -2) != LUA_TSTRING || !lua_isinteger(L, -1) ||
+                lua_tointeger(L, -1) < o->min || lua_tointeger(L, -1) > o->max) {
+                snprintf(err, errlen, "%s: %s must map pattern types to whole days (%lld..%lld)",
+                         origin, o->key, (long long)o->min, (long long)o->max);
+                lua_pop(L, 2);
+                return -1;
+            }
+            const char *k = lua_tostring(L, -2);
+            long long days = (long long)lua_tointeger(L, -1);
+            if (strcmp(k, "default") == 0) {
+                c->lifetime_default_days = days;
+            } else if (c->n_lifetimes < CONFIG_MAX_PROPS) {
+                char num[32];
+                snprintf(num, sizeof num, "%lld", days);
+                c->lifetimes[c->n_lifetimes].key = xstrdup(k);
+                c->lifetimes[c->n_lifetimes].value = xstrdup(num);
+                c->n_lifetimes++;
+            }
+            lua_pop(L, 1);
+        }
         return 0;
     case T_TOPICS:
     case T_PROPS:
@@ -378,6 +415,7 @@ config_t *config_load(const char *path, char *err, size_t errlen)
             goto fail;
         }
     }
+    c->lifetime_default_days = 90;
     for (size_t i = 0; i < sizeof default_topics / sizeof default_topics[0]; i++) {
         char rule[512];
         snprintf(rule, sizeof rule, "rules/%s.lua", default_topics[i]);
@@ -450,6 +488,10 @@ void config_free(config_t *c)
         free(c->kafka_properties[i].key);
         free(c->kafka_properties[i].value);
     }
+    for (size_t i = 0; i < c->n_lifetimes; i++) {
+        free(c->lifetimes[i].key);
+        free(c->lifetimes[i].value);
+    }
     free(c->config_path);
     free(c);
 }
@@ -476,6 +518,14 @@ static void option_text(const config_t *c, const option_t *o, char *buf, size_t 
         for (size_t i = 0; i < c->n_topics && n < len; i++) {
             n +=
                 (size_t)snprintf(buf + n, len - n, "%s=%s;", c->topics[i].topic, c->topics[i].rule);
+        }
+        return;
+    }
+    case T_DAYS: {
+        size_t n = (size_t)snprintf(buf, len, "default=%lld;", (long long)c->lifetime_default_days);
+        for (size_t i = 0; i < c->n_lifetimes && n < len; i++) {
+            n += (size_t)snprintf(buf + n, len - n, "%s=%s;", c->lifetimes[i].key,
+                                  c->lifetimes[i].value);
         }
         return;
     }
@@ -542,6 +592,18 @@ void config_apply_live(config_t *running, const config_t *next)
             break;
         case T_PROPS:
             break; /* never live: librdkafka reads them once */
+        case T_DAYS:
+            for (size_t t = 0; t < running->n_lifetimes; t++) {
+                free(running->lifetimes[t].key);
+                free(running->lifetimes[t].value);
+            }
+            for (size_t t = 0; t < next->n_lifetimes; t++) {
+                running->lifetimes[t].key = xstrdup(next->lifetimes[t].key);
+                running->lifetimes[t].value = xstrdup(next->lifetimes[t].value);
+            }
+            running->n_lifetimes = next->n_lifetimes;
+            running->lifetime_default_days = next->lifetime_default_days;
+            break;
         }
     }
 }
@@ -567,6 +629,7 @@ static const char *type_name(opt_type_t t)
         return "boolean";
     case T_TOPICS:
     case T_PROPS:
+    case T_DAYS:
         return "table";
     }
     return "?";

@@ -56,6 +56,9 @@ typedef struct config {
     config_topic_t topics[CONFIG_MAX_TOPICS];
     size_t n_props;
     config_prop_t kafka_properties[CONFIG_MAX_PROPS];
+    int64_t lifetime_default_days;
+    size_t n_lifetimes;
+    config_prop_t lifetimes[CONFIG_MAX_PROPS]; /* pattern_type -> days (value as text) */
 } config_t;
 
 /* Builds a configuration: defaults, then the file at `path` (NULL = the default file if it

@@ -371,6 +371,21 @@ static int l_app_data_changed(lua_State *L)
     return 0;
 }
 
+/* pt.lifetime_days() -> {default = n, by_type = {type = n, ...}} from the config. [-0, +1] */
+static int l_app_lifetime_days(lua_State *L)
+{
+    app_t *app = lua_touserdata(L, lua_upvalueindex(1));
+    lua_newtable(L);
+    set_int(L, "default", (long long)app->cfg->lifetime_default_days);
+    lua_newtable(L);
+    for (size_t i = 0; i < app->cfg->n_lifetimes; i++) {
+        lua_pushinteger(L, atoll(app->cfg->lifetimes[i].value));
+        lua_setfield(L, -2, app->cfg->lifetimes[i].key);
+    }
+    lua_setfield(L, -2, "by_type");
+    return 1;
+}
+
 /* pt.topics() -> array of configured topic names: [-0, +1] */
 static int l_app_topics(lua_State *L)
 {
@@ -391,6 +406,7 @@ const routes_fn_t l_app_fns[] = {{"health", l_app_health},
                                  {"reload", l_app_reload},
                                  {"data_version", l_app_data_version},
                                  {"data_changed", l_app_data_changed},
+                                 {"lifetime_days", l_app_lifetime_days},
                                  {NULL, NULL}};
 
 void l_app_collect(void *ud)

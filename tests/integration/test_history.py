@@ -53,10 +53,11 @@ return {
     batch_timeout_ms = 100,
     cooccurrence_max_patterns = %d,
     retention_hourly_days = 36500,
+    pattern_lifetime_days = { default = 90, ops = 30, design = 180 },
     log_level = "warn",
 }
 """ % MAX_PAIR_PATTERNS
-# Mirrors lua/lib/pt/history.lua (to become the config key pattern_lifetime_days).
+# The config's pattern_lifetime_days above.
 LIFETIME = {"default": 90, "by_type": {"ops": 30, "design": 180}}
 DAY_NAMES = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
 ANY_STR = object()  # a non-empty string, whatever it says

@@ -11,8 +11,12 @@ M.DAY = 86400
 
 -- Expected lifetime of a pattern, per pattern_type, in days: a registered, active pattern never
 -- used this long after its created_at is "potentially stale". Types not listed get `default`.
--- Placeholder values: these belong in the config (key pattern_lifetime_days).
-M.LIFETIME_DAYS = { default = 90, by_type = { ops = 30, design = 180 } }
+-- From the config key pattern_lifetime_days, read at each call so a reload applies.
+setmetatable(M, { __index = function(_, k)
+    if k == "LIFETIME_DAYS" then
+        return pt.lifetime_days()
+    end
+end })
 
 -- Answers 422 as the router does for a declared parameter: {"detail": [{loc, msg, type}]}.
 function M.fail422(param, msg, typ)
