@@ -157,12 +157,15 @@ static int run(config_t *cfg)
         log_info("KAFKA_ENABLE_CONSUMER is false: not consuming (HTTP ingest still works)");
     }
     if (cfg->http_port > 0) {
-        char opts[128];
+        char opts[256];
         /* UTC so timestamps render as ...Z; the timeout bounds every HTTP query; a client that
-         * vanished mid-query is noticed by the server within a second. */
+         * vanished mid-query is noticed by the server within a second. JIT compilation and
+         * parallel workers cost more than these short queries take (measured: 21 ms -> 6 ms
+         * for /top over 100,000 patterns). */
         snprintf(
             opts, sizeof opts,
-            "-c TimeZone=UTC -c statement_timeout=%lld -c client_connection_check_interval=1000",
+            "-c TimeZone=UTC -c statement_timeout=%lld -c client_connection_check_interval=1000"
+            " -c jit=off -c max_parallel_workers_per_gather=0",
             (long long)cfg->query_timeout_ms);
         app.pool = pg_pool_new(app.base, cfg->database_url, opts, (int)cfg->pg_pool_size, 1024);
         if (app.pool == NULL) {
