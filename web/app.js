@@ -562,6 +562,11 @@
         });
     }
 
+    /* The count a ranking is by: uses in the window when there is one, else all-time uses. */
+    function topCount(it, win) {
+        return win && it.usage_in_window !== undefined ? it.usage_in_window : it.usage_count;
+    }
+
     function renderTop(list, win) {
         var p = panels.top;
         fill($(".note", p.body), win ? "Uses in the last 30 days." :
@@ -572,7 +577,7 @@
                 h("td", { class: "num" }, i + 1),
                 h("td", null, patternLabel(it, true)),
                 h("td", { class: "opt" }, str(it.pattern_type, "—")),
-                h("td", { class: "num", "data-field": "usage_count" }, fmtInt(it.usage_count)),
+                h("td", { class: "num", "data-field": "usage_count" }, fmtInt(topCount(it, win))),
                 h("td", { class: "num opt" }, fmtInt(pick(it, ["agent_count"]))),
                 h("td", { class: "trend-cell" }, trendMark(it)));
         });
@@ -607,7 +612,7 @@
             return str(it.pattern_id, "");
         });
         var data = list.map(function (it) {
-            return num(it.usage_count) || 0;
+            return num(topCount(it, topWindow())) || 0;
         });
         if (state.chart) {
             state.chart.data.labels = labels;

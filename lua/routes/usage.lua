@@ -61,13 +61,48 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/top", tags = { "usage" },
-        summary = "Most used patterns",
+        summary = "Most used patterns (all time, or in the last `days` days)",
+        description = "With days, patterns are ranked by their usage in the last days days " ..
+            "(hourly and daily buckets; usage_in_window), otherwise by usage_count.",
         query = {
             { name = "limit", type = "integer", minimum = 1, maximum = 100, default = 20 },
             { name = "pattern_type", type = "string", max_length = 100 },
+            { name = "days", type = "integer", minimum = 1, maximum = 365 },
         },
         responses = { ["200"] = { description = "Patterns by usage, most used first", schema = LIST_SCHEMA } },
         handler = function(req)
+            if req.args.days then
+                -- Rank by usage in the window first, then describe those patterns as usual.
+                local ranked = db.query([[
+                    SELECT x.pattern_id, sum(x.c)::bigint AS in_window
+                      FROM (SELECT pattern_id, usage_count AS c FROM pattern_usage_hourly
+                             WHERE hour >= now() - make_interval(days => $3::int)
+                            UNION ALL
+                            SELECT pattern_id, usage_count FROM pattern_usage_daily
+                             WHERE day >= ((now() - make_interval(days => $3::int)) AT TIME ZONE 'UTC')::date) x
+                      JOIN pattern_lineage_nodes n ON n.pattern_id = x.pattern_id
+                     WHERE ($2::text IS NULL OR coalesce(n.pattern_type, 'unknown') = $2)
+                     GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1]],
+                    req.args.limit, req.args.pattern_type, req.args.days)
+                local ids = {}
+                for i, r in ipairs(ranked) do
+                    ids[i] = '"' .. (r.pattern_id:gsub('[\\"]', "\\%0")) .. '"'
+                end
+                local rows = db.query(stats.SELECT .. " WHERE n.pattern_id = ANY($2::text[])", WINDOW,
+                    "{" .. table.concat(ids, ",") .. "}")
+                local by = {}
+                for _, r in ipairs(rows) do
+                    by[r.pattern_id] = r
+                end
+                local out = pt.array()
+                for i, r in ipairs(ranked) do
+                    local st = stats.row(by[r.pattern_id])
+                    st.usage_in_window = r.in_window
+                    st.window_days = req.args.days
+                    out[i] = st
+                end
+                return out
+            end
             local rows = db.query(stats.SELECT .. [[
                 WHERE ($3::text IS NULL OR coalesce(n.pattern_type, 'unknown') = $3)
                   AND n.usage_count IS NOT NULL

@@ -962,7 +962,8 @@ def phase_db_down(ctx, state):
                 and (r.json.get("postgresql") or {}).get("reachable") is False, r)
     for path in ("/api/patterns/usage/summary", "/api/patterns/usage/p-inc",
                  "/api/patterns/usage/top"):
-        r = ctx.c.get(path, timeout=30)
+        # /summary may answer from its cache for up to 1 s (README): then it must say 503.
+        r = poll(lambda: status_of(path, 503), 5, 0.2) or ctx.c.get(path, timeout=30)
         R.check("PostgreSQL down: GET %s is 503 JSON with detail" % path,
                 r.status == 503 and r.is_json() and isinstance(r.json.get("detail"), str), r)
     for path in ("/metrics", "/openapi.json"):
