@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from api_harness import (ROOT, Client, Results, Server, db_url_for, free_port, metric,  # noqa
                          parse_prometheus, poll, psql, q, services)
-from api_truth import (HOUR, Batch, Truth, action_event, days_between, iso, now,  # noqa
+from api_truth import (DAY, HOUR, Batch, Truth, action_event, days_between, iso, now,  # noqa
                        parse_iso, t0_of)
 
 R = Results()
@@ -214,6 +214,23 @@ def check_top(ctx, limit=None, pattern_type=None):
                "/api/patterns/usage/top" + qs(limit=limit, pattern_type=pattern_type), want)
 
 
+def check_top_days(ctx, days, limit=100):
+    """/top?days=N ranks by usage in the last N days (hour buckets from now - N days)."""
+    cut = now() - days * DAY
+    counts = {}
+    for pid in ctx.t.ids():
+        n = sum(1 for _, lo, _ in ctx.t.uses.get(pid, []) if lo >= cut)
+        if n:
+            counts[pid] = n
+    want = sorted(counts, key=lambda i: (-counts[i], i))[:limit]
+    r = ctx.c.get("/api/patterns/usage/top?limit=%d&days=%d" % (limit, days))
+    if not R.check("GET /top?days=%d: 200" % days, r.status == 200, r):
+        return
+    R.eq("GET /top?days=%d: patterns in order" % days, [x["pattern_id"] for x in r.json], want)
+    R.eq("GET /top?days=%d: usage in the window" % days,
+         [x.get("usage_in_window") for x in r.json], [counts[i] for i in want])
+
+
 def check_unused(ctx, days=None):
     at = now()
     want = ctx.t.unused(days or 30, at)
@@ -292,6 +309,14 @@ def verify_all(ctx, label):
     check_top(ctx)
     check_top(ctx, 100)
     check_top(ctx, 7)
+    check_top_days(ctx, 7)
+    check_top_days(ctx, 30)
+    for raw in ("0", "366", "abc", "", "1.5"):
+        check_422("GET /top?days=%r" % raw, ctx.c.get("/api/patterns/usage/top?days=" + q(raw)),
+                  "days")
+    for v in (1, 365):
+        r = ctx.c.get("/api/patterns/usage/top?days=%d" % v)
+        R.check("GET /top?days=%d: 200" % v, r.status == 200, r)
     for pt_ in ("code", "design", "ops", "unknown", "no-such-type"):
         check_top(ctx, 100, pt_)
     for pid in t.ids():
