@@ -458,9 +458,11 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
         }
         return;
     }
-    if (n == KAFKA_BATCH) {
-        /* More may be waiting; the pipe is only written on empty -> non-empty. Come back after
-         * the loop has served everything else (HTTP, timers). */
+    if (n > 0) {
+        /* More may be waiting: the pipe is written only when the queue goes from empty to
+         * non-empty, and a batch can end early (at a statistics or rebalance event) with
+         * messages still queued. Drain until a call returns nothing, after the loop has served
+         * everything else (HTTP, timers). */
         event_active(k->ev_read, EV_READ, 0);
     }
 }
