@@ -31,6 +31,7 @@ struct pg_conn {
     PGresult *result; /* last result of the query in flight */
     PGresult *error;  /* first error result of the query in flight */
     bool flushing;    /* output not fully sent yet */
+    bool reused;      /* the query in flight went out on a connection made before it */
 };
 
 static void socket_cb(evutil_socket_t fd, short what, void *arg);
@@ -141,6 +142,11 @@ void pg_conn_free(pg_conn_t *c)
 bool pg_conn_busy(const pg_conn_t *c)
 {
     return c->cb != NULL;
+}
+
+bool pg_conn_reused(const pg_conn_t *c)
+{
+    return c->reused;
 }
 
 bool pg_conn_broken(const pg_conn_t *c)
@@ -393,6 +399,7 @@ int pg_conn_query(pg_conn_t *c, const char *sql, int nparams, const char *const 
     }
     c->cb = cb;
     c->ud = ud;
+    c->reused = c->state == PG_READY;
     if (timeout_ms > 0) {
         struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
         evtimer_add(c->timer, &tv);
@@ -537,6 +544,7 @@ void pg_array_end(pg_buf_t *b)
 
 struct pg_job {
     pg_pool_t *pool;
+    bool retried;
     char *sql;
     int nparams;
     char **values;
@@ -579,6 +587,22 @@ static void pool_result_cb(pg_conn_t *c, PGresult *res, const char *err, void *u
     pg_job_t *j = ud;
     pg_pool_t *p = j->pool;
     p->running[j->conn_idx] = NULL;
+    /* A connection that sat idle may have died with the server (a restart): the first query
+     * on it fails without reaching PostgreSQL. Try once more on a new connection before
+     * answering 503. */
+    if (res == NULL && !j->cancelled && !j->retried && pg_conn_reused(c)) {
+        j->retried = true;
+        j->conn_idx = -1;
+        j->next = p->head;
+        p->head = j;
+        if (p->tail == NULL) {
+            p->tail = j;
+        }
+        p->queued++;
+        struct timeval zero = {0, 0};
+        evtimer_add(p->kick, &zero);
+        return;
+    }
     if (!j->cancelled) {
         j->cb(c, res, err, j->ud);
     }

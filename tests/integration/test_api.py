@@ -999,6 +999,10 @@ def phase_db_down(ctx, state):
         state["pg_stopped"] = False
     r = poll(lambda: status_of("/health", 200), 60, 0.2)
     R.check("PostgreSQL back: /health is 200 again", r is not None, "not 200 within 60 s")
+    # Every pooled connection died with the server; none of them may cost a client a 503.
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        codes = list(ex.map(lambda _: ctx.c.get("/api/patterns/usage/p-inc").status, range(8)))
+    R.eq("PostgreSQL back: 8 parallel requests on the old pool all 200", codes, [200] * 8)
     r = poll(lambda: status_of("/api/patterns/usage/summary", 200), 30, 0.2)
     if R.check("PostgreSQL back: /summary is 200 again", r is not None, "not 200 within 30 s"):
         R.eq("PostgreSQL back: /summary unchanged", r.json, ctx.t.summary())
