@@ -49,8 +49,6 @@ static void step(route_req_t *rr, int nargs);
 
 route_req_t *routes_current(routes_t *r, lua_State *co)
 {
-    lua_State *L = lvm_state(r->vm);
-    (void)L;
     lua_rawgeti(co, LUA_REGISTRYINDEX, r->reqs_ref);
     lua_pushthread(co);
     lua_rawget(co, -2);

@@ -37,7 +37,6 @@ import random
 import re
 import sys
 import time
-import traceback
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -45,8 +44,8 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 import cdp  # noqa: E402
-from api_harness import (ROOT, Client, Results, Server, db_url_for, free_port, metric,  # noqa: E402
-                         parse_prometheus, poll, psql, q, services)
+from api_harness import (Client, Results, ROOT, Server, engine_binary, free_port,  # noqa: E402
+                         fresh_db, metric, parse_prometheus, poll, q, services)
 from api_truth import HOUR, iso, now, t0_of  # noqa: E402
 
 R = Results()
@@ -875,26 +874,8 @@ class Ctx:
     pass
 
 
-def run_phase(name, fn, *args):
-    start = time.monotonic()
-    try:
-        fn(*args)
-    except Exception:  # noqa: BLE001 - a crash is a failure of this phase, not of the run
-        R.check("phase %s ran to the end" % name, False, traceback.format_exc())
-    print("phase %-14s %5.1f s   (%s so far)" % (name, time.monotonic() - start, R.summary()),
-          flush=True)
-
-
-def make_db(base, name):
-    psql(base, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
-    psql(base, "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' "
-               "LC_CTYPE 'C'" % name)
-    return db_url_for(base, name)
-
-
 def main():
-    binary = (sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PT_BIN")) or os.path.join(
-        ROOT, "build", "patterntrack")
+    binary = engine_binary()
     base = os.environ.get("DATABASE_URL")
     chromium = cdp.find_chromium()
     if not (R.check("DATABASE_URL is set (eval \"$(scripts/services up)\")", base)
@@ -910,8 +891,8 @@ def main():
     ctx.out, ctx.shots, ctx.seed = out, [], Seed()
     ctx.port, ctx.empty_port = free_port(), free_port()
     ctx.url = lambda path: "http://127.0.0.1:%d%s" % (ctx.port, path)
-    full = Server(binary, make_db(base, DB_FULL), ctx.port, CONFIG)
-    empty = Server(binary, make_db(base, DB_EMPTY), ctx.empty_port, CONFIG)
+    full = Server(binary, fresh_db(base, DB_FULL), ctx.port, CONFIG)
+    empty = Server(binary, fresh_db(base, DB_EMPTY), ctx.empty_port, CONFIG)
     ctx.client = Client(ctx.port)
     ctx.browser = None
     state = {"pg_stopped": False}
@@ -939,15 +920,15 @@ def main():
         ctx.browser = cdp.Browser(chromium, os.path.join(out, "dashboard-chromium.log"))
         print("browser: %s" % ctx.browser.version().get("product"), flush=True)
         ctx.page = ctx.browser.new_page(1280, 2000)
-        run_phase("static files", phase_static, ctx)
-        run_phase("seeded page", phase_page, ctx)
-        run_phase("search", phase_search, ctx)
-        run_phase("live refresh", phase_live, ctx)
-        run_phase("400 px", phase_narrow, ctx)
-        run_phase("API errors", phase_errors, ctx)
-        run_phase("seed API only", phase_old_engine, ctx)
-        run_phase("empty database", phase_empty, ctx)
-        run_phase("PostgreSQL down", phase_pg_down, ctx, state)
+        R.phase("static files", phase_static, ctx)
+        R.phase("seeded page", phase_page, ctx)
+        R.phase("search", phase_search, ctx)
+        R.phase("live refresh", phase_live, ctx)
+        R.phase("400 px", phase_narrow, ctx)
+        R.phase("API errors", phase_errors, ctx)
+        R.phase("seed API only", phase_old_engine, ctx)
+        R.phase("empty database", phase_empty, ctx)
+        R.phase("PostgreSQL down", phase_pg_down, ctx, state)
     finally:
         if state["pg_stopped"]:
             rc, err = services("start", "pg")

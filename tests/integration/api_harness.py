@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import traceback
 import time
 import urllib.parse
 
@@ -45,6 +46,16 @@ class Results:
 
     def summary(self):
         return "%d passed, %d failed" % (self.passed, self.failed)
+
+    def phase(self, name, fn, *args):
+        """Runs one phase of a test; a crash fails that phase, not the whole run."""
+        start = time.monotonic()
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 - a crash is a failure of this phase, not of the run
+            self.check("phase %s ran to the end" % name, False, traceback.format_exc())
+        print("phase %-22s %5.1f s   (%s so far)" % (name, time.monotonic() - start,
+                                                      self.summary()), flush=True)
 
 
 class Resp:
@@ -152,6 +163,21 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def engine_binary():
+    """The engine under test: argv[1], else $PT_BIN, else build/patterntrack."""
+    return (sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PT_BIN")) or os.path.join(
+        ROOT, "build", "patterntrack")
+
+
+def fresh_db(base, name):
+    """Drops and creates database `name` (UTF-8, C collation, so orders are byte orders) next
+    to the one in `base`, and returns its URL."""
+    psql(base, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+    psql(base, "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' "
+               "LC_CTYPE 'C'" % name)
+    return db_url_for(base, name)
 
 
 def db_url_for(url, dbname):

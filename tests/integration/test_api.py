@@ -26,12 +26,11 @@ import re
 import sys
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from api_harness import (ROOT, Client, Results, Server, db_url_for, free_port, metric,  # noqa
-                         parse_prometheus, poll, psql, q, services)
+from api_harness import (Client, Results, ROOT, Server, engine_binary, free_port,  # noqa
+                         fresh_db, metric, parse_prometheus, poll, q, services)
 from api_truth import (DAY, HOUR, Batch, Truth, action_event, days_between, iso, now,  # noqa
                        parse_iso, t0_of)
 
@@ -1016,19 +1015,8 @@ def phase_db_down(ctx, state):
     check_summary(ctx, " (after the restart)")
 
 
-def run_phase(name, fn, *args):
-    start = time.monotonic()
-    try:
-        fn(*args)
-    except Exception:  # noqa: BLE001 - a crash is a failure of this phase, not of the run
-        R.check("phase %s ran to the end" % name, False, traceback.format_exc())
-    print("phase %-22s %5.1f s   (%s so far)" % (name, time.monotonic() - start, R.summary()),
-          flush=True)
-
-
 def main():
-    binary = (sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PT_BIN")) or os.path.join(
-        ROOT, "build", "patterntrack")
+    binary = engine_binary()
     base = os.environ.get("DATABASE_URL")
     if not base:
         R.check("DATABASE_URL is set (eval \"$(scripts/services up)\")", False)
@@ -1037,10 +1025,7 @@ def main():
     if not R.check("patterntrack binary exists: " + binary, os.access(binary, os.X_OK)):
         print(R.summary())
         return 1
-    db = db_url_for(base, "pt_it_api")
-    psql(base, "DROP DATABASE IF EXISTS pt_it_api WITH (FORCE)")
-    psql(base, "CREATE DATABASE pt_it_api TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' "
-               "LC_CTYPE 'C'")
+    db = fresh_db(base, "pt_it_api")
     port = free_port()
     server = Server(binary, db, port, CONFIG)
     ctx = Ctx(Client(port), Truth())
@@ -1053,19 +1038,19 @@ def main():
             ready = False
             print(e)
         if R.check("patterntrack answers /health within 30 s", ready, server.log_tail()):
-            run_phase("health", phase_health_start, ctx)
-            run_phase("catalog", phase_catalog, ctx)
-            run_phase("events", phase_events, ctx)
-            run_phase("catalog after events", phase_catalog_after_events, ctx)
-            run_phase("verify", verify_all, ctx, "")
-            run_phase("parameter edges", phase_edges, ctx)
-            run_phase("errors and encodings", phase_errors, ctx)
-            run_phase("openapi", phase_openapi, ctx)
-            run_phase("metrics", phase_metrics, ctx, "")
-            run_phase("concurrency", phase_concurrency, ctx)
-            run_phase("verify after load", verify_all, ctx, " (after load)")
-            run_phase("metrics after load", phase_metrics, ctx, " (after load)")
-            run_phase("database down", phase_db_down, ctx, state)
+            R.phase("health", phase_health_start, ctx)
+            R.phase("catalog", phase_catalog, ctx)
+            R.phase("events", phase_events, ctx)
+            R.phase("catalog after events", phase_catalog_after_events, ctx)
+            R.phase("verify", verify_all, ctx, "")
+            R.phase("parameter edges", phase_edges, ctx)
+            R.phase("errors and encodings", phase_errors, ctx)
+            R.phase("openapi", phase_openapi, ctx)
+            R.phase("metrics", phase_metrics, ctx, "")
+            R.phase("concurrency", phase_concurrency, ctx)
+            R.phase("verify after load", verify_all, ctx, " (after load)")
+            R.phase("metrics after load", phase_metrics, ctx, " (after load)")
+            R.phase("database down", phase_db_down, ctx, state)
     finally:
         if state["pg_stopped"]:
             rc, err = services("start", "pg")

@@ -32,14 +32,13 @@ import os
 import random
 import sys
 import time
-import traceback
 from collections import Counter, defaultdict
 from fractions import Fraction
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from api_harness import (Client, Results, Server, db_url_for, free_port, psql, q,  # noqa: E402
-                         ROOT)
+from api_harness import (Client, Results, Server, engine_binary, free_port, fresh_db,  # noqa: E402
+                         psql, q)
 
 R = Results()
 UTC = dt.timezone.utc
@@ -1061,19 +1060,8 @@ def phase_openapi(ctx):
 # ---------------------------------------------------------------- main
 
 
-def run_phase(name, fn, *args):
-    start = time.monotonic()
-    try:
-        fn(*args)
-    except Exception:  # noqa: BLE001 - a crash is a failure of this phase, not of the run
-        R.check("phase %s ran to the end" % name, False, traceback.format_exc())
-    print("phase %-22s %5.1f s   (%s so far)" % (name, time.monotonic() - start, R.summary()),
-          flush=True)
-
-
 def main():
-    binary = (sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PT_BIN")) or os.path.join(
-        ROOT, "build", "patterntrack")
+    binary = engine_binary()
     base = os.environ.get("DATABASE_URL")
     if not base:
         R.check("DATABASE_URL is set (eval \"$(scripts/services up)\")", False)
@@ -1082,11 +1070,8 @@ def main():
     if not R.check("patterntrack binary exists: " + binary, os.access(binary, os.X_OK)):
         print(R.summary())
         return 1
-    db = db_url_for(base, DBNAME)
     try:
-        psql(base, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % DBNAME)
-        psql(base, "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' "
-                   "LC_CTYPE 'C'" % DBNAME)
+        db = fresh_db(base, DBNAME)
     except RuntimeError as e:
         R.check("create database " + DBNAME, False, e)
         print(R.summary())
@@ -1102,13 +1087,13 @@ def main():
             ready = False
             print(e)
         if R.check("patterntrack answers /health within 30 s", ready, server.log_tail()):
-            run_phase("catalog", phase_catalog, ctx)
-            run_phase("events", phase_events, ctx)
-            run_phase("verify", verify_all, ctx)
-            run_phase("parameter edges", phase_edges, ctx)
-            run_phase("openapi", phase_openapi, ctx)
-            run_phase("rollup", phase_rollup, ctx)
-            run_phase("after rollup", phase_after_rollup, ctx)
+            R.phase("catalog", phase_catalog, ctx)
+            R.phase("events", phase_events, ctx)
+            R.phase("verify", verify_all, ctx)
+            R.phase("parameter edges", phase_edges, ctx)
+            R.phase("openapi", phase_openapi, ctx)
+            R.phase("rollup", phase_rollup, ctx)
+            R.phase("after rollup", phase_after_rollup, ctx)
     finally:
         code = server.stop()
         R.eq("SIGTERM: patterntrack exits with 0", code, 0)
