@@ -203,22 +203,27 @@ static int l_db_query_k(lua_State *L, int status, lua_KContext ctx)
     return 1;
 }
 
-/* db.query(sql, ...) -> rows. [-(n), +1] */
-static int l_db_query(lua_State *L)
+/* Starts the query whose SQL is at stack index `at` (parameters after it) and yields.
+ * [-(n), +1] */
+static int start_query(lua_State *L, int at, int64_t timeout_ms)
 {
     routes_t *r = lua_touserdata(L, lua_upvalueindex(1));
     route_req_t *rr = routes_current(r, L);
     if (rr == NULL) {
         return luaL_error(L, "db.query can only be called while handling a request");
     }
-    const char *sql = luaL_checkstring(L, 1);
-    int n = lua_gettop(L) - 1;
+    const char *sql = luaL_checkstring(L, at);
+    int n = lua_gettop(L) - at;
     if (n > DB_MAX_PARAMS) {
         return luaL_error(L, "db.query: at most %d parameters", DB_MAX_PARAMS);
     }
+    int64_t cap = routes_query_timeout(r);
+    if (timeout_ms <= 0 || (cap > 0 && timeout_ms > cap)) {
+        timeout_ms = cap;
+    }
     const char *vals[DB_MAX_PARAMS];
     for (int i = 0; i < n; i++) {
-        int idx = i + 2;
+        int idx = i + at + 1;
         switch (lua_type(L, idx)) {
         case LUA_TNIL:
             vals[i] = NULL;
@@ -250,7 +255,7 @@ static int l_db_query(lua_State *L)
     }
     p->rr = rr;
     p->pool = routes_pool(r);
-    p->job = pg_pool_query(p->pool, sql, n, vals, routes_query_timeout(r), result_cb, p);
+    p->job = pg_pool_query(p->pool, sql, n, vals, timeout_ms, result_cb, p);
     if (p->job == NULL) {
         free(p);
         push_unavailable(L, "database busy: too many queries waiting");
@@ -260,10 +265,30 @@ static int l_db_query(lua_State *L)
     return lua_yieldk(L, 0, 0, l_db_query_k);
 }
 
+/* db.query(sql, ...) -> rows, within query_timeout_ms. [-(n), +1] */
+static int l_db_query(lua_State *L)
+{
+    return start_query(L, 1, 0);
+}
+
+/* db.query_within(ms, sql, ...) -> rows: as db.query, but gives up after ms (at most
+ * query_timeout_ms), for answers that must come quickly even from a stalled server (/health).
+ * [-(n), +1] */
+static int l_db_query_within(lua_State *L)
+{
+    lua_Integer ms = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, ms > 0, 1, "must be a positive number of milliseconds");
+    return start_query(L, 2, (int64_t)ms);
+}
+
 void l_db_open(lua_State *L, routes_t *r)
 {
-    lua_createtable(L, 0, 1);
+    static const luaL_Reg fns[] = {
+        {"query", l_db_query},
+        {"query_within", l_db_query_within},
+        {NULL, NULL},
+    };
+    lua_createtable(L, 0, 2);
     lua_pushlightuserdata(L, r);
-    lua_pushcclosure(L, l_db_query, 1);
-    lua_setfield(L, -2, "query");
+    luaL_setfuncs(L, fns, 1);
 }

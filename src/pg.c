@@ -326,6 +326,8 @@ static void socket_cb(evutil_socket_t fd, short what, void *arg)
         snprintf(msg, sizeof msg, "no answer from PostgreSQL in time; connection dropped");
         snprintf(c->last_error, sizeof c->last_error, "%s", msg);
         c->broken = true;
+        /* The caller's time is spent: the pool must not try the query again elsewhere. */
+        c->reused = false;
         drop(c);
         finish(c, NULL, c->last_error);
         return;

@@ -31,7 +31,8 @@ int pg_conn_query(pg_conn_t *c, const char *sql, int nparams, const char *const 
                   const int *lengths, int64_t timeout_ms, pg_result_cb cb, void *ud)
     __attribute__((warn_unused_result));
 bool pg_conn_busy(const pg_conn_t *c);
-/* True when the query in flight was sent on a connection opened before it (not a fresh one). */
+/* True when the query in flight was sent on a connection opened before it (not a fresh one)
+ * and did not fail by running out of time. */
 bool pg_conn_reused(const pg_conn_t *c);
 /* True while the last attempt to connect or query failed at the connection level. */
 bool pg_conn_broken(const pg_conn_t *c);
