@@ -1,35 +1,66 @@
 #!/usr/bin/env bash
 # Exactly once across crashes: while events are being produced, the engine is killed with
-# SIGKILL right after a flush committed and at random moments in between, several times, and
-# restarted; at the end every total equals the ground truth: nothing lost, nothing twice.
+# SIGKILL at least 20 times and restarted. Odd rounds kill it right after a flush committed plus
+# a random 0-400 ms; even rounds kill it while PostgreSQL is running a flush for it (seen in
+# pg_stat_activity; whether the flush was still running after the kill is checked and counted).
+# At the end every total equals the ground truth: nothing lost, nothing twice.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/engine.sh"
 IT_EXTRA_CONFIG='    batch_max_events = 5000,' it_setup kill9
 
-"$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events 160000 --rate 4000 --bad-ratio 0.01 \
+"$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events 360000 --rate 3000 --bad-ratio 0.01 \
     --seed 11 --truth "$IT_DIR/truth.tsv" --quiet &
 producer=$!
 
+# wait_flush: waits (up to 20 s) until a flush of this database is running; prints its backend
+# pid and start time.
+pt_psql -c "CREATE FUNCTION pg_temp_wait_flush() RETURNS text LANGUAGE plpgsql AS \$\$
+DECLARE t0 timestamptz := clock_timestamp(); r record;
+BEGIN
+    LOOP
+        PERFORM pg_stat_clear_snapshot();
+        SELECT pid, query_start INTO r FROM pg_stat_activity
+         WHERE datname = current_database() AND state = 'active' AND query LIKE 'SELECT pt_flush(%';
+        IF FOUND THEN RETURN r.pid || '|' || r.query_start; END IF;
+        IF clock_timestamp() - t0 > interval '20 s' THEN RETURN NULL; END IF;
+        PERFORM pg_sleep(0.002);
+    END LOOP;
+END \$\$"
+still_running() { # still_running PID QUERY_START
+    [ "$(pt_psql -At -c "SELECT count(*) FROM pg_stat_activity WHERE pid = $1
+                         AND query_start = '$2' AND state = 'active'")" = 1 ]
+}
+
 RANDOM=4242
 progressed() { [ "$(db_total)" -gt "$1" ]; }
-kills=0
-for round in $(seq 1 "${KILLS:-8}"); do
+kills=0 midflush=0
+for round in $(seq 1 "${KILLS:-24}"); do
     kill -0 "$producer" 2>/dev/null || break # everything produced: later kills prove nothing new
     engine_start
     before=$(db_total)
-    # Kill after the next commit, plus a random delay of 0..400 ms, so some kills land between
-    # flushes and some in the middle of one.
     wait_for 60 progressed "$before" || it_fail "no progress in round $round"
-    sleep "0.$(printf '%03d' $((RANDOM % 400)))"
-    engine_kill9
+    if [ $((round % 2)) = 0 ]; then
+        seen=$(pt_psql -At -c 'SELECT pg_temp_wait_flush()')
+        [ -n "$seen" ] || it_fail "no flush seen running in round $round"
+        engine_kill9
+        if still_running "${seen%%|*}" "${seen#*|}"; then
+            midflush=$((midflush + 1))
+        fi
+    else
+        sleep "0.$(printf '%03d' $((RANDOM % 400)))"
+        engine_kill9
+    fi
     kills=$((kills + 1))
 done
 wait "$producer" || it_fail "the producer failed"
-[ "$kills" -ge "${MIN_KILLS:-5}" ] || it_fail "only $kills kills happened while events were produced"
+[ "$kills" -ge "${MIN_KILLS:-20}" ] || it_fail "only $kills kills happened while events were produced"
+# The flush-time kills are the point of the even rounds: at least one must have caught a flush
+# that PostgreSQL was still running for the dead engine (about 4 in 10 do here).
+[ "$midflush" -ge 1 ] || it_fail "none of the kills caught a flush still running"
 total=$(truth_total "$IT_DIR/truth.tsv")
 engine_start
 wait_total "$total" 180 || it_fail "after $kills kills totals did not reach $total (now $(db_total))"
 check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" || it_fail "totals differ after $kills kills"
 engine_stop || it_fail "SIGTERM exit status $?"
-echo "it_kill9: ok ($kills kill -9, $total uses exact)"
+echo "it_kill9: ok ($kills kill -9, $midflush of them with a flush still running in PostgreSQL, $total uses exact)"
