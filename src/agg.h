@@ -92,6 +92,8 @@ void agg_merge(agg_t *dst, agg_t *src);
 
 size_t agg_events(const agg_t *a);
 size_t agg_patterns(const agg_t *a);
+/* Bytes of data the batch holds (for max_buffer_mb): 0 after agg_reset, whatever capacity the
+ * reset kept. */
 size_t agg_bytes(const agg_t *a);
 bool agg_empty(const agg_t *a);
 /* Adds one to the aggregate's event counter (events are counted by the caller: an event may

@@ -1,6 +1,7 @@
 #include "agg.h"
 #include "check.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #define H (3600LL * 1000000LL)
@@ -37,8 +38,30 @@ static void sum_hours(const agg_hour_t *h, void *ud)
     hour_sum += h->count;
 }
 
+/* A big batch grows the tables; after a reset the kept capacity must not count as held data,
+ * or back-pressure (held bytes >= max_buffer_mb) would never release. */
+static void test_bytes_after_reset(void)
+{
+    agg_t *a = agg_new();
+    char p[32], g[32];
+    for (int i = 0; i < 200000; i++) {
+        int np = snprintf(p, sizeof p, "pattern-%d", i);
+        int ng = snprintf(g, sizeof g, "agent-%d", i % 1000);
+        agg_add_use(a, p, (size_t)np, g, (size_t)ng, (int64_t)(i % 5000) * H);
+        agg_add_pair(a, p, (size_t)np, "other", 5, 0);
+    }
+    size_t full = agg_bytes(a);
+    CHECK(full > 200000u * 3 * 16); /* uses, hours, pairs: at least 16 bytes an entry each */
+    agg_reset(a);
+    CHECK_EQ_INT(agg_bytes(a), 0);
+    agg_add_use(a, "p", 1, "a", 1, 0);
+    CHECK(agg_bytes(a) > 0 && agg_bytes(a) < 4096);
+    agg_free(a);
+}
+
 int main(void)
 {
+    test_bytes_after_reset();
     agg_t *a = agg_new();
     agg_add_use(a, "p1", 2, "alice", 5, 10 * H + 5);
     agg_add_use(a, "p1", 2, "alice", 5, 10 * H + 1);
