@@ -663,7 +663,10 @@ void kafka_free(kafka_t *k)
         rd_kafka_queue_destroy(k->q);
     }
     if (k->rk) {
-        rd_kafka_destroy(k->rk);
+        /* After kafka_close the group is left (or given up on at the shutdown deadline):
+         * destroy must not try to close again, which can block for good when the close
+         * queue is gone. Offsets live in PostgreSQL, so nothing is lost by not waiting. */
+        rd_kafka_destroy_flags(k->rk, k->closing ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE : 0);
     }
     if (k->pipefd[0] >= 0) {
         close(k->pipefd[0]);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <dirent.h>
 #include <lauxlib.h>
@@ -76,6 +77,18 @@ static void drained_cb(void *ud)
 {
     app_t *app = ud;
     event_base_loopexit(app->base, NULL);
+}
+
+#define TEARDOWN_TIMEOUT_S 20
+
+static void teardown_timeout(int sig)
+{
+    (void)sig;
+    static const char msg[] = "patterntrack: shutdown: freeing resources took over 20 s "
+                              "(a library thread did not stop); exiting anyway\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+    _exit(3);
 }
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -201,6 +214,10 @@ static int run(config_t *cfg)
     evsignal_add(app.ev_int, NULL);
     event_base_dispatch(app.base);
     rc = app.exit_code;
+    /* Tearing down joins library threads (librdkafka's among them); none of it may keep a
+     * stopping engine alive, so a watchdog bounds it. */
+    signal(SIGALRM, teardown_timeout);
+    alarm(TEARDOWN_TIMEOUT_S);
 done:
     if (app.ev_term) {
         event_free(app.ev_term);
@@ -223,6 +240,7 @@ done:
         event_base_free(app.base);
     }
     metrics_free_all();
+    alarm(0);
     return rc;
 }
 
