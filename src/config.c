@@ -54,6 +54,17 @@ static const option_t options[] = {
     {"http_timeout_s", T_INT, "30", OFF(http_timeout_s), NULL, false, 1, 3600,
      "A client that sends nothing for this long is disconnected (slow clients cannot hold "
      "connections)."},
+    {"http_request_timeout_s", T_INT, "30", OFF(http_request_timeout_s), NULL, false, 1, 3600,
+     "A request must arrive whole (headers and body) within this long of its connection opening "
+     "or of the previous answer on it, however slowly it trickles in; else the connection is "
+     "closed (slowloris)."},
+    {"http_max_header_bytes", T_INT, "16384", OFF(http_max_header_bytes), NULL, false, 1024,
+     1048576,
+     "Largest request line plus headers; a larger request gets 400 and its connection is "
+     "closed."},
+    {"http_max_connections", T_INT, "1024", OFF(http_max_connections), NULL, false, 1, 1000000,
+     "Open HTTP connections at most; one more is answered 503 and closed at once. Lowered at "
+     "start to what the open-files limit (ulimit -n) leaves."},
     {"route_instruction_budget", T_INT, "50000000", OFF(route_instruction_budget), NULL, true, 1000,
      2000000000, "Lua instructions one HTTP route may run between two queries."},
     {"query_timeout_ms", T_INT, "10000", OFF(query_timeout_ms), NULL, false, 100, 600000,
