@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "auth.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -314,8 +315,8 @@ http_t *http_new(struct event_base *base, const config_t *c, http_handler_fn fn,
             h->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
         }
     }
-    log_info("http: listening on %s:%d (at most %zu connections)", c->http_bind, h->port,
-             h->max_conns);
+    log_info("http: listening on %s:%d (at most %zu connections; bearer token: %s)", c->http_bind,
+             h->port, h->max_conns, auth_scope(c->http_token, c->http_token_reads));
     return h;
 fail:
     http_free(h);
