@@ -54,6 +54,26 @@ static const option_t options[] = {
     {"http_timeout_s", T_INT, "30", OFF(http_timeout_s), NULL, false, 1, 3600,
      "A client that sends nothing for this long is disconnected (slow clients cannot hold "
      "connections)."},
+    {"http_request_timeout_s", T_INT, "30", OFF(http_request_timeout_s), NULL, false, 1, 3600,
+     "A request must arrive whole (headers and body) within this long of its connection opening "
+     "or of the previous answer on it, however slowly it trickles in; else the connection is "
+     "closed (slowloris)."},
+    {"http_max_header_bytes", T_INT, "16384", OFF(http_max_header_bytes), NULL, false, 1024,
+     1048576,
+     "Largest request line plus headers; a larger request gets 400 and its connection is "
+     "closed."},
+    {"http_max_connections", T_INT, "1024", OFF(http_max_connections), NULL, false, 1, 1000000,
+     "Open HTTP connections at most; one more is answered 503 and closed at once. Lowered at "
+     "start to what the open-files limit (ulimit -n) leaves."},
+    {"http_token", T_STRING, NULL, OFF(http_token), "PATTERNTRACK_HTTP_TOKEN", true, 0, 0,
+     "Bearer token every request but GET and HEAD must carry (Authorization: Bearer TOKEN); "
+     "not set = no token. 16 to 4096 characters of A-Z a-z 0-9 - . _ ~ + / =."},
+    {"http_token_file", T_STRING, NULL, OFF(http_token_file), NULL, true, 0, 0,
+     "File that holds the token instead of http_token (surrounding white space ignored). Read "
+     "at start and on every reload; changing the file reloads."},
+    {"http_token_reads", T_BOOL, "false", OFF(http_token_reads), NULL, true, 0, 0,
+     "true = GET and HEAD need the token too, except /health (probes) and the /dashboard/ "
+     "files (the page sends the token it is given in its URL fragment)."},
     {"route_instruction_budget", T_INT, "50000000", OFF(route_instruction_budget), NULL, true, 1000,
      2000000000, "Lua instructions one HTTP route may run between two queries."},
     {"query_timeout_ms", T_INT, "10000", OFF(query_timeout_ms), NULL, false, 100, 600000,
@@ -385,6 +405,87 @@ static bool file_exists(const char *p)
     return access(p, R_OK) == 0;
 }
 
+#define TOKEN_MIN 16
+#define TOKEN_MAX 4096
+
+/* RFC 6750's b64token, with a floor on length: a guessable token is no guard. */
+static bool valid_token(const char *t)
+{
+    size_t n = strlen(t);
+    if (n < TOKEN_MIN || n > TOKEN_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char ch = t[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == '+' || ch == '/' ||
+              ch == '=')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Reads the token file into c->http_token. The token itself never appears in a message. */
+static int read_token_file(config_t *c, char *err, size_t errlen)
+{
+    char path[4096], buf[TOKEN_MAX + 64];
+    config_path(c, c->http_token_file, path, sizeof path);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "http_token_file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    bool more = !feof(f) && fgetc(f) != EOF;
+    fclose(f);
+    buf[n] = '\0';
+    size_t a = 0;
+    while (a < n && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\r' || buf[a] == '\n')) {
+        a++;
+    }
+    while (n > a &&
+           (buf[n - 1] == ' ' || buf[n - 1] == '\t' || buf[n - 1] == '\r' || buf[n - 1] == '\n')) {
+        buf[--n] = '\0';
+    }
+    if (more || !valid_token(buf + a)) {
+        snprintf(err, errlen,
+                 "http_token_file %s: must hold one token of %d to %d characters of A-Z a-z 0-9 "
+                 "- . _ ~ + / =",
+                 path, TOKEN_MIN, TOKEN_MAX);
+        return -1;
+    }
+    free(c->http_token);
+    c->http_token = xstrdup(buf + a);
+    return 0;
+}
+
+/* Settles the token in force: http_token (file or environment) or http_token_file, not both;
+ * an empty http_token is no token. */
+static int resolve_token(config_t *c, char *err, size_t errlen)
+{
+    if (c->http_token != NULL && c->http_token[0] == '\0') {
+        free(c->http_token);
+        c->http_token = NULL;
+    }
+    if (c->http_token_file != NULL && c->http_token_file[0] != '\0') {
+        if (c->http_token != NULL) {
+            snprintf(err, errlen,
+                     "set http_token (or PATTERNTRACK_HTTP_TOKEN) or http_token_file, not both");
+            return -1;
+        }
+        return read_token_file(c, err, errlen);
+    }
+    if (c->http_token != NULL && !valid_token(c->http_token)) {
+        snprintf(err, errlen,
+                 "http_token must be %d to %d characters of A-Z a-z 0-9 - . _ ~ + / = (the value "
+                 "is not shown)",
+                 TOKEN_MIN, TOKEN_MAX);
+        return -1;
+    }
+    return 0;
+}
+
 /* Finds the root before the file is read: sandbox.lua lives there. */
 static char *find_root(void)
 {
@@ -450,6 +551,9 @@ config_t *config_load(const char *path, char *err, size_t errlen)
                 goto fail;
             }
         }
+    }
+    if (resolve_token(c, err, errlen) != 0) {
+        goto fail;
     }
     if (strcmp(c->kafka_start_offset, "earliest") != 0 &&
         strcmp(c->kafka_start_offset, "latest") != 0) {

@@ -35,6 +35,12 @@ typedef struct config {
     int64_t http_port;
     int64_t http_max_body_bytes;
     int64_t http_timeout_s;
+    int64_t http_request_timeout_s;
+    int64_t http_max_header_bytes;
+    int64_t http_max_connections;
+    char *http_token; /* after config_load: the token in force, from the option or the file */
+    char *http_token_file;
+    bool http_token_reads;
     int64_t route_instruction_budget;
     int64_t query_timeout_ms;
     int64_t batch_max_events;

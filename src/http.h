@@ -1,5 +1,6 @@
-/* http: the evhttp server: binding, limits, and the two ways a request ends
- * (http_reply_json, http_reply_error). Every request goes to routes; http knows no paths. */
+/* http: the evhttp server: binding, limits (request and header size, open connections, the
+ * time a request may take to arrive), and the two ways a request ends (http_reply_json,
+ * http_reply_error). Every request goes to routes; http knows no paths and no token. */
 #ifndef PT_HTTP_H
 #define PT_HTTP_H
 

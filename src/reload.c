@@ -9,6 +9,7 @@
 #include <sys/time.h>
 
 #include "app.h"
+#include "auth.h"
 #include "l_app.h"
 #include "log.h"
 #include "lvm.h"
@@ -87,14 +88,17 @@ static void watch_dir(unsigned long long *sum, const char *dir, int depth)
     closedir(d);
 }
 
-/* What a change of which should reload: the config file, the rule files, and lua/ (routes,
- * libraries, the router and the sandbox). */
+/* What a change of which should reload: the config file, the token file, the rule files, and
+ * lua/ (routes, libraries, the router and the sandbox). */
 static unsigned long long watch_sum(const config_t *c)
 {
     unsigned long long sum = 1469598103934665603ULL;
     char p[4096];
     if (c->config_path) {
         watch_file(&sum, c->config_path);
+    }
+    if (c->http_token_file) {
+        watch_file(&sum, config_path(c, c->http_token_file, p, sizeof p));
     }
     for (size_t i = 0; i < c->n_topics; i++) {
         watch_file(&sum, config_path(c, c->topics[i].rule, p, sizeof p));
@@ -173,6 +177,17 @@ static void free_idle_retired(reload_t *r)
     }
 }
 
+/* Says that the bearer token changed (never what it is). */
+static void log_token_change(const config_t *running, const config_t *next)
+{
+    const char *a = running->http_token ? running->http_token : "";
+    const char *b = next->http_token ? next->http_token : "";
+    if (strcmp(a, b) != 0 || running->http_token_reads != next->http_token_reads) {
+        log_info("reload: the HTTP bearer token changed; it now guards: %s",
+                 auth_scope(next->http_token, next->http_token_reads));
+    }
+}
+
 int reload_now(reload_t *r, char *msg, size_t msglen)
 {
     app_t *app = r->app;
@@ -203,6 +218,7 @@ int reload_now(reload_t *r, char *msg, size_t msglen)
     /* Checked: swap. Nothing below can fail. */
     char restart[512];
     size_t n_restart = config_restart_keys(app->cfg, next, restart, sizeof restart);
+    log_token_change(app->cfg, next);
     config_apply_live(app->cfg, next);
     log_level_t lvl;
     if (log_parse_level(app->cfg->log_level, &lvl)) {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "auth.h"
 #include "http.h"
 #include "l_db.h"
 #include "l_pt.h"
@@ -516,6 +517,53 @@ static const char *method_name(enum evhttp_cmd_type m)
     }
 }
 
+/* The bearer token, before any Lua runs: true when the request may go on; otherwise it has
+ * been answered 401 (with the challenge RFC 6750 asks for) and finished. The token is this
+ * generation's, so a reload that changes it applies to the next request. */
+static bool authorized(route_req_t *rr)
+{
+    const config_t *c = rr->r->cfg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(rr->req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    enum evhttp_cmd_type m = evhttp_request_get_command(rr->req);
+    bool read = m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD;
+    if (!auth_required(c->http_token, c->http_token_reads, read, path ? path : "")) {
+        return true;
+    }
+    const char *hdr =
+        evhttp_find_header(evhttp_request_get_input_headers(rr->req), "Authorization");
+    auth_result_t a = auth_check(c->http_token, hdr);
+    if (a == AUTH_OK) {
+        return true;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(rr->req), "WWW-Authenticate",
+                      a == AUTH_MISSING ? "Bearer realm=\"patterntrack\""
+                                        : "Bearer realm=\"patterntrack\", error=\"invalid_token\"");
+    static const char missing[] =
+        "{\"detail\":\"this request needs the bearer token (Authorization: Bearer TOKEN)\"}";
+    static const char invalid[] = "{\"detail\":\"invalid bearer token\"}";
+    if (a == AUTH_MISSING) {
+        reply_and_finish(rr, 401, NULL, missing, sizeof missing - 1, "unauthorized");
+        return false;
+    }
+    /* A wrong token is worth a line, but a client that keeps guessing must not flood the log:
+     * one line a second at most, saying how many were left out. */
+    static time_t last;
+    static unsigned long skipped;
+    time_t now = time(NULL);
+    if (now != last) {
+        log_info("http request %llu: %s %s with an invalid bearer token (%lu more since the last "
+                 "such line)",
+                 (unsigned long long)rr->id, rr->method, path ? path : "?", skipped);
+        last = now;
+        skipped = 0;
+    } else {
+        skipped++;
+    }
+    reply_and_finish(rr, 401, NULL, invalid, sizeof invalid - 1, "unauthorized");
+    return false;
+}
+
 void routes_handle(struct evhttp_request *req, void *ud)
 {
     routes_t *r = ud;
@@ -551,6 +599,9 @@ void routes_handle(struct evhttp_request *req, void *ud)
     rr->evcon = evhttp_request_get_connection(req);
     if (rr->evcon) {
         evhttp_connection_set_closecb(rr->evcon, close_cb, rr);
+    }
+    if (!authorized(rr)) {
+        return;
     }
     lua_rawgeti(rr->co, LUA_REGISTRYINDEX, r->dispatch_ref);
     int bad = push_request(rr->co, rr);

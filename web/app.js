@@ -10,6 +10,10 @@
  * answer and says so.
  *
  * URL parameters: refresh=SECONDS (default 10, 0 = never), pattern=ID, agent=NAME.
+ * URL fragment: #token=TOKEN, the bearer token of an engine that guards reads
+ * (http_token_reads); it is sent as Authorization: Bearer on every API request, kept for this
+ * tab only (sessionStorage) and removed from the address bar. A fragment never reaches a server
+ * or its logs.
  * For tests: body[data-state] is "ready" after the first full refresh and
  * body[data-refresh-count] counts completed refreshes.
  */
@@ -40,6 +44,7 @@
     };
 
     var params = new URLSearchParams(location.search);
+    var token = takeToken();
     var state = {
         refresh: parseRefresh(params.get("refresh")),
         paused: false,
@@ -55,6 +60,25 @@
         dbDown: false,
         unreachable: false,
     };
+
+    function takeToken() {
+        var KEY = "patterntrack.token";
+        var frag = new URLSearchParams(location.hash.replace(/^#/, ""));
+        var t = frag.get("token");
+        try {
+            if (t) {
+                sessionStorage.setItem(KEY, t);
+                frag.delete("token");
+                var rest = frag.toString();
+                history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
+            } else {
+                t = sessionStorage.getItem(KEY);
+            }
+        } catch (e) {
+            /* no storage (disabled): the token stays in the fragment, which still works */
+        }
+        return t || null;
+    }
 
     function parseRefresh(v) {
         if (v === null || v === "") {
@@ -185,7 +209,7 @@
     /* ------------------------------------------------------------ API access */
 
     function ApiError(kind, status, detail, path) {
-        this.kind = kind; /* network timeout db missing notfound invalid server badjson shape */
+        this.kind = kind; /* network timeout db missing notfound invalid auth server badjson shape */
         this.status = status;
         this.detail = detail;
         this.path = path;
@@ -215,6 +239,14 @@
         return typeof text === "string" ? text.slice(0, 200) : "";
     }
 
+    function requestHeaders(opts) {
+        var h = { Accept: opts.text ? "text/plain" : "application/json" };
+        if (token) {
+            h.Authorization = "Bearer " + token;
+        }
+        return h;
+    }
+
     /* GET path (absolute API path with its query) -> parsed JSON, or throws an ApiError.
      * opts.text: return the body as text; opts.any: return {status, body} for any status. */
     function get(path, opts) {
@@ -229,7 +261,7 @@
         return fetch(API + path.replace(/^\//, ""), {
             signal: ctrl ? ctrl.signal : undefined,
             cache: "no-store",
-            headers: { Accept: opts.text ? "text/plain" : "application/json" },
+            headers: requestHeaders(opts),
         }).then(function (resp) {
             status = resp.status;
             return resp.text();
@@ -252,7 +284,7 @@
                 return { status: status, body: body };
             }
             if (status < 200 || status > 299) {
-                var kind = status === 503 ? "db" : status === 404 ? "notfound" : status === 422 || status === 400 ? "invalid" : "server";
+                var kind = status === 503 ? "db" : status === 404 ? "notfound" : status === 422 || status === 400 ? "invalid" : status === 401 ? "auth" : "server";
                 throw new ApiError(kind, status, detailOf(body, text), path);
             }
             if (!parsed) {
@@ -285,6 +317,9 @@
             return "Not available: this engine does not serve " + where + " (yet).";
         case "notfound":
             return "Not found (HTTP 404): " + (err.detail || where);
+        case "auth":
+            return (token ? "The engine refused this page's bearer token" : "The engine needs a bearer token to read") +
+                " (HTTP 401 from " + where + "): open the dashboard as /dashboard/#token=YOUR_TOKEN.";
         case "invalid":
             return "The API rejected " + where + " (HTTP " + err.status + "): " + (err.detail || "invalid request");
         case "badjson":

@@ -23,6 +23,9 @@ events through the API only, and drives Chromium over the DevTools pipe (cdp.py)
 - an engine with the seed's API only (its /openapi.json without the history and agent
   routes): fallbacks and "not available" messages, and no request to a missing route;
 - the empty database: empty-state messages, zeros, no blank panel;
+- reads guarded by a bearer token (the empty database's engine, reloaded with http_token and
+  http_token_reads): the page opened as /dashboard/#token=TOKEN works and drops the token from
+  the address bar; opened without it, its panels say a token is needed;
 - PostgreSQL stopped (scripts/services stop pg; always started again): the live page and a
   fresh load say the database is unavailable, then recover by themselves.
 
@@ -819,6 +822,46 @@ def phase_empty(ctx):
     page.close()
 
 
+def phase_token(ctx):
+    """The empty database's engine, reloaded to guard reads with a bearer token."""
+    token = "dashboard-token-0123456789abcdef"
+    with open(ctx.empty_server.config, "w") as f:
+        f.write(CONFIG.replace("return {", "return { http_token = %s, http_token_reads = true,"
+                               % json.dumps(token)))
+    c = Client(ctx.empty_port)
+    r = c.call("POST", "/admin/reload")
+    R.check("token reload: 200", r.status == 200, r)
+    R.eq("token reload: reads need it now", c.get("/api/patterns/usage/summary").status, 401)
+    R.eq("token reload: the dashboard files stay open", c.get("/dashboard/app.js").status, 200)
+    b = ctx.browser
+    page = b.new_page(1280, 2000)
+    page.navigate("http://127.0.0.1:%d/dashboard/?refresh=0#token=%s" % (ctx.empty_port, token))
+    R.check("#token=: page ready", page.wait_for(READY, 20), snap_or_error(page))
+    d = snap(page)
+    R.check("#token=: the summary panel shows the (empty) database",
+            d["panels"]["summary"]["state"] == "empty", d["panels"]["summary"])
+    R.check("#token=: no panel in error", not [k for k, p in d["panels"].items()
+                                                if p["state"] in ("error", "network")],
+            {k: p["state"] for k, p in d["panels"].items()})
+    R.check("#token=: the token is gone from the address bar",
+            token not in page.eval("location.href"), page.eval("location.href"))
+    R.check("#token=: no JavaScript error, console error or failed load",
+            not page_problems(b, page), page_problems(b, page))
+    page.close()
+    page = b.new_page(1280, 2000)  # a new tab: its sessionStorage holds no token
+    page.navigate("http://127.0.0.1:%d/dashboard/?refresh=0" % ctx.empty_port)
+    R.check("no token: page ready", page.wait_for(READY, 20), snap_or_error(page))
+    d = snap(page)
+    P = d["panels"]
+    R.check("no token: the summary panel says a bearer token is needed",
+            P["summary"]["state"] == "error" and "bearer token" in (P["summary"]["msg"] or "")
+            and "#token=" in (P["summary"]["msg"] or ""), P["summary"])
+    R.check("no token: no JavaScript error (the 401s are expected)",
+            not page_problems(b, page, allow_http_errors=True),
+            page_problems(b, page, allow_http_errors=True))
+    page.close()
+
+
 def phase_pg_down(ctx, state):
     page = ctx.page
     rc, err = services("stop", "pg")
@@ -894,6 +937,7 @@ def main():
     full = Server(binary, fresh_db(base, DB_FULL), ctx.port, CONFIG)
     empty = Server(binary, fresh_db(base, DB_EMPTY), ctx.empty_port, CONFIG)
     ctx.client = Client(ctx.port)
+    ctx.empty_server = empty
     ctx.browser = None
     state = {"pg_stopped": False}
     try:
@@ -928,6 +972,7 @@ def main():
         R.phase("API errors", phase_errors, ctx)
         R.phase("seed API only", phase_old_engine, ctx)
         R.phase("empty database", phase_empty, ctx)
+        R.phase("bearer token", phase_token, ctx)
         R.phase("PostgreSQL down", phase_pg_down, ctx, state)
     finally:
         if state["pg_stopped"]:
