@@ -527,6 +527,10 @@ static const char *method_name(enum evhttp_cmd_type m)
         return "OPTIONS";
     case EVHTTP_REQ_PATCH:
         return "PATCH";
+    case EVHTTP_REQ_TRACE:
+        return "TRACE";
+    case EVHTTP_REQ_CONNECT:
+        return "CONNECT";
     default:
         return "OTHER";
     }
@@ -536,6 +540,9 @@ void routes_handle(struct evhttp_request *req, void *ud)
 {
     routes_t *r = ud;
     char web[4096];
+    if (http_refuse_unread_body(req)) {
+        return;
+    }
     if (static_handle(req, config_path(r->cfg, "web", web, sizeof web))) {
         return;
     }
