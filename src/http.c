@@ -293,9 +293,12 @@ http_t *http_new(struct event_base *base, const config_t *c, http_handler_fn fn,
     evhttp_set_max_body_size(h->http, (ev_ssize_t)c->http_max_body_bytes);
     evhttp_set_max_headers_size(h->http, (ev_ssize_t)c->http_max_header_bytes);
     evhttp_set_timeout(h->http, (int)c->http_timeout_s);
+    /* Every method libevent knows reaches the router, which answers the ones no route has with
+     * a JSON 405 (or 404); left to libevent, TRACE and CONNECT got an HTML 501. */
     evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                             EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH |
+                                            EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
     evhttp_set_bevcb(h->http, bev_cb, h);
     evhttp_set_gencb(h->http, request_cb, h);
     h->sock = evhttp_bind_socket_with_handle(h->http, c->http_bind, (ev_uint16_t)c->http_port);
@@ -431,4 +434,21 @@ void http_reply_error(struct evhttp_request *req, int status, const char *msg, u
         len = snprintf(body, sizeof body, "{\"detail\":\"%s\"}", esc);
     }
     http_reply_json(req, status, body, (size_t)len);
+}
+
+bool http_refuse_unread_body(struct evhttp_request *req)
+{
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (cmd != EVHTTP_REQ_HEAD && cmd != EVHTTP_REQ_TRACE) {
+        return false;
+    }
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    const char *cl = evhttp_find_header(in, "Content-Length");
+    if (evhttp_find_header(in, "Transfer-Encoding") == NULL &&
+        (cl == NULL || strspn(cl, "0") == strlen(cl))) {
+        return false;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    http_reply_error(req, 400, "a HEAD or TRACE request cannot have a body", 0);
+    return true;
 }

@@ -6,6 +6,7 @@
 
 #include <event2/event.h>
 #include <event2/http.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,5 +27,10 @@ void http_reply(struct evhttp_request *req, int status, const char *content_type
 void http_reply_json(struct evhttp_request *req, int status, const char *body, size_t len);
 /* A short JSON error: {"detail": msg, "error_id": id} (error_id omitted when id is 0). */
 void http_reply_error(struct evhttp_request *req, int status, const char *msg, uint64_t id);
+
+/* libevent 2.1 reads no body after a HEAD or TRACE request line, whatever Content-Length says:
+ * on a kept-alive connection those bytes would be parsed as the next request. When req is such
+ * a request with a body, answers 400 and closes the connection with it, and returns true. */
+bool http_refuse_unread_body(struct evhttp_request *req);
 
 #endif

@@ -258,6 +258,25 @@ static int l_pt_parse_time(lua_State *L)
     return 1;
 }
 
+/* pt.normalize_time(s) -> the same time as "YYYY-MM-DDTHH:MM:SS.ffffffZ" (exact to the
+ * microsecond, unlike pt.iso(pt.parse_time(s))), or nil when s is not a time. What a route sends
+ * PostgreSQL instead of a client's text, which PostgreSQL might read otherwise or refuse. [-1, +1]
+ */
+static int l_pt_normalize_time(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    int64_t us;
+    if (!text_parse_time(s, len, &us)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    char buf[40];
+    text_format_time(us, buf, sizeof buf);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
 /* pt.iso(seconds) -> "YYYY-MM-DDTHH:MM:SS.ffffffZ". [-1, +1] */
 static int l_pt_iso(lua_State *L)
 {
@@ -293,6 +312,7 @@ void l_pt_open(lua_State *L)
                                    {"traceback", l_pt_traceback},
                                    {"now", l_pt_now},
                                    {"parse_time", l_pt_parse_time},
+                                   {"normalize_time", l_pt_normalize_time},
                                    {"iso", l_pt_iso},
                                    {"log", l_pt_log},
                                    {NULL, NULL}};

@@ -225,13 +225,14 @@ static int hexval(char c)
 }
 
 /* Strict percent-decoding (evhttp_uridecode passes a malformed %xx through as text): out gets
- * len + 1 bytes at most. -1 on a '%' not followed by two hex digits. */
-static int pct_decode(const char *s, size_t len, char *out, size_t *outlen)
+ * len + 1 bytes at most; plus: '+' is a space (in a query, not in a path). -1 on a '%' not
+ * followed by two hex digits. */
+static int pct_decode(const char *s, size_t len, bool plus, char *out, size_t *outlen)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         if (s[i] != '%') {
-            out[o++] = s[i];
+            out[o++] = plus && s[i] == '+' ? ' ' : s[i];
             continue;
         }
         if (i + 2 >= len) {
@@ -249,12 +250,48 @@ static int pct_decode(const char *s, size_t len, char *out, size_t *outlen)
     return 0;
 }
 
-/* True when every '%' in s starts a well-formed escape. */
-static bool pct_valid(const char *s)
+/* Decodes s[0..len) into a new string (free it) of UTF-8 without NUL; NULL when it is not. */
+static char *query_decode(const char *s, size_t len, size_t *outlen)
 {
-    for (; *s; s++) {
-        if (*s == '%' && (hexval(s[1]) < 0 || hexval(s[2]) < 0 || (s[1] == '0' && s[2] == '0'))) {
-            return false; /* malformed, or a NUL byte no parameter can hold */
+    char *dec = malloc(len + 1);
+    if (dec != NULL && (pct_decode(s, len, true, dec, outlen) != 0 ||
+                        !text_utf8_valid(dec, *outlen) || memchr(dec, '\0', *outlen))) {
+        free(dec);
+        dec = NULL;
+    }
+    return dec;
+}
+
+/* Adds the parameters of a query string to the table on top: [-0, +0]. Names and values are
+ * percent-decoded, '+' a space; a parameter without '=' has the value "", one with an empty
+ * name is skipped (neither is malformed: FastAPI reads them so), and the last of a repeated
+ * name wins. False on a bad escape, text that is not UTF-8, or a NUL. (evhttp_parse_query_str
+ * refuses empty names, CR/LF in values, and leaves names encoded.) */
+static bool add_query(lua_State *L, const char *query)
+{
+    const char *p = query;
+    while (*p) {
+        size_t len = strcspn(p, "&");
+        const char *eq = memchr(p, '=', len);
+        size_t klen = eq ? (size_t)(eq - p) : len;
+        size_t kdl = 0, vdl = 0;
+        char *key = query_decode(p, klen, &kdl);
+        char *val = eq ? query_decode(eq + 1, len - klen - 1, &vdl) : strdup("");
+        if (key == NULL || val == NULL) {
+            free(key);
+            free(val);
+            return false;
+        }
+        if (kdl > 0) {
+            lua_pushlstring(L, key, kdl);
+            lua_pushlstring(L, val, vdl);
+            lua_rawset(L, -3);
+        }
+        free(key);
+        free(val);
+        p += len;
+        if (*p == '&') {
+            p++;
         }
     }
     return true;
@@ -288,7 +325,7 @@ static int push_request(lua_State *L, route_req_t *rr)
         if (len > 0 || slash) {
             size_t dlen = 0;
             char *dec = malloc(len + 1);
-            if (dec != NULL && pct_decode(p, len, dec, &dlen) != 0) {
+            if (dec != NULL && pct_decode(p, len, false, dec, &dlen) != 0) {
                 free(dec);
                 dec = NULL;
             }
@@ -310,30 +347,9 @@ static int push_request(lua_State *L, route_req_t *rr)
     }
     lua_setfield(L, -2, "segments");
     lua_newtable(L);
-    if (query && *query) {
-        if (!pct_valid(query)) {
-            lua_pop(L, 2);
-            return 400;
-        }
-        struct evkeyvalq kv;
-        kv.tqh_first = NULL;
-        kv.tqh_last = &kv.tqh_first;
-        if (evhttp_parse_query_str(query, &kv) != 0) {
-            evhttp_clear_headers(&kv);
-            lua_pop(L, 2);
-            return 400;
-        }
-        for (struct evkeyval *e = kv.tqh_first; e; e = e->next.tqe_next) {
-            if (!text_utf8_valid(e->key, strlen(e->key)) ||
-                !text_utf8_valid(e->value, strlen(e->value))) {
-                evhttp_clear_headers(&kv);
-                lua_pop(L, 2);
-                return 400;
-            }
-            lua_pushstring(L, e->value);
-            lua_setfield(L, -2, e->key);
-        }
-        evhttp_clear_headers(&kv);
+    if (query && !add_query(L, query)) {
+        lua_pop(L, 2);
+        return 400;
     }
     lua_setfield(L, -2, "query");
     lua_newtable(L);
@@ -512,6 +528,10 @@ static const char *method_name(enum evhttp_cmd_type m)
         return "OPTIONS";
     case EVHTTP_REQ_PATCH:
         return "PATCH";
+    case EVHTTP_REQ_TRACE:
+        return "TRACE";
+    case EVHTTP_REQ_CONNECT:
+        return "CONNECT";
     default:
         return "OTHER";
     }
@@ -568,6 +588,9 @@ void routes_handle(struct evhttp_request *req, void *ud)
 {
     routes_t *r = ud;
     char web[4096];
+    if (http_refuse_unread_body(req)) {
+        return;
+    }
     if (static_handle(req, config_path(r->cfg, "web", web, sizeof web))) {
         return;
     }
@@ -608,7 +631,8 @@ void routes_handle(struct evhttp_request *req, void *ud)
     if (bad) {
         lua_settop(rr->co, 0);
         char msg[] =
-            "{\"detail\":\"malformed request path or query (bad percent-encoding or not UTF-8)\"}";
+            "{\"detail\":\"malformed request path or query (bad percent-encoding, not UTF-8, or a "
+            "NUL byte)\"}";
         reply_and_finish(rr, bad, NULL, msg, sizeof msg - 1, "unmatched");
         return;
     }

@@ -171,6 +171,11 @@ bool text_parse_time(const char *s, size_t len, int64_t *out_us)
     }
     int64_t days = days_from_civil(y, mo, d);
     int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec - offset_s;
+    /* Years 0000 (1 BC) and, through an offset, 10000 are not times PostgreSQL or our
+     * formatting take: the result must lie in years 1..9999 UTC. */
+    if (secs < TEXT_TIME_MIN_S || secs >= TEXT_TIME_END_S) {
+        return false;
+    }
     *out_us = secs * 1000000 + frac_us;
     return true;
 }
@@ -186,7 +191,7 @@ void text_format_time(int64_t us, char *buf, size_t buflen)
     time_t t = (time_t)secs;
     struct tm tm;
     gmtime_r(&t, &tm);
-    char date[24];
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, buflen, "%s.%06dZ", date, (int)frac);
+    /* %04d: strftime's %Y does not pad years before 1000 to the four digits ISO-8601 wants. */
+    snprintf(buf, buflen, "%04lld-%02d-%02dT%02d:%02d:%02d.%06dZ", (long long)tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
 }

@@ -10,9 +10,15 @@
 /* True when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 bool text_utf8_valid(const char *s, size_t len);
 
+/* The times text_parse_time accepts: [0001-01-01T00:00:00Z, 10000-01-01T00:00:00Z), in seconds
+ * since the epoch. */
+#define TEXT_TIME_MIN_S (-62135596800LL)
+#define TEXT_TIME_END_S 253402300800LL
+
 /* Parses an ISO-8601 / RFC 3339 timestamp into microseconds since the Unix epoch (UTC):
  * YYYY-MM-DD[T| ]HH:MM[:SS[.fraction]][Z|+HH:MM|-HH:MM|+HHMM]; without an offset the time is
- * read as UTC. Fractions beyond microseconds are truncated. False when s is not such a time. */
+ * read as UTC. Fractions beyond microseconds are truncated. False when s is not such a time,
+ * or one outside years 1..9999 once the offset is applied. */
 bool text_parse_time(const char *s, size_t len, int64_t *out_us)
     __attribute__((warn_unused_result));
 

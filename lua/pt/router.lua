@@ -9,6 +9,8 @@
 -- A route file returns a list of routes:
 --   { method = "GET", path = "/api/patterns/usage/{pattern_id}", summary = "...",
 --     query = { {name = "limit", type = "integer", minimum = 1, maximum = 100, default = 20} },
+--       (a query parameter's openapi_pattern and openapi_enum, a function called for each
+--       /openapi.json, only document: what they say is checked elsewhere)
 --     handler = function(req) return body end }     -- or: return status, body[, content_type]
 -- req: method, path, params (path), args (validated query), query (raw), headers, body, id.
 -- A handler fails a request with pt.fail(status, detail).
@@ -219,6 +221,15 @@ local function reply(status, body, pattern)
     return status, pt.json(body), "application/json", pattern
 end
 
+-- What /openapi.json says of path parameters, by name (names not here: a string and no more).
+-- The examples are IDs from rules/tests; tests/integration/test_schemathesis.py seeds them.
+local PATH_PARAMS = {
+    pattern_id = { description = "A pattern ID, percent-encoded (a / in it as %2F)",
+        example = "retry_with_backoff" },
+    agent_name = { description = "An agent's name, percent-encoded (a / in it as %2F)",
+        example = "agent-frontend" },
+}
+
 local function openapi()
     local paths = {}
     for _, r in ipairs(routes) do
@@ -228,14 +239,17 @@ local function openapi()
             local params = {}
             for _, s in ipairs(r.segs) do
                 if type(s) == "table" then
+                    local doc = PATH_PARAMS[s.param] or {}
                     params[#params + 1] = { name = s.param, ["in"] = "path", required = true,
+                        description = doc.description, example = doc.example,
                         schema = { type = "string", minLength = 1, maxLength = 255 } }
                 end
             end
             for _, q in ipairs(r.query or {}) do
+                local enum = q.enum or (q.openapi_enum and q.openapi_enum())
                 local schema = { type = q.type, minimum = q.minimum, maximum = q.maximum,
                     default = q.default, maxLength = q.max_length,
-                    enum = q.enum and pt.array(q.enum) or nil, pattern = q.openapi_pattern }
+                    enum = enum and pt.array(enum) or nil, pattern = q.openapi_pattern }
                 params[#params + 1] = { name = q.name, ["in"] = "query", required = q.required or false,
                     description = q.description, schema = schema }
             end
@@ -249,6 +263,10 @@ local function openapi()
                 end
                 responses[tostring(code)] = resp
             end
+            -- src/routes.c and src/http.c answer it before any route runs
+            responses["400"] = responses["400"] or { description = "Malformed path or query " ..
+                "(bad percent-encoding, not UTF-8, or a NUL byte), or a HEAD request with a body",
+                content = { ["application/json"] = { schema = { ["$ref"] = "#/components/schemas/Error" } } } }
             if r.query and #r.query > 0 then
                 responses["422"] = { description = "Validation Error",
                     content = { ["application/json"] = { schema = { ["$ref"] = "#/components/schemas/HTTPValidationError" } } } }
@@ -271,6 +289,8 @@ local function openapi()
             ValidationError = { type = "object", required = pt.array({ "loc", "msg", "type" }),
                 properties = { loc = { type = "array", items = { anyOf = pt.array({ { type = "string" }, { type = "integer" } }) } },
                     msg = { type = "string" }, type = { type = "string" } } },
+            Error = { type = "object", required = pt.array({ "detail" }),
+                properties = { detail = { type = "string" }, error_id = { type = "string" } } },
             HTTPValidationError = { type = "object",
                 properties = { detail = { type = "array", items = { ["$ref"] = "#/components/schemas/ValidationError" } } } },
         } },

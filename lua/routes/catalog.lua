@@ -9,17 +9,21 @@ local function check_pattern(p, where)
         return where .. ": each pattern must be a JSON object"
     end
     local id = p.pattern_id
-    if type(id) ~= "string" or #id == 0 or #id > MAX_ID or not utf8.len(id) then
+    if type(id) ~= "string" or #id == 0 or #id > MAX_ID then
         return where .. ": pattern_id must be a string of 1 to 255 bytes"
     end
-    for _, k in ipairs({ "pattern_name", "pattern_type", "created_at", "status" }) do
+    for _, k in ipairs({ "pattern_id", "pattern_name", "pattern_type", "created_at", "status" }) do
         local v = p[k]
         if v ~= nil and v ~= pt.null and type(v) ~= "string" then
             return where .. ": " .. k .. " must be a string"
         end
+        -- PostgreSQL text holds neither (a JSON body can carry both: \u0000, raw bytes)
+        if type(v) == "string" and (not utf8.len(v) or v:find("\0", 1, true)) then
+            return where .. ": " .. k .. " must be UTF-8 text without NUL characters"
+        end
     end
-    if type(p.created_at) == "string" and not pt.parse_time(p.created_at) then
-        return where .. ": created_at must be an ISO-8601 time"
+    if type(p.created_at) == "string" and not pt.normalize_time(p.created_at) then
+        return where .. ": created_at must be an ISO-8601 time in years 1 to 9999"
     end
     if type(p.pattern_type) == "string" and #p.pattern_type > 100 then
         return where .. ": pattern_type is at most 100 characters"
@@ -82,7 +86,9 @@ local function register(patterns)
         end
         seen[p.pattern_id] = true
         ids[i], names[i], types[i] = p.pattern_id, str(p.pattern_name), str(p.pattern_type)
-        created[i] = str(p.created_at)
+        -- PostgreSQL gets our reading of the time, not the client's text (which it might read
+        -- otherwise, or refuse: offsets beyond 15:59, a decimal comma)
+        created[i] = str(p.created_at) and pt.normalize_time(p.created_at)
         statuses[i] = str(p.status)
     end
     local rows = db.query(UPSERT, literal(ids), literal(names), literal(types), literal(created),

@@ -122,6 +122,11 @@ local function timeseries(req)
     end
     local lo = math.floor(from / size) * size
     local hi = math.ceil(to / size) * size
+    if lo < H.TIME_MIN or hi >= H.TIME_END then
+        -- e.g. the default from 30 days before a to in January of year 1
+        H.fail422(lo < H.TIME_MIN and "from" or "to", "the buckets must lie in years 1 to 9999",
+            "value_error.range")
+    end
     local n = (hi - lo) // size
     if n > MAX_BUCKETS then
         H.fail422("to", "at most " .. MAX_BUCKETS .. " buckets (" .. n .. " asked): shorten " ..

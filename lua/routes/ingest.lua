@@ -8,7 +8,8 @@ return {
         description = "Send NDJSON with Content-Type application/x-ndjson. Events that cannot be " ..
             "counted are dead-lettered, as they would be from Kafka, and reported in the answer.",
         query = { { name = "topic", type = "string", required = true, max_length = 249,
-            description = "A configured topic; its rule extracts the patterns." } },
+            description = "A configured topic; its rule extracts the patterns.",
+            openapi_enum = pt.topics } },
         body = {
             ["application/json"] = { schema = { oneOf = pt.array({ { type = "object" }, { type = "array", items = { type = "object" } } }) } },
             ["application/x-ndjson"] = { schema = { type = "string" } },

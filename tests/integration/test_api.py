@@ -676,6 +676,51 @@ def phase_errors(ctx):
     st, raw = ctx.c.raw(b"GET /api/patterns/usage/\xff\xfe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                         b"Connection: close\r\n\r\n")
     R.eq("GET with raw non-UTF-8 bytes in the path: 400", st, 400)
+    phase_found_by_schemathesis(ctx)
+
+
+def phase_found_by_schemathesis(ctx):
+    """What tests/integration/test_schemathesis.py found, kept here whatever its seed."""
+    # A query parameter without a name, or without '=', is not malformed (FastAPI reads both).
+    for query in ("=0&limit=1", "limit=1&flag", "limit=1&=&&", "pattern_type=a%0D%0Ab&limit=1"):
+        r = ctx.c.get("/api/patterns/usage/top?" + query)
+        R.check("GET /top?%s: 200" % query, r.status == 200 and r.is_json(), r)
+    r = ctx.c.get("/api/patterns/usage/top?li%6Dit=0")
+    check_422("GET /top?li%6Dit=0 (a percent-encoded name)", r, "limit")
+    # TRACE reaches the router (JSON 405), not libevent's HTML 501.
+    r = ctx.c.call("TRACE", "/api/patterns/usage/summary")
+    R.check("TRACE /api/patterns/usage/summary: 405 JSON", r.status == 405 and r.is_json(), r)
+    # libevent reads no body after HEAD or TRACE: such a request is refused and its connection
+    # closed, so the body is never run as a request of its own.
+    inner = b"POST /api/patterns HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n[]"
+    for m in (b"HEAD", b"TRACE"):
+        st, raw = ctx.c.raw(m + b" /api/patterns/usage/summary HTTP/1.1\r\nHost: x\r\n"
+                            b"Content-Length: " + str(len(inner)).encode() + b"\r\n\r\n" + inner)
+        R.check("%s with a body: 400, connection closed, the body not run as a request"
+                % m.decode(), st == 400 and raw.count(b"HTTP/1.1 ") == 1
+                and b"connection: close" in raw.lower(), raw[:600])
+    # Catalog strings PostgreSQL cannot hold, and times it cannot read, are 400 (were 500).
+    for bad in ({"pattern_id": "nul\u0000id"}, {"pattern_id": "p-x", "pattern_name": "a\u0000"},
+                {"pattern_id": "p-x", "pattern_type": "\u0000"},
+                {"pattern_id": "p-x", "created_at": "0000-01-01T00:00:00Z"},
+                {"pattern_id": "p-x", "created_at": "9999-12-31T23:59:59-23:59"}):
+        r = ctx.c.call("POST", "/api/patterns", [bad])
+        R.check("POST /api/patterns %s: 400 JSON" % json.dumps(bad), r.status == 400
+                and r.is_json() and isinstance(r.json.get("detail"), str), r)
+    r = ctx.c.call("POST", "/api/patterns", b'[{"pattern_id": "p-x", "pattern_type": "\xff"}]',
+                   ctype="application/json")
+    R.check("POST /api/patterns with a pattern_type not UTF-8: 400", r.status == 400, r)
+    # Time series in the first millennium: four-digit years; none outside years 1..9999.
+    r = ctx.c.get("/api/patterns/usage/p-inc/timeseries?to=0911-01-04T05%3A59%3A15Z")
+    R.check("GET /p-inc/timeseries?to=0911-...: 200, years of four digits", r.status == 200
+            and r.json.get("from") == "0910-12-28T05:00:00Z"
+            and r.json.get("to") == "0911-01-04T06:00:00Z"
+            and r.json["points"][0]["start"] == "0910-12-28T05:00:00Z", r)
+    r = ctx.c.get("/api/patterns/usage/p-inc/timeseries?to=0001-01-02T00%3A00%3A00Z")
+    check_422("GET /p-inc/timeseries?to=0001-01-02 (from in year 0)", r, "from")
+    r = ctx.c.get("/api/patterns/usage/p-inc/timeseries?bucket=day&from=9999-12-01"
+                  "&to=9999-12-31T23%3A59%3A59Z")
+    check_422("GET /p-inc/timeseries?to=9999-12-31T23:59:59Z&bucket=day (ends in 10000)", r, "to")
 
 
 def phase_openapi(ctx):

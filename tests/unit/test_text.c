@@ -50,6 +50,12 @@ int main(void)
     CHECK_EQ_INT(parse("2025-11-04T15:02:11Zjunk"), -999);
     CHECK_EQ_INT(parse("2025-11-04T15:02:11."), -999);
     CHECK_EQ_INT(parse("2025-11-04T15"), -999);
+    /* years 1..9999 UTC only (PostgreSQL has no year 0; 10000 does not fit the format) */
+    CHECK_EQ_INT(parse("0001-01-01T00:00:00Z"), ref_us(1, 1, 1, 0, 0, 0, 0, 0));
+    CHECK_EQ_INT(parse("9999-12-31T23:59:59.999999Z"), ref_us(9999, 12, 31, 23, 59, 59, 999999, 0));
+    CHECK_EQ_INT(parse("0000-12-31T23:59:59Z"), -999);
+    CHECK_EQ_INT(parse("0001-01-01T00:00:00+00:01"), -999);
+    CHECK_EQ_INT(parse("9999-12-31T23:59:59-00:01"), -999);
 
     /* UTF-8 */
     CHECK(text_utf8_valid("plain ascii long enough to use the fast path", 45));
@@ -65,5 +71,7 @@ int main(void)
     char buf[40];
     text_format_time(ref_us(2025, 11, 4, 15, 2, 11, 734918, 0), buf, sizeof buf);
     CHECK_EQ_STR(buf, "2025-11-04T15:02:11.734918Z");
+    text_format_time(ref_us(478, 10, 28, 9, 58, 17, 5, 0), buf, sizeof buf);
+    CHECK_EQ_STR(buf, "0478-10-28T09:58:17.000005Z");
     return check_done("test_text");
 }

@@ -59,14 +59,21 @@ M.TZ_PARAM = { name = "tz", type = "string", default = "+00:00", pattern = "^[+%
     pattern_text = "+HH:MM or -HH:MM", openapi_pattern = "^[+-][0-9]{2}:[0-9]{2}$",
     description = "UTC offset the hours and weekdays are shown in, e.g. +05:30 (send + as %2B)." }
 
--- ISO-8601 UTC of whole seconds since the epoch, as the database's times look.
+-- ISO-8601 UTC of whole seconds since the epoch, as the database's times look. The year has
+-- four digits (os.date's %Y does not pad years before 1000); callers keep to years 1..9999.
 function M.iso(secs)
-    return os.date("!%Y-%m-%dT%H:%M:%SZ", secs)
+    local t = os.date("!*t", secs)
+    return string.format("%04d-%02d-%02dT%02d:%02d:%02dZ", t.year, t.month, t.day, t.hour, t.min,
+        t.sec)
 end
 
 function M.date(secs)
-    return os.date("!%Y-%m-%d", secs)
+    local t = os.date("!*t", secs)
+    return string.format("%04d-%02d-%02d", t.year, t.month, t.day)
 end
+
+-- The times pt.parse_time accepts, [0001-01-01T00:00:00Z, 10000-01-01T00:00:00Z), as seconds.
+M.TIME_MIN, M.TIME_END = -62135596800, 253402300800
 
 -- x rounded half up to `digits` decimals, as a float (JSON keeps it a number with a point).
 function M.round(x, digits)
