@@ -1,6 +1,9 @@
 # The two commands of the README: `make run` and `make test`. Both install what is missing
 # (scripts/deps), build, and start the local PostgreSQL and Kafka (scripts/services).
 BUILD ?= build
+# make test runs every suite against an AddressSanitizer + UndefinedBehaviorSanitizer build; the
+# plain build (make run's) serves the tests that measure the process (memory, valgrind).
+ASAN_BUILD ?= build-asan
 JOBS ?= 2
 SHELL := /bin/bash
 
@@ -14,15 +17,25 @@ deps:
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
+$(ASAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPT_SANITIZE=ON \
+	    -DPT_PLAIN_BIN=$(abspath $(BUILD))/patterntrack
+
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 
 run: build
 	eval "$$(scripts/services up)" && exec $(BUILD)/patterntrack run --config etc/patterntrack.lua
 
-# Every suite, through ctest (which prints the final pass/fail line).
-test: build
-	eval "$$(scripts/services up)" && cd $(BUILD) && ctest --output-on-failure --timeout 900
+# Every suite, through ctest (which prints the final pass/fail line), on the sanitized build: a
+# sanitizer report fails the test that triggered it (UBSan aborts; LeakSanitizer fails the
+# engine's exit status at shutdown).
+test: build $(ASAN_BUILD)/CMakeCache.txt
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	eval "$$(scripts/services up)" && cd $(ASAN_BUILD) && \
+	    ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    ctest --output-on-failure --timeout 900
 
 unit: build
 	cd $(BUILD) && ctest -L 'unit|lua' --output-on-failure
@@ -34,4 +47,4 @@ services-down:
 	@scripts/services down
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD)

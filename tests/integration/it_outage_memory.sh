@@ -6,6 +6,7 @@
 # far below what was produced meanwhile. Afterwards every total is exact.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+PT_BIN=${PT_PLAIN_BIN:-$PT_BIN} # resident memory of the engine as shipped, not of a sanitized one
 . "$(dirname "$0")/engine.sh"
 BUFFER_MB=8
 OUTAGE_S=${OUTAGE_S:-60}
