@@ -259,6 +259,69 @@ static bool pct_valid(const char *s)
     return true;
 }
 
+int routes_set_target(lua_State *L, const char *path, const char *query)
+{
+    /* segments, each percent-decoded and checked */
+    lua_newtable(L);
+    lua_Integer nseg = 0;
+    const char *p = path + 1;
+    while (*p) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (len > 0 || slash) {
+            size_t dlen = 0;
+            char *dec = malloc(len + 1);
+            if (dec != NULL && pct_decode(p, len, dec, &dlen) != 0) {
+                free(dec);
+                dec = NULL;
+            }
+            if (dec == NULL || !text_utf8_valid(dec, dlen) || memchr(dec, '\0', dlen)) {
+                free(dec);
+                lua_pop(L, 1);
+                return 400;
+            }
+            if (len > 0) {
+                lua_pushlstring(L, dec, dlen);
+                lua_rawseti(L, -2, ++nseg);
+            }
+            free(dec);
+        }
+        if (!slash) {
+            break;
+        }
+        p = slash + 1;
+    }
+    lua_setfield(L, -2, "segments");
+    lua_newtable(L);
+    if (query && *query) {
+        if (!pct_valid(query)) {
+            lua_pop(L, 1);
+            return 400;
+        }
+        struct evkeyvalq kv;
+        kv.tqh_first = NULL;
+        kv.tqh_last = &kv.tqh_first;
+        if (evhttp_parse_query_str(query, &kv) != 0) {
+            evhttp_clear_headers(&kv);
+            lua_pop(L, 1);
+            return 400;
+        }
+        for (struct evkeyval *e = kv.tqh_first; e; e = e->next.tqe_next) {
+            if (!text_utf8_valid(e->key, strlen(e->key)) ||
+                !text_utf8_valid(e->value, strlen(e->value))) {
+                evhttp_clear_headers(&kv);
+                lua_pop(L, 1);
+                return 400;
+            }
+            lua_pushstring(L, e->value);
+            lua_setfield(L, -2, e->key);
+        }
+        evhttp_clear_headers(&kv);
+    }
+    lua_setfield(L, -2, "query");
+    return 0;
+}
+
 /* Pushes {method, path, segments, query, body, headers, id}: [-0, +1]. 0, or an HTTP status
  * for a request that cannot be represented (bad encoding). */
 static int push_request(lua_State *L, route_req_t *rr)
@@ -277,64 +340,10 @@ static int push_request(lua_State *L, route_req_t *rr)
     lua_setfield(L, -2, "raw_path");
     lua_pushinteger(L, (lua_Integer)rr->id);
     lua_setfield(L, -2, "id");
-    /* segments, each percent-decoded and checked */
-    lua_newtable(L);
-    lua_Integer nseg = 0;
-    const char *p = path + 1;
-    while (*p) {
-        const char *slash = strchr(p, '/');
-        size_t len = slash ? (size_t)(slash - p) : strlen(p);
-        if (len > 0 || slash) {
-            size_t dlen = 0;
-            char *dec = malloc(len + 1);
-            if (dec != NULL && pct_decode(p, len, dec, &dlen) != 0) {
-                free(dec);
-                dec = NULL;
-            }
-            if (dec == NULL || !text_utf8_valid(dec, dlen) || memchr(dec, '\0', dlen)) {
-                free(dec);
-                lua_pop(L, 2);
-                return 400;
-            }
-            if (len > 0) {
-                lua_pushlstring(L, dec, dlen);
-                lua_rawseti(L, -2, ++nseg);
-            }
-            free(dec);
-        }
-        if (!slash) {
-            break;
-        }
-        p = slash + 1;
+    if (routes_set_target(L, path, query) != 0) {
+        lua_pop(L, 1);
+        return 400;
     }
-    lua_setfield(L, -2, "segments");
-    lua_newtable(L);
-    if (query && *query) {
-        if (!pct_valid(query)) {
-            lua_pop(L, 2);
-            return 400;
-        }
-        struct evkeyvalq kv;
-        kv.tqh_first = NULL;
-        kv.tqh_last = &kv.tqh_first;
-        if (evhttp_parse_query_str(query, &kv) != 0) {
-            evhttp_clear_headers(&kv);
-            lua_pop(L, 2);
-            return 400;
-        }
-        for (struct evkeyval *e = kv.tqh_first; e; e = e->next.tqe_next) {
-            if (!text_utf8_valid(e->key, strlen(e->key)) ||
-                !text_utf8_valid(e->value, strlen(e->value))) {
-                evhttp_clear_headers(&kv);
-                lua_pop(L, 2);
-                return 400;
-            }
-            lua_pushstring(L, e->value);
-            lua_setfield(L, -2, e->key);
-        }
-        evhttp_clear_headers(&kv);
-    }
-    lua_setfield(L, -2, "query");
     lua_newtable(L);
     struct evkeyvalq *hdrs = evhttp_request_get_input_headers(req);
     for (struct evkeyval *e = hdrs->tqh_first; e; e = e->next.tqe_next) {
