@@ -186,7 +186,7 @@ void text_format_time(int64_t us, char *buf, size_t buflen)
     time_t t = (time_t)secs;
     struct tm tm;
     gmtime_r(&t, &tm);
-    char date[24];
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, buflen, "%s.%06dZ", date, (int)frac);
+    /* Not strftime's %Y: it does not pad years before 1000 to four digits. */
+    snprintf(buf, buflen, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
 }

@@ -65,5 +65,10 @@ int main(void)
     char buf[40];
     text_format_time(ref_us(2025, 11, 4, 15, 2, 11, 734918, 0), buf, sizeof buf);
     CHECK_EQ_STR(buf, "2025-11-04T15:02:11.734918Z");
+    /* years before 1000 keep four digits, so the text parses back */
+    text_format_time(ref_us(1, 1, 1, 0, 0, 0, 0, 0), buf, sizeof buf);
+    CHECK_EQ_STR(buf, "0001-01-01T00:00:00.000000Z");
+    text_format_time(ref_us(999, 12, 31, 23, 59, 59, 1, 0), buf, sizeof buf);
+    CHECK_EQ_STR(buf, "0999-12-31T23:59:59.000001Z");
     return check_done("test_text");
 }
