@@ -485,8 +485,8 @@ static void body_event(ingest_t *g, size_t idx, const char *topic, const char *p
     ingest_message(g, &m);
 }
 
-/* Calls body_event for each element of a top-level JSON array that the caller has validated;
- * returns how many. */
+/* Calls body_event for each element of a top-level JSON array; returns how many. The caller
+ * validates the JSON, but the split stays within the body and ends whatever the bytes are. */
 static size_t split_array(ingest_t *g, size_t idx, const char *topic, const char *s, size_t n)
 {
     size_t count = 0;
@@ -507,8 +507,8 @@ static size_t split_array(ingest_t *g, size_t idx, const char *topic, const char
         for (; p < end; p++) {
             char ch = *p;
             if (in_str) {
-                if (ch == '\\') {
-                    p++;
+                if (ch == '\\' && p + 1 < end) {
+                    p++; /* the escaped character, if the body has one */
                 } else if (ch == '"') {
                     in_str = false;
                 }
@@ -534,9 +534,11 @@ static size_t split_array(ingest_t *g, size_t idx, const char *topic, const char
         }
         body_event(g, idx, topic, start, (size_t)(stop - start));
         count++;
-        if (p < end && *p == ',') {
-            p++;
+        /* Only a comma goes on: a '}' out of place must not end the element again and again. */
+        if (p >= end || *p != ',') {
+            return count;
         }
+        p++;
     }
 }
 
