@@ -225,6 +225,15 @@ static int valid_topic_name(const char *t)
     return 1;
 }
 
+/* The string at idx (which must be a string), or NULL when it holds a NUL byte: C would cut it
+ * there, so "a\0b" would pass as "a". [-0, +0] */
+static const char *cstring_at(lua_State *L, int idx)
+{
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    return strlen(s) == len ? s : NULL;
+}
+
 /* Reads the table at the top of the stack into the option o. [-0, +0] */
 static int set_lua(config_t *c, lua_State *L, const option_t *o, const char *origin, char *err,
                    size_t errlen)
@@ -236,6 +245,10 @@ static int set_lua(config_t *c, lua_State *L, const option_t *o, const char *ori
         if (t != LUA_TSTRING) {
             snprintf(err, errlen, "%s: %s must be a string, got %s", origin, o->key,
                      lua_typename(L, t));
+            return -1;
+        }
+        if (cstring_at(L, -1) == NULL) {
+            snprintf(err, errlen, "%s: %s must not contain a NUL byte", origin, o->key);
             return -1;
         }
         return set_text(c, o, lua_tostring(L, -1), origin, err, errlen);
@@ -269,8 +282,9 @@ static int set_lua(config_t *c, lua_State *L, const option_t *o, const char *ori
         c->n_lifetimes = 0;
         lua_pushnil(L);
         while (lua_next(L, -2) != 0) {
-            if (lua_type(L, -2) != LUA_TSTRING || !lua_isinteger(L, -1) ||
-                lua_tointeger(L, -1) < o->min || lua_tointeger(L, -1) > o->max) {
+            if (lua_type(L, -2) != LUA_TSTRING || cstring_at(L, -2) == NULL ||
+                !lua_isinteger(L, -1) || lua_tointeger(L, -1) < o->min ||
+                lua_tointeger(L, -1) > o->max) {
                 snprintf(err, errlen, "%s: %s must map pattern types to whole days (%lld..%lld)",
                          origin, o->key, (long long)o->min, (long long)o->max);
                 lua_pop(L, 2);
@@ -302,8 +316,10 @@ static int set_lua(config_t *c, lua_State *L, const option_t *o, const char *ori
         }
         lua_pushnil(L);
         while (lua_next(L, -2) != 0) {
-            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
-                snprintf(err, errlen, "%s: %s must map strings to strings", origin, o->key);
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING ||
+                cstring_at(L, -2) == NULL || cstring_at(L, -1) == NULL) {
+                snprintf(err, errlen, "%s: %s must map strings to strings (without NUL bytes)",
+                         origin, o->key);
                 lua_pop(L, 2);
                 return -1;
             }
@@ -375,8 +391,8 @@ static int load_file(config_t *c, const char *path, char *err, size_t errlen)
     }
     lua_pushnil(L);
     while (lua_next(L, -2) != 0) {
-        if (lua_type(L, -2) != LUA_TSTRING) {
-            snprintf(err, errlen, "%s: option names must be strings", path);
+        if (lua_type(L, -2) != LUA_TSTRING || cstring_at(L, -2) == NULL) {
+            snprintf(err, errlen, "%s: option names must be strings (without NUL bytes)", path);
             goto done;
         }
         const char *key = lua_tostring(L, -2);

@@ -1,5 +1,6 @@
 /* ingest: what happens to one message: size and UTF-8 checks, the topic's rule, the checks on
- * what it extracted, and the resulting uses, counters and dead letters in the current batch.
+ * what it extracted, and the resulting uses, counters and dead letters in the current batch;
+ * and how an HTTP ingest body (NDJSON or a JSON array) splits into such messages.
  * Also owns the batching policy around the flush: size and time triggers, one flush in flight
  * while the next batch fills, retry with backoff, and the back-pressure signal. Does not own
  * the rules (the generation does) or any Kafka state (kafka passes offsets in). */
@@ -68,6 +69,15 @@ void ingest_free(ingest_t *g);
 void ingest_set_rules(ingest_t *g, rules_t *rules);
 /* Processes one message into the current batch. */
 void ingest_message(ingest_t *g, const ingest_msg_t *m);
+/* How an HTTP ingest body holds its events. */
+typedef enum {
+    INGEST_JSON,   /* one JSON object, or a JSON array of them (validated by the caller) */
+    INGEST_NDJSON, /* one event per line; blank lines are skipped */
+} ingest_format_t;
+/* Processes each event of an HTTP ingest body through topic_idx's rule, as messages without
+ * partition, offset, key or Kafka time; returns how many events it held. */
+size_t ingest_body(ingest_t *g, size_t topic_idx, const char *topic, const char *body, size_t len,
+                   ingest_format_t format);
 /* Starts a flush if the batch is due (call after a burst of messages). */
 void ingest_poke(ingest_t *g);
 /* False while the unflushed batches hold more than max_buffer_mb: stop consuming. */

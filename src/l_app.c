@@ -143,80 +143,6 @@ typedef struct {
     long long accepted, dead, uses;
 } ingest_wait_t;
 
-static void ingest_one(app_t *app, size_t idx, const char *topic, const char *p, size_t len)
-{
-    rule_meta_t meta = {.topic = topic, .partition = -1, .offset = -1, .timestamp_ms = -1};
-    ingest_msg_t m = {.topic_idx = idx,
-                      .topic = topic,
-                      .partition = -1,
-                      .offset = -1,
-                      .payload = p,
-                      .len = len,
-                      .meta = &meta,
-                      .kafka_ts_ms = -1};
-    ingest_message(app->ingest, &m);
-}
-
-static const char *skip_ws(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) {
-        p++;
-    }
-    return p;
-}
-
-/* Calls ingest_one for each element of a top-level JSON array that the caller has validated. */
-static void split_array(app_t *app, size_t idx, const char *topic, const char *s, size_t n)
-{
-    const char *end = s + n;
-    const char *p = skip_ws(s, end);
-    if (p == end || *p != '[') {
-        return;
-    }
-    p++;
-    for (;;) {
-        p = skip_ws(p, end);
-        if (p >= end || *p == ']') {
-            return;
-        }
-        const char *start = p;
-        int depth = 0;
-        bool in_str = false;
-        for (; p < end; p++) {
-            char ch = *p;
-            if (in_str) {
-                if (ch == '\\') {
-                    p++;
-                } else if (ch == '"') {
-                    in_str = false;
-                }
-                continue;
-            }
-            if (ch == '"') {
-                in_str = true;
-            } else if (ch == '{' || ch == '[') {
-                depth++;
-            } else if (ch == '}' || ch == ']') {
-                if (depth == 0) {
-                    break; /* the closing bracket of the outer array */
-                }
-                depth--;
-            } else if (ch == ',' && depth == 0) {
-                break;
-            }
-        }
-        const char *stop = p;
-        while (stop > start &&
-               (stop[-1] == ' ' || stop[-1] == '\n' || stop[-1] == '\r' || stop[-1] == '\t')) {
-            stop--;
-        }
-        ingest_one(app, idx, topic, start, (size_t)(stop - start));
-        if (p < end && *p == ',') {
-            p++;
-        }
-    }
-}
-
 static void push_ingest_result(lua_State *co, ingest_wait_t *iw, const char *topic)
 {
     lua_createtable(co, 0, 4);
@@ -302,26 +228,8 @@ static int l_app_ingest(lua_State *L)
     iw->topic_idx = (size_t)idx;
     const ingest_topic_stats_t *st = ingest_stats(app->ingest, (size_t)idx);
     uint64_t ev0 = st->events, dl0 = st->dead_letters, u0 = st->uses;
-    const char *end = body + len;
-    const char *p = skip_ws(body, end);
-    if (strcmp(format, "ndjson") == 0) {
-        while (p < end) {
-            const char *nl = memchr(p, '\n', (size_t)(end - p));
-            const char *stop = nl ? nl : end;
-            const char *t = stop;
-            while (t > p && (t[-1] == '\r' || t[-1] == ' ' || t[-1] == '\t')) {
-                t--;
-            }
-            if (t > p) {
-                ingest_one(app, (size_t)idx, topic, p, (size_t)(t - p));
-            }
-            p = nl ? skip_ws(nl + 1, end) : end;
-        }
-    } else if (p < end && *p == '[') {
-        split_array(app, (size_t)idx, topic, body, len);
-    } else {
-        ingest_one(app, (size_t)idx, topic, body, len);
-    }
+    ingest_body(app->ingest, (size_t)idx, topic, body, len,
+                strcmp(format, "ndjson") == 0 ? INGEST_NDJSON : INGEST_JSON);
     iw->accepted = (long long)(st->events - ev0);
     iw->dead = (long long)(st->dead_letters - dl0);
     iw->uses = (long long)(st->uses - u0);

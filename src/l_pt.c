@@ -305,6 +305,10 @@ void l_pt_open(lua_State *L)
     if (luaL_newmetatable(L, ARRAY_MT)) {
         lua_pushstring(L, "array");
         lua_setfield(L, -2, "__name");
+        /* Hidden from getmetatable: a route that added a __gc to it would have every later
+         * pt.array() finalized outside the instruction budget (see lua/pt/sandbox.lua). */
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
     }
     lua_pop(L, 1);
     static const luaL_Reg fns[] = {{"json", l_pt_json},

@@ -297,6 +297,48 @@ static bool add_query(lua_State *L, const char *query)
     return true;
 }
 
+int routes_set_target(lua_State *L, const char *path, const char *query)
+{
+    /* segments, each percent-decoded and checked */
+    lua_newtable(L);
+    lua_Integer nseg = 0;
+    const char *p = path + 1;
+    while (*p) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (len > 0 || slash) {
+            size_t dlen = 0;
+            char *dec = malloc(len + 1);
+            if (dec != NULL && pct_decode(p, len, false, dec, &dlen) != 0) {
+                free(dec);
+                dec = NULL;
+            }
+            if (dec == NULL || !text_utf8_valid(dec, dlen) || memchr(dec, '\0', dlen)) {
+                free(dec);
+                lua_pop(L, 1);
+                return 400;
+            }
+            if (len > 0) {
+                lua_pushlstring(L, dec, dlen);
+                lua_rawseti(L, -2, ++nseg);
+            }
+            free(dec);
+        }
+        if (!slash) {
+            break;
+        }
+        p = slash + 1;
+    }
+    lua_setfield(L, -2, "segments");
+    lua_newtable(L);
+    if (query && !add_query(L, query)) {
+        lua_pop(L, 1);
+        return 400;
+    }
+    lua_setfield(L, -2, "query");
+    return 0;
+}
+
 /* Pushes {method, path, segments, query, body, headers, id}: [-0, +1]. 0, or an HTTP status
  * for a request that cannot be represented (bad encoding). */
 static int push_request(lua_State *L, route_req_t *rr)
@@ -315,43 +357,10 @@ static int push_request(lua_State *L, route_req_t *rr)
     lua_setfield(L, -2, "raw_path");
     lua_pushinteger(L, (lua_Integer)rr->id);
     lua_setfield(L, -2, "id");
-    /* segments, each percent-decoded and checked */
-    lua_newtable(L);
-    lua_Integer nseg = 0;
-    const char *p = path + 1;
-    while (*p) {
-        const char *slash = strchr(p, '/');
-        size_t len = slash ? (size_t)(slash - p) : strlen(p);
-        if (len > 0 || slash) {
-            size_t dlen = 0;
-            char *dec = malloc(len + 1);
-            if (dec != NULL && pct_decode(p, len, false, dec, &dlen) != 0) {
-                free(dec);
-                dec = NULL;
-            }
-            if (dec == NULL || !text_utf8_valid(dec, dlen) || memchr(dec, '\0', dlen)) {
-                free(dec);
-                lua_pop(L, 2);
-                return 400;
-            }
-            if (len > 0) {
-                lua_pushlstring(L, dec, dlen);
-                lua_rawseti(L, -2, ++nseg);
-            }
-            free(dec);
-        }
-        if (!slash) {
-            break;
-        }
-        p = slash + 1;
-    }
-    lua_setfield(L, -2, "segments");
-    lua_newtable(L);
-    if (query && !add_query(L, query)) {
-        lua_pop(L, 2);
+    if (routes_set_target(L, path, query) != 0) {
+        lua_pop(L, 1);
         return 400;
     }
-    lua_setfield(L, -2, "query");
     lua_newtable(L);
     struct evkeyvalq *hdrs = evhttp_request_get_input_headers(req);
     for (struct evkeyval *e = hdrs->tqh_first; e; e = e->next.tqe_next) {

@@ -32,6 +32,14 @@ void routes_free(routes_t *r);
 void routes_handle(struct evhttp_request *req, void *routes);
 size_t routes_in_flight(const routes_t *r);
 
+/* Sets `segments` (the path's non-empty segments, percent-decoded) and `query` (the query
+ * string's parameters, percent-decoded; see add_query) on the table at the top of L, from a request's path
+ * (which starts with '/') and query string (NULL when none): [-0, +0]. 0, or 400 when the
+ * target cannot be represented (malformed percent-encoding, not UTF-8, a NUL byte); the table
+ * may then hold some fields already and is the caller's to discard. */
+int routes_set_target(lua_State *L, const char *path, const char *query)
+    __attribute__((warn_unused_result));
+
 /* For l_db and other yielding APIs. */
 route_req_t *routes_current(routes_t *r, lua_State *co);
 pg_pool_t *routes_pool(routes_t *r);

@@ -39,7 +39,7 @@ static const char *content_type(const char *path)
     return NULL;
 }
 
-static bool safe_rel(const char *rel)
+bool static_path_safe(const char *rel)
 {
     if (strstr(rel, "..") || strstr(rel, "//") || rel[0] == '.' || strstr(rel, "/.")) {
         return false;
@@ -81,7 +81,7 @@ bool static_handle(struct evhttp_request *req, const char *web_root)
     char full[4096];
     struct stat st;
     int fd = -1;
-    if (!safe_rel(rel) || ctype == NULL ||
+    if (!static_path_safe(rel) || ctype == NULL ||
         snprintf(full, sizeof full, "%s/%s", web_root, rel) >= (int)sizeof full ||
         (fd = open(full, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0 ||
         !S_ISREG(st.st_mode)) {

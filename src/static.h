@@ -9,5 +9,8 @@
 
 /* True when the request was for /dashboard...: it has been answered. */
 bool static_handle(struct evhttp_request *req, const char *web_root);
+/* True when rel (the raw request path after "/dashboard/") may name a file under the web root:
+ * only [A-Za-z0-9/._-], no "..", "//" or hidden component. */
+bool static_path_safe(const char *rel);
 
 #endif

@@ -3,6 +3,6 @@
 set -euo pipefail
 root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$root"
-files=$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c' 'tests/unit/*.h' 'bench/*.c' 2>/dev/null || ls src/*.[ch] tests/unit/*.[ch] bench/*.c)
+files=$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c' 'tests/unit/*.h' 'tests/fuzz/*.c' 'tests/fuzz/*.h' 'bench/*.c' 2>/dev/null || ls src/*.[ch] tests/unit/*.[ch] tests/fuzz/*.[ch] bench/*.c)
 clang-format --dry-run -Werror $files
 echo "format: $(echo "$files" | wc -w) files formatted"

@@ -57,6 +57,19 @@ local function valid_module_name(name)
             and not name:find("%.%.") and not name:find("%.$"))
 end
 
+-- setmetatable for sandboxed code, without finalizers: a __gc function runs whenever the
+-- collector reaches its object (during an allocation made from C, or when the state is closed
+-- at a reload), outside any instruction budget, so a looping one would stop the engine. Any
+-- __gc field is refused: Lua marks a table for finalization only when its metatable is set
+-- with that field present, so one added later is never called.
+local raw_setmetatable = setmetatable
+local function safe_setmetatable(t, mt)
+    if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+        error("setmetatable: __gc (finalizers) is not allowed in the sandbox", 2)
+    end
+    return raw_setmetatable(t, mt)
+end
+
 -- A fresh environment. `modules` is the cache shared by the environments of one generation,
 -- so a library under lua/lib is loaded once per generation, not once per rule.
 function M.env(modules, extra)
@@ -64,6 +77,7 @@ function M.env(modules, extra)
     for _, k in ipairs(BASE) do
         env[k] = _G[k]
     end
+    env.setmetatable = safe_setmetatable
     for _, lib in ipairs(LIBS) do
         env[lib] = copy(_G[lib])
     end

@@ -201,6 +201,25 @@ describe("sandbox", function()
         assert.is_false(res)
     end)
 
+    it("refuses finalizers (they would run outside the instruction budget)", function()
+        for _, src in ipairs({
+            "setmetatable({}, { __gc = function() while true do end end })",
+            "local t = setmetatable({}, { __gc = true }); getmetatable(t).__gc = print",
+        }) do
+            local ok, err = H.run_sandboxed(src)
+            assert.is_false(ok, src)
+            assert.matches("__gc", tostring(err))
+        end
+        local ok, res = H.run_sandboxed([[
+            local mt = { __index = function() return 1 end }
+            local t = setmetatable({}, mt)
+            mt.__gc = function() end -- too late to mark t: never called
+            return getmetatable(t) == mt and t.x
+        ]])
+        assert.is_true(ok)
+        assert.are.equal(1, res)
+    end)
+
     it("gives each rule its own globals", function()
         local ok = H.run_sandboxed([[ leaked_global = 1; string.upper = nil ]])
         assert.is_true(ok)

@@ -73,5 +73,10 @@ int main(void)
     CHECK_EQ_STR(buf, "2025-11-04T15:02:11.734918Z");
     text_format_time(ref_us(478, 10, 28, 9, 58, 17, 5, 0), buf, sizeof buf);
     CHECK_EQ_STR(buf, "0478-10-28T09:58:17.000005Z");
+    /* years before 1000 keep four digits, so the text parses back */
+    text_format_time(ref_us(1, 1, 1, 0, 0, 0, 0, 0), buf, sizeof buf);
+    CHECK_EQ_STR(buf, "0001-01-01T00:00:00.000000Z");
+    text_format_time(ref_us(999, 12, 31, 23, 59, 59, 1, 0), buf, sizeof buf);
+    CHECK_EQ_STR(buf, "0999-12-31T23:59:59.000001Z");
     return check_done("test_text");
 }

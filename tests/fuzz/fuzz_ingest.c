@@ -1,0 +1,357 @@
+/* libFuzzer target for message framing: what one Kafka message or one HTTP ingest body does,
+ * through the real rule path without Kafka or PostgreSQL: ingest_message / ingest_body (size
+ * and UTF-8 checks, NDJSON and JSON-array splitting), rules_run (JSON decode, the rule under its
+ * budget, the checks on what it returned) and the checks on pattern IDs, into the batch's
+ * aggregate. The rules are the default ones (rules/<topic>.lua) plus tests/fuzz/echo.lua, which
+ * returns whatever the event says.
+ *
+ * Input: one selector byte, then the message. Selector bits 0-1: the topic (agent-manifest-
+ * injections, agent-actions, agent-routing-decisions, fuzz-echo); bits 2-3: 0 = a Kafka
+ * message, 1 = a Kafka message whose first lines are its key and then name=value headers up to
+ * an empty line, 2 = an HTTP JSON body, 3 = an HTTP NDJSON body; bit 4: the Kafka message has a
+ * timestamp.
+ *
+ * Checked after each input: per topic counters add up (events, dead letters), and everything in
+ * the batch is what the flush may send: pattern IDs and agents 1..255 bytes of UTF-8 without
+ * NUL, counts and times consistent, pairs ordered, dead-letter payloads cut to the limit. Then
+ * the flush's parameters (flush_build) are read back as PostgreSQL reads array literals: every
+ * one parses, is UTF-8 (PostgreSQL refuses anything else, and a flush it refuses is retried
+ * for ever), parallel arrays have one element per row, and the elements are the batch's. */
+#include <event2/event.h>
+#include <string.h>
+
+#include "agg.h"
+#include "config.h"
+#include "flush.h"
+#include "fuzz.h"
+#include "ingest.h"
+#include "log.h"
+#include "rules.h"
+
+static struct event_base *base;
+static config_t *cfg;
+static rules_t *rules;
+static ingest_t *batch; /* the ingest of the current input */
+/* By name: the config's order of topics is the hash order of a Lua table. */
+static const char *const topics[4] = {"agent-manifest-injections", "agent-actions",
+                                      "agent-routing-decisions", "fuzz-echo"};
+
+static void init(void)
+{
+    setenv("PATTERNTRACK_ROOT", PT_SOURCE_DIR, 1);
+    log_set_level(LOG_ERROR);
+    char err[1024];
+    cfg = config_load(NULL, err, sizeof err);
+    if (cfg == NULL) {
+        fprintf(stderr, "fuzz_ingest: config: %s\n", err);
+        abort();
+    }
+    /* Limits small enough for fuzz-sized inputs to reach both sides of them. */
+    cfg->max_event_bytes = 2048;
+    cfg->dead_letter_payload_max = 100;
+    cfg->cooccurrence_max_patterns = 4;
+    FUZZ_CHECK(cfg->n_topics < CONFIG_MAX_TOPICS);
+    cfg->topics[cfg->n_topics].topic = strdup("fuzz-echo");
+    cfg->topics[cfg->n_topics].rule = strdup("tests/fuzz/echo.lua");
+    cfg->n_topics++;
+    base = event_base_new();
+    FUZZ_CHECK(base != NULL);
+}
+
+static bool name_ok(const char *s, size_t len)
+{
+    return len >= 1 && len <= 255 && fuzz_utf8_ref((const uint8_t *)s, len) &&
+           memchr(s, '\0', len) == NULL;
+}
+
+typedef struct {
+    int64_t uses, hour_uses;
+    const agg_use_t **list; /* the uses in iteration order, as flush_build sees them */
+    size_t n;
+} sums_t;
+
+static void check_use(const agg_use_t *u, void *ud)
+{
+    sums_t *s = ud;
+    FUZZ_CHECK(name_ok(u->pattern, u->pattern_len));
+    FUZZ_CHECK(name_ok(u->agent, u->agent_len));
+    FUZZ_CHECK(u->count >= 1 && u->first_us <= u->last_us);
+    s->uses += u->count;
+    s->list = realloc(s->list, (s->n + 1) * sizeof *s->list);
+    FUZZ_CHECK(s->list != NULL);
+    s->list[s->n++] = u;
+}
+
+/* One element of an array literal, unescaped. */
+typedef struct {
+    char *s;
+    size_t len;
+    bool quoted;
+} elem_t;
+
+/* Reads a one-dimensional array literal the way PostgreSQL's array_in does for the shapes the
+ * flush writes: "{}" or "{e,e,...}", each e either "quoted" with backslash escapes or a bare
+ * token without quotes, backslashes, braces, commas or blanks. Returns the count; *out holds the
+ * elements (free with free_elems). */
+static size_t parse_array(const char *lit, size_t len, elem_t **out)
+{
+    size_t n = 0;
+    *out = NULL;
+    FUZZ_CHECK(len >= 2 && lit[0] == '{' && lit[len - 1] == '}');
+    if (len == 2) {
+        return 0;
+    }
+    const char *p = lit + 1, *end = lit + len - 1;
+    for (;;) {
+        *out = realloc(*out, (n + 1) * sizeof **out);
+        FUZZ_CHECK(*out != NULL);
+        elem_t *e = &(*out)[n++];
+        e->s = malloc((size_t)(end - p) + 1);
+        FUZZ_CHECK(e->s != NULL);
+        e->len = 0;
+        e->quoted = p < end && *p == '"';
+        if (e->quoted) {
+            for (p++;; p++) {
+                FUZZ_CHECK(p < end); /* the closing quote */
+                if (*p == '"') {
+                    p++;
+                    break;
+                }
+                if (*p == '\\') {
+                    p++;
+                    FUZZ_CHECK(p < end);
+                }
+                e->s[e->len++] = *p;
+            }
+        } else {
+            for (; p < end && *p != ','; p++) {
+                FUZZ_CHECK(strchr("\"\\{} \t\n", *p) == NULL);
+                e->s[e->len++] = *p;
+            }
+            FUZZ_CHECK(e->len > 0);
+        }
+        e->s[e->len] = '\0';
+        if (p == end) {
+            return n;
+        }
+        FUZZ_CHECK(*p == ',');
+        p++;
+    }
+}
+
+static void free_elems(elem_t *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(e[i].s);
+    }
+    free(e);
+}
+
+static int64_t int_elem(const elem_t *e)
+{
+    char *stop;
+    FUZZ_CHECK(!e->quoted);
+    long long v = strtoll(e->s, &stop, 10);
+    FUZZ_CHECK(*stop == '\0');
+    return v;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The 32 parameters of pt_flush, read back (see src/flush.c for their order). */
+static void check_flush(const agg_t *a, const sums_t *s)
+{
+    char *v[32];
+    int lens[32];
+    int n = flush_build(a, "pattern-usage-tracking", false, v, lens);
+    FUZZ_CHECK(n == 32);
+    FUZZ_CHECK(strcmp(v[0], "pattern-usage-tracking") == 0 && strcmp(v[31], "false") == 0);
+    elem_t *el[32] = {NULL};
+    size_t cnt[32] = {0};
+    for (int i = 0; i < n; i++) {
+        FUZZ_CHECK(lens[i] >= 0 && strlen(v[i]) == (size_t)lens[i]);
+        FUZZ_CHECK(fuzz_utf8_ref((const uint8_t *)v[i], (size_t)lens[i]));
+        if (i >= 1 && i <= 30) {
+            cnt[i] = parse_array(v[i], (size_t)lens[i], &el[i]);
+        }
+    }
+    /* rows: offsets 1-4, uses 5-9, hours 10-12, topics 13-17 and 25-26, dead letters 18-24,
+     * pairs 27-30 */
+    static const struct {
+        int from, to;
+    } groups[] = {{1, 4}, {5, 9}, {10, 12}, {13, 17}, {18, 24}, {25, 26}, {27, 30}};
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+        for (int i = groups[g].from; i <= groups[g].to; i++) {
+            FUZZ_CHECK(cnt[i] == cnt[groups[g].from]);
+        }
+    }
+    FUZZ_CHECK(cnt[1] == agg_n_offsets(a) && cnt[5] == agg_n_uses(a) && cnt[10] == agg_n_hours(a) &&
+               cnt[13] == agg_n_topics(a) && cnt[18] == agg_n_dead(a) && cnt[27] == agg_n_pairs(a));
+    FUZZ_CHECK(cnt[5] == s->n);
+    for (size_t i = 0; i < s->n; i++) {
+        const agg_use_t *u = s->list[i];
+        FUZZ_CHECK(el[5][i].quoted && el[5][i].len == u->pattern_len &&
+                   memcmp(el[5][i].s, u->pattern, u->pattern_len) == 0);
+        FUZZ_CHECK(el[6][i].quoted && el[6][i].len == u->agent_len &&
+                   memcmp(el[6][i].s, u->agent, u->agent_len) == 0);
+        FUZZ_CHECK(int_elem(&el[7][i]) == u->count);
+        FUZZ_CHECK(int_elem(&el[8][i]) == u->first_us && int_elem(&el[9][i]) == u->last_us);
+    }
+    for (size_t i = 0; i < cnt[18]; i++) {
+        const agg_dead_t *d = agg_dead_at(a, i);
+        const elem_t *pay = &el[23][i];
+        FUZZ_CHECK(el[22][i].quoted || strcmp(el[22][i].s, "NULL") == 0);
+        FUZZ_CHECK(pay->quoted && pay->len == 2 + 2 * d->payload_len);
+        FUZZ_CHECK(pay->s[0] == '\\' && pay->s[1] == 'x');
+        for (size_t k = 0; k < d->payload_len; k++) {
+            int hi = hexval(pay->s[2 + 2 * k]), lo = hexval(pay->s[3 + 2 * k]);
+            FUZZ_CHECK(hi >= 0 && lo >= 0 && (char)(hi * 16 + lo) == d->payload[k]);
+        }
+        FUZZ_CHECK(int_elem(&el[24][i]) == (int64_t)d->payload_size);
+    }
+    for (int i = 1; i <= 30; i++) {
+        free_elems(el[i], cnt[i]);
+    }
+    flush_build_free(v, n);
+}
+
+static void check_hour(const agg_hour_t *h, void *ud)
+{
+    FUZZ_CHECK(name_ok(h->pattern, h->pattern_len));
+    FUZZ_CHECK(h->count >= 1);
+    ((sums_t *)ud)->hour_uses += h->count;
+}
+
+static void check_pair(const agg_pair_t *p, void *ud)
+{
+    (void)ud;
+    FUZZ_CHECK(name_ok(p->pattern_1, p->len_1) && name_ok(p->pattern_2, p->len_2));
+    size_t n = p->len_1 < p->len_2 ? p->len_1 : p->len_2;
+    int c = memcmp(p->pattern_1, p->pattern_2, n);
+    FUZZ_CHECK(c < 0 || (c == 0 && p->len_1 < p->len_2));
+    FUZZ_CHECK(p->count >= 1);
+}
+
+/* The snapshot hook: the filling batch, as the flush would get it. */
+static void check_batch(agg_t *a, void *ud)
+{
+    (void)ud;
+    ingest_t *g = batch;
+    uint64_t events = 0, dead = 0, uses = 0;
+    for (size_t i = 0; i < rules_count(rules); i++) {
+        const ingest_topic_stats_t *st = ingest_stats(g, i);
+        FUZZ_CHECK(st->dead_letters <= st->events && st->without_patterns <= st->events);
+        events += st->events;
+        dead += st->dead_letters;
+        uses += st->uses;
+    }
+    FUZZ_CHECK(agg_events(a) == events);
+    FUZZ_CHECK(agg_n_dead(a) == dead);
+    for (size_t i = 0; i < agg_n_dead(a); i++) {
+        const agg_dead_t *d = agg_dead_at(a, i);
+        FUZZ_CHECK(d->reason != NULL);
+        FUZZ_CHECK(d->payload_len <= (size_t)cfg->dead_letter_payload_max);
+        FUZZ_CHECK(d->payload_len <= d->payload_size);
+    }
+    sums_t s = {0, 0, NULL, 0};
+    agg_each_use(a, check_use, &s);
+    agg_each_hour(a, check_hour, &s);
+    agg_each_pair(a, check_pair, NULL);
+    FUZZ_CHECK(s.uses == (int64_t)uses && s.hour_uses == (int64_t)uses);
+    check_flush(a, &s);
+    free(s.list);
+}
+
+/* A Kafka message; with_head: its first lines are the key, then name=value headers, up to an
+ * empty line. */
+static void kafka_message(ingest_t *g, size_t idx, const char *p, const char *end, bool with_head,
+                          bool with_ts)
+{
+    rule_meta_t meta = {.topic = rules_topic(rules, idx),
+                        .partition = 3,
+                        .offset = 42,
+                        .timestamp_ms = with_ts ? 1762268531734 : -1};
+    char *names[RULES_MAX_HEADERS] = {NULL};
+    if (with_head) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        meta.key = p;
+        meta.key_len = (size_t)((nl ? nl : end) - p);
+        p = nl ? nl + 1 : end;
+        while (p < end && *p != '\n' && meta.n_headers < RULES_MAX_HEADERS) {
+            nl = memchr(p, '\n', (size_t)(end - p));
+            const char *stop = nl ? nl : end;
+            const char *eq = memchr(p, '=', (size_t)(stop - p));
+            size_t i = meta.n_headers++;
+            names[i] = strndup(p, (size_t)((eq ? eq : stop) - p)); /* librdkafka's are C strings */
+            FUZZ_CHECK(names[i] != NULL);
+            meta.header_names[i] = names[i];
+            meta.header_values[i] = eq ? eq + 1 : NULL; /* NULL: a header without a value */
+            meta.header_lens[i] = eq ? (size_t)(stop - eq - 1) : 0;
+            p = nl ? nl + 1 : end;
+        }
+        if (p < end && *p == '\n') {
+            p++;
+        }
+    }
+    ingest_msg_t m = {.topic_idx = idx,
+                      .topic = rules_topic(rules, idx),
+                      .partition = meta.partition,
+                      .offset = meta.offset,
+                      .payload = p,
+                      .len = (size_t)(end - p),
+                      .meta = &meta,
+                      .kafka_ts_ms = meta.timestamp_ms};
+    ingest_message(g, &m);
+    for (size_t i = 0; i < meta.n_headers; i++) {
+        free(names[i]);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (base == NULL) {
+        init();
+    }
+    if (size < 1) {
+        return 0;
+    }
+    /* Fresh rules for each input, freed after it: an input's effect cannot depend on the
+     * inputs before it, and it frees all it allocates (libFuzzer's leak check stays cheap). */
+    char err[1024];
+    rules = rules_new(cfg, err, sizeof err);
+    if (rules == NULL) {
+        fprintf(stderr, "fuzz_ingest: rules: %s\n", err);
+        abort();
+    }
+    unsigned sel = data[0];
+    int found = rules_find(rules, topics[sel & 3]);
+    FUZZ_CHECK(found >= 0);
+    size_t idx = (size_t)found;
+    const char *p = (const char *)data + 1, *end = (const char *)data + size;
+    const char *topic = rules_topic(rules, idx);
+    batch = ingest_new(base, cfg, rules, (ingest_hooks_t){.snapshot = check_batch});
+    FUZZ_CHECK(batch != NULL);
+    size_t events = 1;
+    switch ((sel >> 2) & 3) {
+    case 0:
+    case 1:
+        kafka_message(batch, idx, p, end, (sel >> 2) & 1, (sel >> 4) & 1);
+        break;
+    case 2:
+        events = ingest_body(batch, idx, topic, p, (size_t)(end - p), INGEST_JSON);
+        break;
+    default:
+        events = ingest_body(batch, idx, topic, p, (size_t)(end - p), INGEST_NDJSON);
+        break;
+    }
+    FUZZ_CHECK(ingest_stats(batch, idx)->events == events);
+    ingest_note_offsets(batch); /* calls check_batch */
+    ingest_free(batch);
+    batch = NULL;
+    rules_free(rules);
+    rules = NULL;
+    return 0;
+}
