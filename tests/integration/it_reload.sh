@@ -17,7 +17,7 @@ end } }
 LUA
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
-"$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events 100000 --rate 8000 --seed 31 \
+"$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events 120000 --rate 4000 --seed 31 \
     --truth "$IT_DIR/truth.tsv" --quiet &
 producer=$!
 engine_start PATTERNTRACK_ROOT="$root" HTTP_PORT="$port"
