@@ -262,11 +262,12 @@ static int l_app_reload(lua_State *L)
 }
 
 /* pt.data_version() -> integer that changes whenever this engine committed data (a flush, a
- * catalog change): [-0, +1] */
+ * catalog change, a rollup of hourly buckets): [-0, +1] */
 static int l_app_data_version(lua_State *L)
 {
     app_t *app = lua_touserdata(L, lua_upvalueindex(1));
-    uint64_t v = app->data_changes + (app->ingest ? ingest_flushes_ok(app->ingest) : 0);
+    uint64_t v = app->data_changes + (app->ingest ? ingest_flushes_ok(app->ingest) : 0) +
+                 maint_rollups(app->maint);
     lua_pushinteger(L, (lua_Integer)v);
     return 1;
 }

@@ -10,6 +10,7 @@ struct maint {
     const config_t *cfg;
     pg_conn_t *conn;
     struct event *timer;
+    uint64_t rollups; /* rollups that moved buckets */
 };
 
 static void schedule(maint_t *m, int seconds)
@@ -30,6 +31,7 @@ static void done_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
     }
     long long n = atoll(PQgetvalue(res, 0, 0));
     if (n > 0) {
+        m->rollups++;
         log_info("rolled hourly buckets older than %lld days up into %lld daily buckets",
                  (long long)m->cfg->retention_hourly_days, n);
     }
@@ -77,4 +79,9 @@ void maint_free(maint_t *m)
     }
     pg_conn_free(m->conn);
     free(m);
+}
+
+uint64_t maint_rollups(const maint_t *m)
+{
+    return m ? m->rollups : 0;
 }

@@ -5,6 +5,7 @@
 #define PT_MAINT_H
 
 #include <event2/event.h>
+#include <stdint.h>
 
 #include "config.h"
 
@@ -12,5 +13,7 @@ typedef struct maint maint_t;
 
 maint_t *maint_new(struct event_base *base, const config_t *c);
 void maint_free(maint_t *m);
+/* How many rollups have moved buckets so far (cached answers about hours are stale after one). */
+uint64_t maint_rollups(const maint_t *m);
 
 #endif

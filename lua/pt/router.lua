@@ -11,6 +11,7 @@
 --     query = { {name = "limit", type = "integer", minimum = 1, maximum = 100, default = 20} },
 --       (a query parameter's openapi_pattern and openapi_enum, a function called for each
 --       /openapi.json, only document: what they say is checked elsewhere)
+--     cache = true,  -- optional: reuse the 200 answer until new data is committed (or 1 s)
 --     handler = function(req) return body end }     -- or: return status, body[, content_type]
 -- req: method, path, params (path), args (validated query), query (raw), headers, body, id.
 -- A handler fails a request with pt.fail(status, detail).
@@ -75,6 +76,8 @@ local function check_route(r, where)
     assert(SUPPORTED[r.method], where .. ": method must be one of GET POST PUT DELETE PATCH")
     assert(type(r.path) == "string" and r.path:sub(1, 1) == "/", where .. ": path must start with /")
     assert(type(r.handler) == "function", where .. ": handler must be a function")
+    assert(r.cache == nil or (r.cache == true and r.method == "GET"),
+        where .. ": cache = true is for GET routes only")
     for _, q in ipairs(r.query or {}) do
         assert(type(q.name) == "string", where .. ": query parameters need a name")
         assert(TYPES[q.type], where .. ": query parameter " .. q.name .. " has an unknown type")
@@ -327,6 +330,54 @@ local function run(r, req)
     return reply(500, { detail = "Internal Server Error", error_id = tostring(req.id) }, r.path)
 end
 
+-- Answers of routes declared with `cache = true`: the encoded body of a 200, per route and
+-- validated arguments, reused until this engine commits new data (pt.data_version) or a second
+-- passes (writes by other instances), as pt.cache does. Bounded: at most CACHE_MAX answers per
+-- route (a full route starts over) and none over CACHE_BODY_MAX bytes.
+local CACHE_MAX, CACHE_BODY_MAX, CACHE_TTL = 1024, 1048576, 1.0
+local answers = {}
+
+local function cache_key(req)
+    local parts = {}
+    for k, v in pairs(req.params) do
+        parts[#parts + 1] = "p" .. k .. "=" .. tostring(v)
+    end
+    for k, v in pairs(req.args) do
+        parts[#parts + 1] = "a" .. k .. "=" .. tostring(v)
+    end
+    table.sort(parts)
+    return table.concat(parts, "\0")
+end
+
+local function run_cached(r, req)
+    local per = answers[r]
+    if per == nil then
+        per = { n = 0, entries = {} }
+        answers[r] = per
+    end
+    local key = cache_key(req)
+    local e = per.entries[key]
+    local now, version = pt.now(), pt.data_version()
+    if e and e.body and ((e.version == version and now - e.at < CACHE_TTL) or e.refreshing) then
+        return 200, e.body, e.ctype, r.path
+    end
+    if e == nil then
+        if per.n >= CACHE_MAX then
+            per.n, per.entries = 0, {}
+        end
+        e = {}
+        per.entries[key] = e
+        per.n = per.n + 1
+    end
+    e.refreshing = true
+    local status, body, ctype, pattern = run(r, req)
+    e.refreshing = false
+    if status == 200 and #body <= CACHE_BODY_MAX then
+        e.body, e.ctype, e.at, e.version = body, ctype, pt.now(), version
+    end
+    return status, body, ctype, pattern
+end
+
 return function(req)
     local method = req.method == "HEAD" and "GET" or req.method
     local candidates = match(req.segments)
@@ -348,5 +399,8 @@ return function(req)
         return reply(422, { detail = pt.array(errors) }, best.path)
     end
     req.args = args
+    if best.cache then
+        return run_cached(best, req)
+    end
     return run(best, req)
 end

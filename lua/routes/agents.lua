@@ -93,6 +93,7 @@ local AGENT = { type = "object", properties = { agent_name = { type = "string" }
 return {
     {
         method = "GET", path = "/api/agents", tags = { "agents" },
+        cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Agents with their totals, most active first",
         description = "usage_count counts pattern uses (an event referencing k patterns " ..
             "counts k); events without an agent count under \"unknown\".",
@@ -112,6 +113,7 @@ return {
     },
     {
         method = "GET", path = "/api/agents/{agent_name}/profile", tags = { "agents" },
+        cache = true, -- answers reused until new data is committed (router.lua)
         summary = "One agent's usage per pattern_type, with last use, and its top patterns",
         description = "by_pattern_type: usage_count, patterns (distinct), percentage of the " ..
             "agent's usage (2 decimals), first and last use, most used first; a pattern with no " ..

@@ -471,6 +471,7 @@ local LIFECYCLE_ITEM = obj({ pattern_id = { type = "string" }, pattern_name = { 
 return {
     {
         method = "GET", path = "/api/patterns/usage/trends", tags = { "history" },
+        cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Fastest rising or falling patterns, and the overall trend",
         description = "Usage in the last window_days days against the window_days before, both " ..
             "ending at the end of the current UTC hour, with the rule of " ..
@@ -503,6 +504,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/{pattern_id}/timeseries", tags = { "history" },
+        cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Usage of one pattern per hour or per UTC day, zero-filled",
         description = "Buckets whose start lies in [from rounded down to the bucket, to); " ..
             "defaults: to = the end of the current bucket, from = to - 7 days (hour) or " ..
@@ -528,6 +530,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/heatmap", tags = { "history" },
+        cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Usage of all patterns per weekday x hour of day",
         description = HEATMAP_DESC, query = HEATMAP_QUERY,
         responses = { ["200"] = { description = "Heatmap", schema = HEATMAP_SCHEMA } },
@@ -540,6 +543,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/{pattern_id}/heatmap", tags = { "history" },
+        cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Usage of one pattern per weekday x hour of day",
         description = HEATMAP_DESC, query = HEATMAP_QUERY,
         responses = { ["200"] = { description = "Heatmap", schema = HEATMAP_SCHEMA },
@@ -550,6 +554,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/{pattern_id}/cooccurring", tags = { "history" },
+        cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Patterns used in the same events as this one",
         description = MEASURES_DESC,
         query = {
@@ -566,6 +571,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/cooccurrence/top", tags = { "history" },
+        cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Pairs of patterns most often used in the same event",
         description = MEASURES_DESC,
         query = { { name = "limit", type = "integer", minimum = 1, maximum = 100, default = 20 } },
@@ -580,6 +586,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/lifecycle", tags = { "history" },
+        cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Lifecycle contradictions and staleness",
         description = "deprecated_in_use: deprecated or retired patterns used in the last days " ..
             "days, with the agents that used them then, most recent first (at most " ..

@@ -26,6 +26,7 @@ local NOT_FOUND = { description = "Unknown pattern",
 return {
     {
         method = "GET", path = "/api/patterns/usage/summary", tags = { "usage" },
+        cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Overall usage summary",
         responses = { ["200"] = { description = "Summary", schema = { type = "object",
             properties = { total_patterns = { type = "integer" }, used_patterns = { type = "integer" },
@@ -61,6 +62,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/top", tags = { "usage" },
+        cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Most used patterns (all time, or in the last `days` days)",
         description = "With days, patterns are ranked by their usage in the last days days " ..
             "(hourly and daily buckets; usage_in_window), otherwise by usage_count.",
@@ -113,6 +115,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/unused", tags = { "usage" },
+        cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Registered patterns never used, older than min_age_days",
         query = { { name = "min_age_days", type = "integer", minimum = 1, maximum = 365, default = 30 } },
         responses = { ["200"] = { description = "Unused patterns, oldest first", schema = LIST_SCHEMA } },
@@ -130,6 +133,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/stale", tags = { "usage" },
+        cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Patterns used before but not in the last days_inactive days",
         query = { { name = "days_inactive", type = "integer", minimum = 1, maximum = 365, default = 90 } },
         responses = { ["200"] = { description = "Stale patterns, longest inactive first", schema = LIST_SCHEMA } },
@@ -143,6 +147,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/unknown", tags = { "usage" },
+        cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Pattern IDs seen in events but never registered in the catalog",
         query = { { name = "limit", type = "integer", minimum = 1, maximum = 1000, default = 100 } },
         handler = function(req)
@@ -156,6 +161,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/by-agent/{agent_name}", tags = { "usage" },
+        cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Patterns used by one agent, most used by it first",
         query = { { name = "limit", type = "integer", minimum = 1, maximum = 200, default = 50 } },
         responses = { ["200"] = { description = "Patterns with the agent's own counts", schema = LIST_SCHEMA } },
@@ -182,6 +188,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/{pattern_id}", tags = { "usage" },
+        cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Usage statistics of one pattern",
         description = "trend compares the last window_days days with the window_days before, " ..
             "both ending at the end of the current UTC hour (the same rule as /trends).",
