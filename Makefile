@@ -7,7 +7,7 @@ ASAN_BUILD ?= build-asan
 JOBS ?= 2
 SHELL := /bin/bash
 
-.PHONY: all deps build run test unit services-up services-down soak bench clean
+.PHONY: all deps build run test unit services-up services-down soak clean
 
 all: build
 
@@ -39,6 +39,12 @@ test: build $(ASAN_BUILD)/CMakeCache.txt
 
 unit: build
 	cd $(BUILD) && ctest -L 'unit|lua' --output-on-failure
+
+# The long fault soak (tests/integration/soak.sh): SOAK_MINUTES (30), SOAK_RATE (3000 events/s),
+# SOAK_FAULT_S (60) set its length, load and fault interval. Not part of make test.
+soak: build
+	eval "$$(scripts/services up)" && PT_BIN=$(BUILD)/patterntrack PT_LOADGEN=$(BUILD)/bench/pt-loadgen \
+	    bash tests/integration/soak.sh
 
 services-up:
 	@scripts/services up

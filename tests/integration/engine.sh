@@ -6,6 +6,12 @@
 #   engine_kill9              SIGKILL it and wait until it is gone
 #   engine_stop               SIGTERM; wait (bounded) and return its exit status
 #   wait_total N [SECS]       wait until sum(usage_count) == N
+#   rss_watch                 sample every engine of this test (by its config path) every
+#                             0.25 s until the test ends; rss_peak_mb prints the peak
+#   secs_since T0             seconds (one decimal) since T0, an EPOCHREALTIME value
+#   build_kind                "sanitized" when PT_BIN is the ASan build, else "plain"
+#   need_plain_bin            use PT_PLAIN_BIN as PT_BIN (fails when the tree is sanitized and
+#                             no plain build was named: make test names it)
 PT_BIN=${PT_BIN:-$PT_IT_ROOT/build/patterntrack}
 IT_PID=
 
@@ -46,6 +52,9 @@ LUA
 }
 
 it_cleanup() {
+    if [ -n "${IT_RSS_PID:-}" ]; then
+        kill "$IT_RSS_PID" 2>/dev/null || true
+    fi
     if [ -n "$IT_PID" ] && kill -0 "$IT_PID" 2>/dev/null; then
         kill -9 "$IT_PID" 2>/dev/null || true
     fi
@@ -53,6 +62,50 @@ it_cleanup() {
         echo "kept $IT_DIR" >&2
     else
         rm -rf "$IT_DIR"
+    fi
+}
+
+need_plain_bin() {
+    if [ -n "${PT_SANITIZED:-}" ] && [ -z "${PT_PLAIN_BIN:-}" ]; then
+        echo "FAIL: this test measures the engine as shipped; configure the sanitized tree with" \
+            "-DPT_PLAIN_BIN=/path/to/plain/patterntrack (make test does)" >&2
+        exit 1
+    fi
+    PT_BIN=${PT_PLAIN_BIN:-$PT_BIN}
+}
+
+rss_watch() {
+    (
+        peak=0
+        while :; do
+            for p in $(pgrep -f -- "--config $IT_DIR/" || true); do
+                r=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+                if [ "${r:-0}" -gt "$peak" ]; then
+                    peak=$r
+                    echo "$peak" >"$IT_DIR/rss.peak"
+                fi
+            done
+            sleep 0.25
+        done
+    ) &
+    IT_RSS_PID=$!
+}
+
+rss_peak_mb() {
+    echo $(($(cat "$IT_DIR/rss.peak" 2>/dev/null || echo 0) / 1024))
+}
+
+secs_since() {
+    local now=${EPOCHREALTIME/[.,]/} t0=${1/[.,]/}
+    local ds=$(((10#$now - 10#$t0) / 100000))
+    printf '%d.%d\n' $((ds / 10)) $((ds % 10))
+}
+
+build_kind() {
+    if [ -n "${PT_SANITIZED:-}" ] && [ "$PT_BIN" != "${PT_PLAIN_BIN:-}" ]; then
+        echo sanitized
+    else
+        echo plain
     fi
 }
 

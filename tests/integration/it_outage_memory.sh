@@ -6,8 +6,8 @@
 # far below what was produced meanwhile. Afterwards every total is exact.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-PT_BIN=${PT_PLAIN_BIN:-$PT_BIN} # resident memory of the engine as shipped, not of a sanitized one
 . "$(dirname "$0")/engine.sh"
+need_plain_bin # resident memory of the engine as shipped, not of a sanitized one
 BUFFER_MB=8
 OUTAGE_S=${OUTAGE_S:-60}
 IT_EXTRA_CONFIG="    max_buffer_mb = $BUFFER_MB," it_setup outage_memory
@@ -21,7 +21,7 @@ metric() { # metric NAME: its value in /metrics (first series)
     awk -v n="$1" '$1 == n || index($1, n "{") == 1 { print $2; exit }' <<<"$body"
 }
 
-rate=6000
+rate=4000
 events=$(((OUTAGE_S + 25) * rate))
 "$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events "$events" --rate "$rate" --seed 23 \
     --truth "$IT_DIR/truth.tsv" --quiet &
@@ -45,6 +45,10 @@ while [ $(($(date +%s) - start)) -lt "$OUTAGE_S" ]; do
 done
 kill -0 "$producer" 2>/dev/null || it_fail "the producer finished before the outage ended (the load must outlast it)"
 restart_pg
+t0=$EPOCHREALTIME
+before=$(db_total)
+wait_for 120 progressed "$before" || it_fail "no flush committed after PostgreSQL came back"
+recovery=$(secs_since "$t0")
 
 grow_mb=$(((peak - base) / 1024))
 # Allowance: the buffer, librdkafka's fetch queue (queued.max.messages.kbytes = 8 MB), and 32 MB
@@ -60,4 +64,5 @@ wait_total "$total" 240 || it_fail "totals did not reach $total after PostgreSQL
 check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" || it_fail "totals differ after the outage"
 engine_stop || it_fail "SIGTERM exit status $?"
 echo "it_outage_memory: ok (PostgreSQL down ${OUTAGE_S} s, $((OUTAGE_S * rate)) events produced meanwhile;" \
-    "RSS $((base / 1024)) -> peak $((peak / 1024)) MB, +$grow_mb MB <= $limit_mb MB; $total uses exact)"
+    "RSS $((base / 1024)) -> peak $((peak / 1024)) MB, +$grow_mb MB <= $limit_mb MB; first flush" \
+    "${recovery} s after PostgreSQL was back; $total uses exact)"

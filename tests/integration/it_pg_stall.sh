@@ -16,6 +16,7 @@ pg_pids() { # the postmaster and all its children
 }
 resume_pg() { pg_pids | xargs -r kill -CONT 2>/dev/null || true; }
 trap 'resume_pg; "$PT_IT_ROOT/scripts/services" start pg >/dev/null; it_cleanup' EXIT
+rss_watch
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
 "$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events 120000 --rate 4000 --seed 17 \
@@ -27,8 +28,10 @@ wait_for 60 progressed 0 || it_fail "no first flush"
 
 # 1. Restart (fast shutdown: open transactions are aborted, connections closed).
 "$PT_IT_ROOT/scripts/services" restart pg >/dev/null
+t0=$EPOCHREALTIME
 before=$(db_total)
 wait_for 60 progressed "$before" || it_fail "no flush committed after the restart"
+rec_restart=$(secs_since "$t0")
 kill -0 "$IT_PID" || it_fail "the engine died across the restart"
 
 # 2. Stall: wait for a flush to be running, then stop every PostgreSQL process for 10 s.
@@ -55,13 +58,17 @@ done
 code=$(curl -s -m 4 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health") || true
 [ "$code" = 503 ] || it_fail "/health answered '$code' (want 503 within 4 s) while PostgreSQL was stalled"
 resume_pg
+t0=$EPOCHREALTIME
 kill -0 "$IT_PID" || it_fail "the engine died during the stall"
 before=$(db_total)
 wait_for 60 progressed "$before" || it_fail "no flush committed after the stall"
+rec_stall=$(secs_since "$t0")
 
 wait "$producer" || it_fail "the producer failed"
 total=$(truth_total "$IT_DIR/truth.tsv")
 wait_total "$total" 120 || it_fail "totals did not reach $total (now $(db_total))"
 check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" || it_fail "totals differ after the restart and stall"
 engine_stop || it_fail "SIGTERM exit status $?"
-echo "it_pg_stall: ok (restart + 10 s SIGSTOP, /metrics served $served times during the stall, $total uses exact)"
+echo "it_pg_stall: ok (120000 events; restart: next flush ${rec_restart} s after; 10 s SIGSTOP:" \
+    "/metrics served $served times during it, /health 503 in time, next flush ${rec_stall} s after" \
+    "SIGCONT; $total uses exact; peak RSS $(rss_peak_mb) MB, $(build_kind) build)"

@@ -8,6 +8,7 @@ set -euo pipefail
 . "$(dirname "$0")/engine.sh"
 IT_EXTRA_CONFIG='    batch_max_events = 4000,' it_setup scaleout
 
+rss_watch
 declare -A PIDS=()
 inst_start() { # inst_start K: engine K with its own static member id and log
     local k=$1
@@ -53,6 +54,13 @@ wait_for 60 progressed "$before" || scale_fail "no progress after engine 3 joine
 kill -9 "${PIDS[2]}" # its partitions move after session.timeout.ms (6 s)
 wait "${PIDS[2]}" 2>/dev/null || true
 unset 'PIDS[2]'
+t0=$EPOCHREALTIME
+moved() { [ "$(grep -c 'partitions assigned' "$IT_DIR/engine-1.log" "$IT_DIR/engine-3.log" |
+    awk -F: '{ s += $2 } END { print s }')" -gt "$1" ]; }
+assigned_before=$(grep -c 'partitions assigned' "$IT_DIR/engine-1.log" "$IT_DIR/engine-3.log" |
+    awk -F: '{ s += $2 } END { print s }')
+wait_for 60 moved "$assigned_before" || scale_fail "engine 2's partitions never moved to the others"
+rec_move=$(secs_since "$t0")
 before=$(db_total)
 wait_for 60 progressed "$before" || scale_fail "no progress after engine 2 was killed"
 
@@ -77,4 +85,5 @@ for k in 1 3 4; do
     unset "PIDS[$k]"
     [ "$rc" -eq 0 ] || scale_fail "engine $k: SIGTERM exit status $rc"
 done
-echo "it_scaleout: ok (4 engines, 1 kill -9, 2 joins mid-stream, $total uses exact)"
+echo "it_scaleout: ok (150000 events; 4 engines, 1 kill -9 (its partitions reassigned ${rec_move} s" \
+    "later), 2 joins mid-stream; $total uses exact; peak RSS $(rss_peak_mb) MB per engine, $(build_kind) build)"

@@ -6,8 +6,8 @@
 # each other.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-PT_BIN=${PT_PLAIN_BIN:-$PT_BIN}
 . "$(dirname "$0")/engine.sh"
+need_plain_bin
 IT_EXTRA_CONFIG='    shutdown_timeout_ms = 60000,' it_setup valgrind
 command -v valgrind >/dev/null || it_fail "valgrind is not installed (scripts/deps installs it)"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
