@@ -44,13 +44,14 @@ INSERT INTO pattern_lineage_nodes (pattern_id, pattern_name, pattern_type, creat
 SELECT 'pat-' || lpad(g::text, 6, '0'), 'Pattern ' || g, (ARRAY['code','knowledge','workflow','doc'])[1 + g % 4],
        now() - interval '200 days', true
   FROM generate_series(1, 100000) g;
--- (pattern, agent): pattern g is used by 1 + 2000000 / (g + 1000) agents (Zipf-like), and has
--- 1450000 / (g + 100) uses in all (~10 M over all patterns), spread evenly over its agents
+-- (pattern, agent): pattern g is used by 1 + 400000 / (g + 1000) agents (Zipf-like: 400 for
+-- the most used, 4 for the least; ~1.9 M rows), and has 1450000 / (g + 100) uses in all (~10 M
+-- over all patterns), spread evenly over its agents
 INSERT INTO pattern_agent_usage (pattern_id, agent_name, usage_count, first_used_at, last_used_at)
 SELECT 'pat-' || lpad(g::text, 6, '0'), 'agent-' || ((g * 7 + a * 13) % 1000),
-       greatest(1, (1450000 / (g + 100)) / (1 + 2000000 / (g + 1000))),
+       greatest(1, (1450000 / (g + 100)) / (1 + 400000 / (g + 1000))),
        now() - interval '30 days', now() - (a || ' minutes')::interval
-  FROM generate_series(1, 100000) g, LATERAL generate_series(1, 1 + (2000000 / (g + 1000))) a
+  FROM generate_series(1, 100000) g, LATERAL generate_series(1, 1 + (400000 / (g + 1000))) a
 ON CONFLICT DO NOTHING;
 UPDATE pattern_lineage_nodes n SET usage_count = s.c, first_used_at = s.f, last_used_at = s.l, used_by_agents = s.agents
   FROM (SELECT pattern_id, sum(usage_count) c, min(first_used_at) f, max(last_used_at) l,

@@ -235,6 +235,16 @@ static const char *cstring_at(lua_State *L, int idx)
 }
 
 /* Reads the table at the top of the stack into the option o. [-0, +0] */
+static int cmp_topic(const void *a, const void *b)
+{
+    return strcmp(((const config_topic_t *)a)->topic, ((const config_topic_t *)b)->topic);
+}
+
+static int cmp_prop(const void *a, const void *b)
+{
+    return strcmp(((const config_prop_t *)a)->key, ((const config_prop_t *)b)->key);
+}
+
 static int set_lua(config_t *c, lua_State *L, const option_t *o, const char *origin, char *err,
                    size_t errlen)
 {
@@ -353,6 +363,13 @@ static int set_lua(config_t *c, lua_State *L, const option_t *o, const char *ori
                 c->n_props++;
             }
             lua_pop(L, 1);
+        }
+        /* lua_next's order is the table's hash order, which differs between Lua states: sort,
+         * so that a reload compares like with like (and librdkafka sees a stable order). */
+        if (o->type == T_TOPICS) {
+            qsort(c->topics, c->n_topics, sizeof c->topics[0], cmp_topic);
+        } else {
+            qsort(c->kafka_properties, c->n_props, sizeof c->kafka_properties[0], cmp_prop);
         }
         return 0;
     }
