@@ -75,23 +75,6 @@ ANALYZE;
 SQL
 echo "seeded in $(( $(date +%s) - t0 )) s: $(pt_psql -tAc 'SELECT sum(usage_count) FROM pattern_lineage_nodes') uses, $(pt_psql -tAc 'SELECT count(*) FROM pattern_agent_usage') pairs, $(pt_psql -tAc 'SELECT count(*) FROM pattern_usage_hourly') hours" >&2
 
-(cd "$ROOT" && exec "$BIN" run --config "$dir/config.lua") 2>"$dir/engine.log" &
-pid=$!
-up() { curl -sf "http://127.0.0.1:$port/health" >/dev/null; }
-wait_for 60 up
-"$PT_LOADGEN" --topic-prefix "$prefix" --events $((RATE * (DUR + 5) * RUNS * 3 + RATE * 10)) --rate "$RATE" \
-    --patterns 100000 --agents 1000 --time-span-hours 1 --compression none --quiet >"$dir/loadgen.log" 2>&1 &
-lg=$!
-cat >"$dir/random.lua" <<'LUA'
--- PT_PATH with one %d: a popular-to-rare pattern (or agent) number per request, log-uniform,
--- so per-pattern endpoints are not measured on one cached row
-local template = os.getenv("PT_PATH")
-local max = tonumber(os.getenv("PT_MAX") or "100000")
-math.randomseed(7)
-request = function()
-    return wrk.format("GET", string.format(template, math.floor(max ^ math.random())))
-end
-LUA
 # name, path (a %d in it means random pattern/agent number), upper bound of that number
 ENDPOINTS=${ENDPOINTS:-"summary|/api/patterns/usage/summary|0
 top|/api/patterns/usage/top?limit=20|0
@@ -105,6 +88,26 @@ cooccurrence_top|/api/patterns/usage/cooccurrence/top?limit=20|0
 lifecycle|/api/patterns/usage/lifecycle|0
 agents|/api/agents|0
 agent_profile|/api/agents/agent-%d/profile|999"}
+(cd "$ROOT" && exec "$BIN" run --config "$dir/config.lua") 2>"$dir/engine.log" &
+pid=$!
+up() { curl -sf "http://127.0.0.1:$port/health" >/dev/null; }
+wait_for 60 up
+n_endpoints=$(printf '%s\n' "$ENDPOINTS" | grep -c '|')
+# Enough events to keep ingest running through every run of every endpoint (wrk's own start-up
+# and the pauses between runs included).
+"$PT_LOADGEN" --topic-prefix "$prefix" --events $((RATE * (DUR + 8) * RUNS * n_endpoints + RATE * 30)) --rate "$RATE" \
+    --patterns 100000 --agents 1000 --time-span-hours 1 --compression none --quiet >"$dir/loadgen.log" 2>&1 &
+lg=$!
+cat >"$dir/random.lua" <<'LUA'
+-- PT_PATH with one %d: a popular-to-rare pattern (or agent) number per request, log-uniform,
+-- so per-pattern endpoints are not measured on one cached row
+local template = os.getenv("PT_PATH")
+local max = tonumber(os.getenv("PT_MAX") or "100000")
+math.randomseed(7)
+request = function()
+    return wrk.format("GET", string.format(template, math.floor(max ^ math.random())))
+end
+LUA
 results=()
 names=()
 while IFS='|' read -r ep path max; do

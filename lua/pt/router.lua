@@ -29,16 +29,27 @@ function pt.fail(status, detail, extra)
     error({ status = status, detail = detail, extra = extra }, 0)
 end
 
--- pt.cache(key, ttl_seconds, fn): fn's result, reused until this engine commits new data
--- (pt.data_version changes) or ttl passes (for writes by other instances). While one request
--- refreshes an entry (fn may wait on the database), others get the previous value instead of
--- piling the same query onto the pool; the first request for a key waits like any other.
+-- When a cached answer is still good: this engine has committed no new data since
+-- (pt.data_version) and ttl has not passed (writes by other instances), or another request is
+-- computing its successor right now (no pile-up of the same query on the pool), or it is an
+-- expensive answer (over EXPENSIVE_S to compute) younger than STALE_FACTOR times its cost: under
+-- steady ingest every flush changes the data, and recomputing a 5-second whole-table answer at
+-- each one would keep the pool busy with it; this way at most 1 / (STALE_FACTOR + 1) of the
+-- time goes to it, and the answer lags by at most STALE_FACTOR times its cost.
+local EXPENSIVE_S, STALE_FACTOR = 0.1, 4
+local function still_good(e, now, version, ttl)
+    return e.refreshing or (e.version == version and now - e.at < ttl) or
+        (e.took > EXPENSIVE_S and now - e.at < STALE_FACTOR * e.took)
+end
+
+-- pt.cache(key, ttl_seconds, fn): fn's result, reused while still_good; the first request for a
+-- key waits like any other.
 local cache = {}
 function pt.cache(key, ttl, fn)
     local e = cache[key]
     local now = pt.now()
     local version = pt.data_version()
-    if e and e.value ~= nil and ((e.version == version and now - e.at < ttl) or e.refreshing) then
+    if e and e.value ~= nil and still_good(e, now, version, ttl) then
         return e.value
     end
     e = e or {}
@@ -49,7 +60,8 @@ function pt.cache(key, ttl, fn)
     if not ok then
         error(v, 0)
     end
-    e.value, e.at, e.version = v, pt.now(), version
+    local done = pt.now()
+    e.value, e.at, e.version, e.took = v, done, version, done - now
     return v
 end
 
@@ -331,8 +343,7 @@ local function run(r, req)
 end
 
 -- Answers of routes declared with `cache = true`: the encoded body of a 200, per route and
--- validated arguments, reused until this engine commits new data (pt.data_version) or a second
--- passes (writes by other instances), as pt.cache does. Bounded: at most CACHE_MAX answers per
+-- validated arguments, reused while still_good, as pt.cache's. Bounded: at most CACHE_MAX answers per
 -- route (a full route starts over) and none over CACHE_BODY_MAX bytes.
 local CACHE_MAX, CACHE_BODY_MAX, CACHE_TTL = 1024, 1048576, 1.0
 local answers = {}
@@ -358,7 +369,7 @@ local function run_cached(r, req)
     local key = cache_key(req)
     local e = per.entries[key]
     local now, version = pt.now(), pt.data_version()
-    if e and e.body and ((e.version == version and now - e.at < CACHE_TTL) or e.refreshing) then
+    if e and e.body and still_good(e, now, version, CACHE_TTL) then
         return 200, e.body, e.ctype, r.path
     end
     if e == nil then
@@ -373,7 +384,8 @@ local function run_cached(r, req)
     local status, body, ctype, pattern = run(r, req)
     e.refreshing = false
     if status == 200 and #body <= CACHE_BODY_MAX then
-        e.body, e.ctype, e.at, e.version = body, ctype, pt.now(), version
+        local done = pt.now()
+        e.body, e.ctype, e.at, e.version, e.took = body, ctype, done, version, done - now
     end
     return status, body, ctype, pattern
 end
