@@ -149,7 +149,7 @@ static void push_rows(lua_State *L, const PGresult *res)
 
 static void push_unavailable(lua_State *L, const char *detail)
 {
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 3);
     lua_pushinteger(L, 503);
     lua_setfield(L, -2, "status");
     lua_pushstring(L, detail);
@@ -205,7 +205,7 @@ static int l_db_query_k(lua_State *L, int status, lua_KContext ctx)
 
 /* Starts the query whose SQL is at stack index `at` (parameters after it) and yields.
  * [-(n), +1] */
-static int start_query(lua_State *L, int at, int64_t timeout_ms)
+static int start_query(lua_State *L, int at, int64_t timeout_ms, bool heavy)
 {
     routes_t *r = lua_touserdata(L, lua_upvalueindex(1));
     route_req_t *rr = routes_current(r, L);
@@ -255,7 +255,7 @@ static int start_query(lua_State *L, int at, int64_t timeout_ms)
     }
     p->rr = rr;
     p->pool = routes_pool(r);
-    p->job = pg_pool_query(p->pool, sql, n, vals, timeout_ms, result_cb, p);
+    p->job = pg_pool_query(p->pool, sql, n, vals, timeout_ms, heavy, result_cb, p);
     if (p->job == NULL) {
         free(p);
         push_unavailable(L, "database busy: too many queries waiting");
@@ -268,7 +268,14 @@ static int start_query(lua_State *L, int at, int64_t timeout_ms)
 /* db.query(sql, ...) -> rows, within query_timeout_ms. [-(n), +1] */
 static int l_db_query(lua_State *L)
 {
-    return start_query(L, 1, 0);
+    return start_query(L, 1, 0, false);
+}
+
+/* db.query_heavy(sql, ...) -> rows: as db.query, for aggregates over whole tables; these run
+ * on at most half of the pool, so one-pattern queries never queue behind them. [-(n), +1] */
+static int l_db_query_heavy(lua_State *L)
+{
+    return start_query(L, 1, 0, true);
 }
 
 /* db.query_within(ms, sql, ...) -> rows: as db.query, but gives up after ms (at most
@@ -278,7 +285,7 @@ static int l_db_query_within(lua_State *L)
 {
     lua_Integer ms = luaL_checkinteger(L, 1);
     luaL_argcheck(L, ms > 0, 1, "must be a positive number of milliseconds");
-    return start_query(L, 2, (int64_t)ms);
+    return start_query(L, 2, (int64_t)ms, false);
 }
 
 void l_db_open(lua_State *L, routes_t *r)
@@ -286,6 +293,7 @@ void l_db_open(lua_State *L, routes_t *r)
     static const luaL_Reg fns[] = {
         {"query", l_db_query},
         {"query_within", l_db_query_within},
+        {"query_heavy", l_db_query_heavy},
         {NULL, NULL},
     };
     lua_createtable(L, 0, 2);

@@ -555,6 +555,7 @@ struct pg_job {
     void *ud;
     int conn_idx; /* -1 while queued */
     bool cancelled;
+    bool heavy; /* may only take one of heavy_max connections */
     struct pg_job *next;
 };
 
@@ -566,6 +567,8 @@ struct pg_pool {
     pg_conn_t **conns;
     pg_job_t **running; /* per connection */
     pg_job_t *head, *tail;
+    int heavy_max; /* heavy jobs running at once, at most */
+    int heavy_running;
     struct event *kick;
 };
 
@@ -589,6 +592,9 @@ static void pool_result_cb(pg_conn_t *c, PGresult *res, const char *err, void *u
     pg_job_t *j = ud;
     pg_pool_t *p = j->pool;
     p->running[j->conn_idx] = NULL;
+    if (j->heavy) {
+        p->heavy_running--;
+    }
     /* A connection that sat idle may have died with the server (a restart): the first query
      * on it fails without reaching PostgreSQL. Try once more on a new connection before
      * answering 503. */
@@ -621,24 +627,51 @@ static void pool_kick_cb(evutil_socket_t fd, short what, void *arg)
     pool_dispatch(arg);
 }
 
+/* The first queued job that may run now: any light one, a heavy one only while fewer than
+ * heavy_max run. Unlinks and returns it, or NULL. */
+static pg_job_t *take_job(pg_pool_t *p)
+{
+    pg_job_t *prev = NULL;
+    for (pg_job_t *j = p->head; j != NULL; prev = j, j = j->next) {
+        if (j->heavy && p->heavy_running >= p->heavy_max) {
+            continue;
+        }
+        if (prev) {
+            prev->next = j->next;
+        } else {
+            p->head = j->next;
+        }
+        if (p->tail == j) {
+            p->tail = prev;
+        }
+        p->queued--;
+        j->next = NULL;
+        return j;
+    }
+    return NULL;
+}
+
 static void pool_dispatch(pg_pool_t *p)
 {
     for (int i = 0; i < p->size && p->head; i++) {
         if (p->running[i] != NULL || pg_conn_busy(p->conns[i])) {
             continue;
         }
-        pg_job_t *j = p->head;
-        p->head = j->next;
-        if (p->head == NULL) {
-            p->tail = NULL;
+        pg_job_t *j = take_job(p);
+        if (j == NULL) {
+            return; /* only heavy jobs wait, and their lane is full */
         }
-        p->queued--;
-        j->next = NULL;
         j->conn_idx = i;
         p->running[i] = j;
+        if (j->heavy) {
+            p->heavy_running++;
+        }
         if (pg_conn_query(p->conns[i], j->sql, j->nparams, (const char *const *)j->values, NULL,
                           j->timeout_ms, pool_result_cb, j) != 0) {
             p->running[i] = NULL;
+            if (j->heavy) {
+                p->heavy_running--;
+            }
             if (!j->cancelled) {
                 j->cb(p->conns[i], NULL, "cannot send the query", j->ud);
             }
@@ -657,6 +690,8 @@ pg_pool_t *pg_pool_new(struct event_base *base, const char *conninfo, const char
     p->base = base;
     p->size = size;
     p->max_queue = max_queue;
+    /* Half the connections (at least one) for heavy queries: the rest stay free for light ones. */
+    p->heavy_max = size > 1 ? size / 2 : 1;
     p->conns = calloc((size_t)size, sizeof(pg_conn_t *));
     p->running = calloc((size_t)size, sizeof(pg_job_t *));
     p->kick = evtimer_new(base, pool_kick_cb, p);
@@ -705,7 +740,7 @@ void pg_pool_free(pg_pool_t *p)
 }
 
 pg_job_t *pg_pool_query(pg_pool_t *p, const char *sql, int nparams, const char *const *values,
-                        int64_t timeout_ms, pg_result_cb cb, void *ud)
+                        int64_t timeout_ms, bool heavy, pg_result_cb cb, void *ud)
 {
     if (p->queued >= p->max_queue) {
         return NULL;
@@ -719,6 +754,7 @@ pg_job_t *pg_pool_query(pg_pool_t *p, const char *sql, int nparams, const char *
     j->nparams = nparams;
     j->values = calloc(nparams ? (size_t)nparams : 1, sizeof(char *));
     j->timeout_ms = timeout_ms;
+    j->heavy = heavy;
     j->cb = cb;
     j->ud = ud;
     j->conn_idx = -1;

@@ -39,7 +39,7 @@ SELECT a.pattern_id, coalesce(n.pattern_name, a.pattern_id) AS pattern_name,
  LIMIT $2]]
 
 local function agents(req)
-    local rows = db.query(AGENTS, req.args.limit, req.args.offset)
+    local rows = db.query_heavy(AGENTS, req.args.limit, req.args.offset)
     local out, total = pt.array(), 0
     for i, r in ipairs(rows) do
         total = r.total
@@ -48,14 +48,14 @@ local function agents(req)
             last_used_at = r.last_used_at }
     end
     if #rows == 0 and req.args.offset > 0 then
-        total = db.query("SELECT count(DISTINCT agent_name) AS n FROM pattern_agent_usage")[1].n
+        total = db.query_heavy("SELECT count(DISTINCT agent_name) AS n FROM pattern_agent_usage")[1].n
     end
     return { total = total, limit = req.args.limit, offset = req.args.offset, agents = out }
 end
 
 local function profile(req)
     local name = req.params.agent_name
-    local rows = db.query(BY_TYPE, name)
+    local rows = db.query_heavy(BY_TYPE, name)
     local totals
     local types = pt.array()
     for _, r in ipairs(rows) do
@@ -80,7 +80,7 @@ local function profile(req)
             percentage = H.round(r.usage_count / totals.usage_count * 100, 2),
             first_used_at = r.first_used_at, last_used_at = r.last_used_at }
     end
-    local top = db.query(TOP_PATTERNS, name, req.args.limit)
+    local top = db.query_heavy(TOP_PATTERNS, name, req.args.limit)
     return { agent_name = name, usage_count = totals.usage_count,
         distinct_patterns = totals.patterns, first_used_at = totals.first_used_at,
         last_used_at = totals.last_used_at, by_pattern_type = types, top_patterns = top }

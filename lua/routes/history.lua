@@ -62,7 +62,7 @@ local TREND_ITEM = obj({ pattern_id = { type = "string" }, pattern_name = { type
     previous_usage = { type = "integer" }, trend = TREND, trend_percentage = { type = "number" } })
 
 local function trends(req)
-    local rows = db.query(TRENDS, req.args.window_days, req.args.direction, req.args.limit)
+    local rows = db.query_heavy(TRENDS, req.args.window_days, req.args.direction, req.args.limit)
     local out = {
         window_days = req.args.window_days, direction = req.args.direction,
         patterns = pt.array(),
@@ -220,7 +220,7 @@ local function heatmap(req, pattern_id)
         H.need_pattern(pattern_id)
     end
     local rows = pattern_id and db.query(HEATMAP_ONE, req.args.days, offset, pattern_id)
-        or db.query(HEATMAP_ALL, req.args.days, offset)
+        or db.query_heavy(HEATMAP_ALL, req.args.days, offset)
     local matrix = pt.array()
     for d = 1, 7 do
         local row = pt.array()
@@ -330,7 +330,7 @@ end
 
 local function top_pairs(req)
     local totals = db.query(H.EVENT_TOTALS)[1]
-    local rows = db.query(TOP_PAIRS, req.args.limit)
+    local rows = db.query_heavy(TOP_PAIRS, req.args.limit)
     local n = totals.events_with_patterns
     local out = pt.array()
     for i, r in ipairs(rows) do
@@ -413,7 +413,7 @@ local function lifecycle(req)
     local days, limit = req.args.days, req.args.limit
     local cut = db.query("SELECT now() - make_interval(days => $1::int) AS c", days)[1].c
     local still, by_id, ids = pt.array(), {}, {}
-    local rows = db.query(STILL_USED, cut, limit)
+    local rows = db.query_heavy(STILL_USED, cut, limit)
     local still_total = #rows > 0 and rows[1].total or 0
     for i, r in ipairs(rows) do
         r.total = nil
@@ -421,7 +421,7 @@ local function lifecycle(req)
         still[i], by_id[r.pattern_id], ids[i] = r, r, r.pattern_id
     end
     if #ids > 0 then
-        local agents = db.query(STILL_USED_BY, H.text_array(ids), cut, req.args.agents_limit)
+        local agents = db.query_heavy(STILL_USED_BY, H.text_array(ids), cut, req.args.agents_limit)
         for _, a in ipairs(agents) do
             local p = by_id[a.pattern_id]
             p.agent_count = a.agents
@@ -431,10 +431,10 @@ local function lifecycle(req)
     end
     local lifetimes, types, tdays = H.lifetimes(req.args.lifetime_days)
     local never, never_total = strip_total(
-        db.query(NEVER_USED, H.text_array(types), H.int_array(tdays), lifetimes.default, limit),
+        db.query_heavy(NEVER_USED, H.text_array(types), H.int_array(tdays), lifetimes.default, limit),
         { "pattern_id", "pattern_name", "pattern_type", "status", "created_at", "age_days",
           "lifetime_days" })
-    local stale, stale_total = strip_total(db.query(NOT_RECENT, cut, limit),
+    local stale, stale_total = strip_total(db.query_heavy(NOT_RECENT, cut, limit),
         { "pattern_id", "pattern_name", "pattern_type", "status", "usage_count", "last_used_at",
           "days_since_last_use" })
     return {

@@ -37,7 +37,7 @@ return {
             "once a second otherwise.",
         handler = function()
             local r = pt.cache("summary", 1.0, function()
-                return db.query([[
+                return db.query_heavy([[
                 SELECT count(*)::bigint AS total_patterns,
                        count(*) FILTER (WHERE coalesce(usage_count, 0) > 0)::bigint AS used_patterns,
                        coalesce(sum(usage_count), 0)::bigint AS total_usage,
@@ -75,7 +75,7 @@ return {
         handler = function(req)
             if req.args.days then
                 -- Rank by usage in the window first, then describe those patterns as usual.
-                local ranked = db.query([[
+                local ranked = db.query_heavy([[
                     SELECT x.pattern_id, sum(x.c)::bigint AS in_window
                       FROM (SELECT pattern_id, usage_count AS c FROM pattern_usage_hourly
                              WHERE hour >= now() - make_interval(days => $3::int)
