@@ -29,14 +29,11 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/api/patter
 kill -0 "$IT_PID" || it_fail "the engine died while Kafka was down"
 start_kafka
 t0=$EPOCHREALTIME
-before=$(db_total)
-grew() { [ "$(db_total)" -gt "$1" ]; }
-wait_for 180 grew "$before" || it_fail "no flush committed after the broker came back"
-recovery=$(secs_since "$t0")
 wait "$producer" || it_fail "the producer failed across the outage"
 total=$(truth_total "$IT_DIR/truth.tsv")
 wait_total "$total" 180 || it_fail "totals did not reach $total after Kafka came back (now $(db_total))"
+recovery=$(secs_since "$t0")
 check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" || it_fail "totals differ after the broker outage"
 engine_stop || it_fail "SIGTERM exit status $?"
-echo "it_kafka_down: ok (40000 events, $total uses exact across a broker outage; first flush" \
-    "${recovery} s after the broker was back; peak RSS $(rss_peak_mb) MB, $(build_kind) build)"
+echo "it_kafka_down: ok (40000 events, $total uses exact across a broker outage, ${recovery} s" \
+    "after the broker was back; peak RSS $(rss_peak_mb) MB, $(build_kind) build)"
