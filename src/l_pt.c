@@ -2,6 +2,7 @@
 
 #include <lauxlib.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,13 +246,22 @@ static int l_pt_now(lua_State *L) /* [-0, +1] */
 }
 
 /* pt.parse_time(s) -> seconds since the epoch (float) or nil. [-1, +1] */
-static int l_pt_parse_time(lua_State *L)
+/* Argument 1 parsed as a time into *us; false (and nil pushed) when it is not one. [-0, +0|1] */
+static bool check_time(lua_State *L, int64_t *us)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    int64_t us;
-    if (!text_parse_time(s, len, &us)) {
+    if (!text_parse_time(s, len, us)) {
         lua_pushnil(L);
+        return false;
+    }
+    return true;
+}
+
+static int l_pt_parse_time(lua_State *L)
+{
+    int64_t us;
+    if (!check_time(L, &us)) {
         return 1;
     }
     lua_pushnumber(L, (double)us / 1e6);
@@ -264,11 +274,8 @@ static int l_pt_parse_time(lua_State *L)
  */
 static int l_pt_normalize_time(lua_State *L)
 {
-    size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
     int64_t us;
-    if (!text_parse_time(s, len, &us)) {
-        lua_pushnil(L);
+    if (!check_time(L, &us)) {
         return 1;
     }
     char buf[40];
