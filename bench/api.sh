@@ -18,7 +18,14 @@ RATE=${2:-50000}
 DUR=${3:-20}
 BIN=${PT_BIN:-$ROOT/build/patterntrack}
 base=${DATABASE_URL%/*}
-psql "$DATABASE_URL" -Xq -c "DROP DATABASE IF EXISTS pt_bench_api WITH (FORCE)" -c "CREATE DATABASE pt_bench_api" >/dev/null
+# PT_BENCH_REUSE=1 keeps the database of an earlier run (seeded, plus what its live ingest added)
+reuse=0
+if [ "${PT_BENCH_REUSE:-0}" = 1 ] &&
+    psql "$base/pt_bench_api" -XtAc "SELECT 1 FROM pattern_lineage_nodes LIMIT 1" 2>/dev/null | grep -q 1; then
+    reuse=1
+else
+    psql "$DATABASE_URL" -Xq -c "DROP DATABASE IF EXISTS pt_bench_api WITH (FORCE)" -c "CREATE DATABASE pt_bench_api" >/dev/null
+fi
 export DATABASE_URL="$base/pt_bench_api"
 dir=$(mktemp -d /tmp/pt-bench-api.XXXXXX)
 prefix="bapi-$$-"
@@ -37,6 +44,7 @@ return {
 }
 LUA
 (cd "$ROOT" && "$BIN" migrate --config "$dir/config.lua" >/dev/null)
+if [ "$reuse" = 0 ]; then
 echo "seeding: 100k patterns, 1k agents, 10M uses ..." >&2
 t0=$(date +%s)
 pt_psql <<'SQL'
@@ -71,9 +79,13 @@ SELECT 'pat-' || lpad(g::text, 6, '0'), 'pat-' || lpad((g + k)::text, 6, '0'), 1
 ON CONFLICT DO NOTHING;
 UPDATE usage_topic_stats SET events = events; -- (no rows yet; the engine adds them)
 INSERT INTO usage_topic_stats (topic, events, events_with_patterns) VALUES ('seed', 2500000, 2500000);
+-- the per-agent and per-hour totals the flush would have kept (sql/008_totals.sql)
+SELECT pt_rebuild_totals();
 ANALYZE;
 SQL
-echo "seeded in $(( $(date +%s) - t0 )) s: $(pt_psql -tAc 'SELECT sum(usage_count) FROM pattern_lineage_nodes') uses, $(pt_psql -tAc 'SELECT count(*) FROM pattern_agent_usage') pairs, $(pt_psql -tAc 'SELECT count(*) FROM pattern_usage_hourly') hours" >&2
+echo "seeded in $(( $(date +%s) - t0 )) s" >&2
+fi
+echo "database: $(pt_psql -tAc 'SELECT sum(usage_count) FROM pattern_lineage_nodes') uses, $(pt_psql -tAc 'SELECT count(*) FROM pattern_agent_usage') pairs, $(pt_psql -tAc 'SELECT count(*) FROM pattern_usage_hourly') hours" >&2
 
 # name, path (a %d in it means random pattern/agent number), upper bound of that number
 ENDPOINTS=${ENDPOINTS:-"summary|/api/patterns/usage/summary|0

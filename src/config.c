@@ -104,6 +104,10 @@ static const option_t options[] = {
      "Longest time SIGTERM waits for the last flush before exiting."},
     {"pg_pool_size", T_INT, "4", OFF(pg_pool_size), NULL, false, 1, 64,
      "PostgreSQL connections for HTTP queries (the flush has its own)."},
+    {"pg_prepared_statements", T_INT, "256", OFF(pg_prepared_statements), NULL, false, 0, 4096,
+     "Distinct HTTP query texts each of those connections prepares once and then only executes "
+     "(saves PostgreSQL planning them per request); 0 for a pooler in transaction mode that "
+     "cannot keep prepared statements."},
     {"cooccurrence_max_patterns", T_INT, "32", OFF(cooccurrence_max_patterns), NULL, true, 0, 1000,
      "Events with up to this many distinct patterns record every pair of them (co-occurrence); "
      "events with more are counted in usage_topic_stats instead. 0 turns pairs off."},

@@ -55,6 +55,7 @@ typedef struct config {
     int64_t flush_timeout_ms;
     int64_t shutdown_timeout_ms;
     int64_t pg_pool_size;
+    int64_t pg_prepared_statements;
     int64_t cooccurrence_max_patterns;
     int64_t retention_hourly_days;
     char *log_level;

@@ -180,7 +180,8 @@ static int run(config_t *cfg)
             "-c TimeZone=UTC -c statement_timeout=%lld -c client_connection_check_interval=1000"
             " -c jit=off -c max_parallel_workers_per_gather=0",
             (long long)cfg->query_timeout_ms);
-        app.pool = pg_pool_new(app.base, cfg->database_url, opts, (int)cfg->pg_pool_size, 1024);
+        app.pool = pg_pool_new(app.base, cfg->database_url, opts, (int)cfg->pg_pool_size, 1024,
+                               (int)cfg->pg_prepared_statements);
         if (app.pool == NULL) {
             log_error("start-up: out of memory");
             goto done;
@@ -362,7 +363,7 @@ static int check(config_t *cfg)
     /* Routes load like at start-up; the pool never connects (no query runs). */
     app_t app = {.cfg = cfg, .rules = r};
     app.base = event_base_new();
-    app.pool = app.base ? pg_pool_new(app.base, cfg->database_url, NULL, 1, 1) : NULL;
+    app.pool = app.base ? pg_pool_new(app.base, cfg->database_url, NULL, 1, 1, 0) : NULL;
     routes_t *routes =
         app.pool ? routes_new(app.base, cfg, app.pool, l_app_fns, &app, err, sizeof err) : NULL;
     int rc = 0;

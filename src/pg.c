@@ -32,12 +32,21 @@ struct pg_conn {
     PGresult *error;  /* first error result of the query in flight */
     bool flushing;    /* output not fully sent yet */
     bool reused;      /* the query in flight went out on a connection made before it */
+    /* Prepared statements of this session, by SQL text (see send_query). */
+    int stmt_max; /* 0: never prepare */
+    int n_stmts;
+    struct stmt {
+        uint64_t hash;
+        char *sql;
+    } * stmts;
+    int preparing; /* the index the statement in flight is being prepared as, or -1 */
 };
 
 static void socket_cb(evutil_socket_t fd, short what, void *arg);
 static void fail(pg_conn_t *c, const char *what);
 
 static void send_query(pg_conn_t *c);
+static void send_unprepared(pg_conn_t *c);
 static int start_connect(pg_conn_t *c);
 
 /* Starts the query queued by pg_conn_query on the next loop turn, so that its callback never
@@ -97,6 +106,7 @@ pg_conn_t *pg_conn_new_opts(struct event_base *base, const char *conninfo, const
     c->options = options ? strdup(options) : NULL;
     c->conninfo = strdup(conninfo);
     c->name = strdup(name);
+    c->preparing = -1;
     c->timer = evtimer_new(base, socket_cb, c);
     c->defer = evtimer_new(base, defer_cb, c);
     if (c->conninfo == NULL || c->name == NULL || c->timer == NULL || c->defer == NULL) {
@@ -118,6 +128,12 @@ static void drop(pg_conn_t *c)
     }
     c->state = PG_IDLE_DOWN;
     c->flushing = false;
+    /* prepared statements die with the session */
+    for (int i = 0; i < c->n_stmts; i++) {
+        free(c->stmts[i].sql);
+    }
+    c->n_stmts = 0;
+    c->preparing = -1;
 }
 
 void pg_conn_free(pg_conn_t *c)
@@ -133,6 +149,7 @@ void pg_conn_free(pg_conn_t *c)
         event_free(c->defer);
     }
     free_query(c);
+    free(c->stmts);
     free(c->conninfo);
     free(c->options);
     free(c->name);
@@ -220,18 +237,40 @@ static int watch(pg_conn_t *c, short what)
     return 0;
 }
 
-static void send_query(pg_conn_t *c)
+static uint64_t sql_hash(const char *sql)
 {
-    if (!PQsendQueryParams(c->conn, c->sql, c->nparams, NULL, (const char *const *)c->values,
-                           c->lengths, NULL, 0)) {
-        fail(c, "cannot send query");
-        return;
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)sql; *p; p++) {
+        h = (h ^ *p) * 1099511628211ULL;
     }
+    return h;
+}
+
+static void stmt_name(char *buf, size_t n, int i)
+{
+    snprintf(buf, n, "pt_s%d", i);
+}
+
+/* The index of c->sql among the session's prepared statements, or -1. */
+static int find_stmt(const pg_conn_t *c, uint64_t h)
+{
+    for (int i = 0; i < c->n_stmts; i++) {
+        if (c->stmts[i].hash == h && strcmp(c->stmts[i].sql, c->sql) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static void sent(pg_conn_t *c, bool keep_values)
+{
     c->state = PG_BUSY;
-    /* libpq holds its own copy now; ours may go (flush parameters are megabytes). */
-    for (int i = 0; i < c->nparams; i++) {
-        free(c->values[i]);
-        c->values[i] = NULL;
+    if (!keep_values) {
+        /* libpq holds its own copy now; ours may go (flush parameters are megabytes). */
+        for (int i = 0; i < c->nparams; i++) {
+            free(c->values[i]);
+            c->values[i] = NULL;
+        }
     }
     int f = PQflush(c->conn);
     if (f < 0) {
@@ -242,6 +281,78 @@ static void send_query(pg_conn_t *c)
     if (watch(c, EV_READ | (c->flushing ? EV_WRITE : 0) | EV_PERSIST) != 0) {
         fail(c, "cannot watch the socket");
     }
+}
+
+static void send_prepared(pg_conn_t *c, int i)
+{
+    char name[32];
+    stmt_name(name, sizeof name, i);
+    if (!PQsendQueryPrepared(c->conn, name, c->nparams, (const char *const *)c->values, c->lengths,
+                             NULL, 0)) {
+        fail(c, "cannot send query");
+        return;
+    }
+    sent(c, false);
+}
+
+static void send_unprepared(pg_conn_t *c)
+{
+    if (!PQsendQueryParams(c->conn, c->sql, c->nparams, NULL, (const char *const *)c->values,
+                           c->lengths, NULL, 0)) {
+        fail(c, "cannot send query");
+        return;
+    }
+    sent(c, false);
+}
+
+/* On connections that prepare (pg_conn_set_prepare), a query text is prepared once per session
+ * and then only executed: the HTTP routes send the same few dozen texts thousands of times a
+ * second, and planning them cost PostgreSQL 3-4 times what running them did (0.4-0.5 ms vs
+ * 0.13-0.18 ms for one pattern's answer at 100,000 patterns). PostgreSQL still plans custom
+ * plans for the first five executions and keeps a generic plan only when it is as good. Texts
+ * beyond stmt_max are sent unprepared; the first stmt_max stay. */
+static void send_query(pg_conn_t *c)
+{
+    if (c->stmt_max > 0) {
+        uint64_t h = sql_hash(c->sql);
+        int i = find_stmt(c, h);
+        if (i >= 0) {
+            send_prepared(c, i);
+            return;
+        }
+        if (c->n_stmts < c->stmt_max) {
+            i = c->n_stmts;
+            char name[32];
+            stmt_name(name, sizeof name, i);
+            if (!PQsendPrepare(c->conn, name, c->sql, c->nparams, NULL)) {
+                fail(c, "cannot send query");
+                return;
+            }
+            c->stmts[i].hash = h;
+            c->preparing = i;
+            sent(c, true);
+            return;
+        }
+    }
+    send_unprepared(c);
+}
+
+int pg_conn_set_prepare(pg_conn_t *c, int max)
+{
+    struct stmt *st = max > 0 ? calloc((size_t)max, sizeof *st) : NULL;
+    if (max > 0 && st == NULL) {
+        return -1;
+    }
+    for (int i = 0; i < c->n_stmts; i++) {
+        free(c->stmts[i].sql);
+    }
+    free(c->stmts);
+    c->stmts = st;
+    c->stmt_max = max > 0 ? max : 0;
+    c->n_stmts = 0;
+    /* statements the session already holds are unknown to us now: start a new session */
+    drop(c);
+    return 0;
 }
 
 static void on_connect_step(pg_conn_t *c)
@@ -291,6 +402,32 @@ static void on_readable(pg_conn_t *c)
     while (!PQisBusy(c->conn)) {
         PGresult *r = PQgetResult(c->conn);
         if (r == NULL) {
+            if (c->preparing >= 0) {
+                int i = c->preparing;
+                c->preparing = -1;
+                if (c->error == NULL) {
+                    /* Prepared: remember it and run it (the connection stays busy). */
+                    c->stmts[i].sql = strdup(c->sql);
+                    if (c->stmts[i].sql != NULL) {
+                        c->n_stmts = i + 1;
+                    }
+                    if (c->result) {
+                        PQclear(c->result);
+                        c->result = NULL;
+                    }
+                    if (c->ev) {
+                        event_free(c->ev);
+                        c->ev = NULL;
+                    }
+                    if (c->n_stmts == i + 1) {
+                        send_prepared(c, i);
+                    } else {
+                        send_unprepared(c); /* out of memory */
+                    }
+                    return;
+                }
+                /* A text PostgreSQL refuses to prepare is an error of the query itself. */
+            }
             /* The query is complete. */
             c->state = PG_READY;
             if (c->ev) {
@@ -681,7 +818,7 @@ static void pool_dispatch(pg_pool_t *p)
 }
 
 pg_pool_t *pg_pool_new(struct event_base *base, const char *conninfo, const char *options, int size,
-                       int max_queue)
+                       int max_queue, int prepare)
 {
     pg_pool_t *p = calloc(1, sizeof *p);
     if (p == NULL) {
@@ -703,7 +840,7 @@ pg_pool_t *pg_pool_new(struct event_base *base, const char *conninfo, const char
         char name[32];
         snprintf(name, sizeof name, "http-%d", i);
         p->conns[i] = pg_conn_new_opts(base, conninfo, options, name);
-        if (p->conns[i] == NULL) {
+        if (p->conns[i] == NULL || pg_conn_set_prepare(p->conns[i], prepare) != 0) {
             pg_pool_free(p);
             return NULL;
         }

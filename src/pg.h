@@ -30,6 +30,9 @@ void pg_conn_free(pg_conn_t *c);
 int pg_conn_query(pg_conn_t *c, const char *sql, int nparams, const char *const *values,
                   const int *lengths, int64_t timeout_ms, pg_result_cb cb, void *ud)
     __attribute__((warn_unused_result));
+/* Prepares each distinct query text once per session, up to max texts (0: never), and
+ * executes the prepared statement after that. Drops the session. -1 when out of memory. */
+int pg_conn_set_prepare(pg_conn_t *c, int max) __attribute__((warn_unused_result));
 bool pg_conn_busy(const pg_conn_t *c);
 /* True when the query in flight was sent on a connection opened before it (not a fresh one)
  * and did not fail by running out of time. */
@@ -45,8 +48,9 @@ const char *pg_conn_last_error(const pg_conn_t *c);
 typedef struct pg_pool pg_pool_t;
 typedef struct pg_job pg_job_t;
 
+/* prepare: pg_conn_set_prepare's max for each connection (0: none). */
 pg_pool_t *pg_pool_new(struct event_base *base, const char *conninfo, const char *options, int size,
-                       int max_queue);
+                       int max_queue, int prepare);
 void pg_pool_free(pg_pool_t *p);
 /* Queues a query; cb is called once (never inside this call), unless the job is cancelled.
  * NULL when the queue is full. A heavy query (a whole-table aggregate) runs on at most half of

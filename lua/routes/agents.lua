@@ -1,17 +1,17 @@
--- Agents: who uses patterns, how much, and which kinds (the seed's agent_pattern_preferences),
--- from pattern_agent_usage (exact per (pattern, agent)) joined with the catalog for the types.
--- An agent's usage_count counts pattern uses: an event referencing k patterns counts k.
+-- Agents: who uses patterns, how much, and which kinds (the seed's agent_pattern_preferences).
+-- The list comes from agent_usage_totals (kept by the flush); a profile from pattern_agent_usage
+-- (exact per (pattern, agent)) joined with the catalog for the types. An agent's usage_count
+-- counts pattern uses: an event referencing k patterns counts k.
 local H = require("pt.history")
 
 local TIME = { type = "string", format = "date-time" }
 
--- Agents by usage, most first, with the number of agents in all ($1 limit, $2 offset).
+-- Agents by usage, most first, with the number of agents in all ($1 limit, $2 offset), from
+-- the totals the flush keeps (sql/008_totals.sql).
 local AGENTS = [[
-SELECT agent_name, sum(usage_count)::bigint AS usage_count,
-       count(*)::bigint AS distinct_patterns, min(first_used_at) AS first_used_at,
-       max(last_used_at) AS last_used_at, count(*) OVER () AS total
-  FROM pattern_agent_usage
- GROUP BY agent_name
+SELECT agent_name, usage_count, distinct_patterns, first_used_at, last_used_at,
+       count(*) OVER () AS total
+  FROM agent_usage_totals
  ORDER BY usage_count DESC, agent_name COLLATE "C"
  LIMIT $1 OFFSET $2]]
 
@@ -39,7 +39,7 @@ SELECT a.pattern_id, coalesce(n.pattern_name, a.pattern_id) AS pattern_name,
  LIMIT $2]]
 
 local function agents(req)
-    local rows = db.query_heavy(AGENTS, req.args.limit, req.args.offset)
+    local rows = db.query(AGENTS, req.args.limit, req.args.offset)
     local out, total = pt.array(), 0
     for i, r in ipairs(rows) do
         total = r.total
@@ -48,7 +48,7 @@ local function agents(req)
             last_used_at = r.last_used_at }
     end
     if #rows == 0 and req.args.offset > 0 then
-        total = db.query_heavy("SELECT count(DISTINCT agent_name) AS n FROM pattern_agent_usage")[1].n
+        total = db.query("SELECT count(*) AS n FROM agent_usage_totals")[1].n
     end
     return { total = total, limit = req.args.limit, offset = req.args.offset, agents = out }
 end

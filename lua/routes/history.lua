@@ -194,25 +194,27 @@ end
 local DAY_NAMES = { "Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday" }
 
 -- Usage per (weekday, hour of day) in the tz offset $2 (seconds) over the last $1 days up to the
--- end of the current UTC hour, from the hourly buckets of the patterns `match` selects; plus the
--- usage of daily buckets in that range, which cannot be placed in hours. Weekdays count from
--- Sunday = 0, as PostgreSQL's dow; 1970-01-01 was a Thursday (4).
-local function heatmap_sql(match)
+-- end of the current UTC hour, from hourly buckets; plus the usage of daily buckets in that
+-- range, which cannot be placed in hours. One pattern's come from its buckets (match selects
+-- them); the overall one from the per-hour and per-day totals the flush and the rollup keep
+-- (sql/008_totals.sql: the same sums, without reading every pattern's buckets). Weekdays count
+-- from Sunday = 0, as PostgreSQL's dow; 1970-01-01 was a Thursday (4).
+local function heatmap_sql(hourly, daily, match)
     return ([[
 SELECT w.t1, w.t0, g.dow, g.hod, g.c,
-       (SELECT coalesce(sum(u.usage_count), 0)::bigint FROM pattern_usage_daily u
+       (SELECT coalesce(sum(u.usage_count), 0)::bigint FROM %s u
          WHERE %s AND u.day >= (w.t1 AT TIME ZONE 'UTC')::date
            AND u.day <= (w.t0 AT TIME ZONE 'UTC')::date) AS daily
   FROM %s
   LEFT JOIN LATERAL (
        SELECT ((e / 86400 + 4) %% 7)::int AS dow, (e / 3600 %% 24)::int AS hod, sum(c)::bigint AS c
          FROM (SELECT extract(epoch FROM u.hour)::bigint + $2::bigint AS e, u.usage_count AS c
-                 FROM pattern_usage_hourly u
+                 FROM %s u
                 WHERE %s AND u.hour >= w.t1 AND u.hour < w.t0) s
-        GROUP BY 1, 2) g ON true]]):format(match, stats.WINDOWS, match)
+        GROUP BY 1, 2) g ON true]]):format(daily, match, stats.WINDOWS, hourly, match)
 end
-local HEATMAP_ALL = heatmap_sql("true")
-local HEATMAP_ONE = heatmap_sql("u.pattern_id = $3")
+local HEATMAP_ALL = heatmap_sql("usage_hourly_totals", "usage_daily_totals", "true")
+local HEATMAP_ONE = heatmap_sql("pattern_usage_hourly", "pattern_usage_daily", "u.pattern_id = $3")
 
 local function heatmap(req, pattern_id)
     local offset, tz = H.tz_arg(req.args.tz)
@@ -220,7 +222,7 @@ local function heatmap(req, pattern_id)
         H.need_pattern(pattern_id)
     end
     local rows = pattern_id and db.query(HEATMAP_ONE, req.args.days, offset, pattern_id)
-        or db.query_heavy(HEATMAP_ALL, req.args.days, offset)
+        or db.query(HEATMAP_ALL, req.args.days, offset)
     local matrix = pt.array()
     for d = 1, 7 do
         local row = pt.array()

@@ -41,8 +41,7 @@ return {
                 SELECT count(*)::bigint AS total_patterns,
                        count(*) FILTER (WHERE coalesce(usage_count, 0) > 0)::bigint AS used_patterns,
                        coalesce(sum(usage_count), 0)::bigint AS total_usage,
-                       (SELECT count(*) FROM (SELECT DISTINCT agent_name FROM pattern_agent_usage) a)::bigint
-                           AS total_agents
+                       (SELECT count(*) FROM agent_usage_totals)::bigint AS total_agents
                   FROM pattern_lineage_nodes]])[1]
             end)
             local total = r.total_patterns

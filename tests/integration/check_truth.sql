@@ -121,6 +121,42 @@ SELECT 'pattern_usage_hourly', count(*) OVER (),
               coalesce('count=' || t_count, '(none)'), coalesce('count=' || db_count, '(none)'))
   FROM d ORDER BY pattern, hour LIMIT 10;
 
+-- agent_usage_totals: the truth's pairs summed per agent
+WITH t AS (
+    SELECT agent, sum(count) AS count, count(*) AS patterns,
+           TIMESTAMPTZ 'epoch' + min(first_us) * INTERVAL '1 microsecond' AS first_at,
+           TIMESTAMPTZ 'epoch' + max(last_us) * INTERVAL '1 microsecond' AS last_at
+      FROM truth_a GROUP BY agent
+), d AS (
+    SELECT coalesce(t.agent, a.agent_name) AS agent,
+           CASE WHEN t.agent IS NULL THEN '(none)'
+                ELSE format('count=%s patterns=%s first=%s last=%s', t.count, t.patterns,
+                            t.first_at, t.last_at) END AS tv,
+           CASE WHEN a.agent_name IS NULL THEN '(none)'
+                ELSE format('count=%s patterns=%s first=%s last=%s', a.usage_count,
+                            a.distinct_patterns, a.first_used_at, a.last_used_at) END AS dv
+      FROM t FULL JOIN agent_usage_totals a ON a.agent_name = t.agent
+)
+INSERT INTO diff (tbl, n, line)
+SELECT 'agent_usage_totals', count(*) OVER (),
+       format('  %s: truth %s | db %s', quote_literal(agent), tv, dv)
+  FROM d WHERE tv <> dv ORDER BY agent LIMIT 10;
+
+-- usage_hourly_totals: the truth's buckets summed per hour
+WITH t AS (
+    SELECT TIMESTAMPTZ 'epoch' + hour * INTERVAL '1 hour' AS hour, sum(count) AS count
+      FROM truth_h GROUP BY hour
+), d AS (
+    SELECT coalesce(t.hour, h.hour) AS hour, t.count AS t_count, h.usage_count AS db_count
+      FROM t FULL JOIN usage_hourly_totals h ON h.hour = t.hour
+     WHERE t.count IS DISTINCT FROM h.usage_count
+)
+INSERT INTO diff (tbl, n, line)
+SELECT 'usage_hourly_totals', count(*) OVER (),
+       format('  %s: truth %s | db %s', hour, coalesce('count=' || t_count, '(none)'),
+              coalesce('count=' || db_count, '(none)'))
+  FROM d ORDER BY hour LIMIT 10;
+
 -- usage_topic_stats (a missing row counts as all zeros)
 WITH s AS (
     SELECT * FROM usage_topic_stats WHERE left(topic, length(:'prefix')) = :'prefix'

@@ -73,6 +73,8 @@ db_total() {
 # reset_db: empties every table the engine writes, its stored Kafka offsets included.
 reset_db() {
     pt_psql -c 'TRUNCATE pattern_lineage_nodes, pattern_agent_usage, pattern_usage_hourly,
+                         pattern_usage_daily, pattern_cooccurrence, agent_usage_totals,
+                         usage_hourly_totals, usage_daily_totals,
                          usage_consumer_offsets, usage_topic_stats, usage_dead_letters
                 RESTART IDENTITY'
 }

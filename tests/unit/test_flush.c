@@ -91,6 +91,8 @@ static void test_pg(const char *url)
     PGconn *c = PQconnectdb(url);
     CHECK(PQstatus(c) == CONNECTION_OK);
     PQclear(PQexec(c, "TRUNCATE pattern_lineage_nodes, pattern_agent_usage, pattern_usage_hourly,"
+                      " pattern_usage_daily, pattern_cooccurrence, agent_usage_totals,"
+                      " usage_hourly_totals, usage_daily_totals,"
                       " usage_consumer_offsets, usage_topic_stats, usage_dead_letters"));
     PQclear(PQexec(c, "INSERT INTO pattern_lineage_nodes (pattern_id, pattern_name, pattern_type)"
                       " VALUES ('reg', 'Registered', 'code')"));
@@ -137,6 +139,18 @@ static void test_pg(const char *url)
     CHECK_EQ_STR(one(c, "SELECT sum(usage_count) FROM pattern_usage_hourly WHERE pattern_id='reg'"),
                  "4");
     CHECK_EQ_STR(one(c, "SELECT count(*) FROM pattern_usage_hourly WHERE pattern_id='reg'"), "3");
+    /* per agent: alice used reg twice and new"one once (2 patterns), bob reg once, carol once */
+    CHECK_EQ_STR(one(c, "SELECT string_agg(agent_name || '=' || usage_count || '/' || "
+                        "distinct_patterns, ' ' ORDER BY agent_name) FROM agent_usage_totals"),
+                 "alice=3/2 bob=1/1 carol=1/1");
+    CHECK_EQ_STR(one(c, "SELECT (first_used_at = pt_ts(4*3600000000))::text || (last_used_at = "
+                        "pt_ts(6*3600000000))::text FROM agent_usage_totals WHERE "
+                        "agent_name='alice'"),
+                 "truetrue");
+    /* per hour: 4h reg/alice, 5h reg/bob + reg/alice, 6h new"one, 7h reg/carol */
+    CHECK_EQ_STR(one(c, "SELECT string_agg((extract(epoch FROM hour) / 3600)::bigint || '=' || "
+                        "usage_count, ' ' ORDER BY hour) FROM usage_hourly_totals"),
+                 "4=1 5=2 6=1 7=1");
     CHECK_EQ_STR(one(c, "SELECT next_offset FROM usage_consumer_offsets WHERE group_id='g1'"),
                  "130");
     CHECK_EQ_STR(
