@@ -172,14 +172,15 @@ BEGIN
              pat AS (INSERT INTO pattern_lineage_nodes AS n
                             (pattern_id, usage_count, first_used_at, last_used_at, used_by_agents,
                              registered)
-                     SELECT t.pattern, t.cnt, t.f, t.l,
-                            coalesce((SELECT array_agg(agent_name ORDER BY agent_name)
-                                        FROM fresh WHERE fresh.pattern_id = t.pattern),
-                                     ARRAY[]::TEXT[]),
+                     SELECT t.pattern, t.cnt, t.f, t.l, coalesce(fa.agents, ARRAY[]::TEXT[]),
                             false
                        FROM (SELECT pattern, sum(cnt) AS cnt, pt_ts(min(f)) AS f,
                                     pt_ts(max(l)) AS l
                                FROM d GROUP BY pattern) t
+                       LEFT JOIN (SELECT pattern_id,
+                                         array_agg(agent_name ORDER BY agent_name) AS agents
+                                    FROM fresh GROUP BY pattern_id) fa
+                         ON fa.pattern_id = t.pattern
                       ORDER BY t.pattern
                      ON CONFLICT (pattern_id) DO UPDATE SET
                          usage_count   = coalesce(n.usage_count, 0) + EXCLUDED.usage_count,

@@ -99,7 +99,8 @@ static const option_t options[] = {
     {"flush_retry_max_ms", T_INT, "10000", OFF(flush_retry_max_ms), NULL, true, 10, 600000,
      "Longest backoff between retries of a failed flush."},
     {"flush_timeout_ms", T_INT, "30000", OFF(flush_timeout_ms), NULL, true, 100, 3600000,
-     "A flush with no answer after this long is abandoned and retried on a new connection."},
+     "A flush with no answer after this long is abandoned and retried on a new connection (each "
+     "such timeout in a row doubles the next attempt's, up to 8 times this)."},
     {"shutdown_timeout_ms", T_INT, "15000", OFF(shutdown_timeout_ms), NULL, true, 100, 600000,
      "Longest time SIGTERM waits for the last flush before exiting."},
     {"pg_pool_size", T_INT, "4", OFF(pg_pool_size), NULL, false, 1, 64,

@@ -21,6 +21,8 @@ struct flush {
     flush_cb cb;
     void *ud;
     struct timespec started;
+    int64_t timeout_ms; /* this attempt's */
+    int timeouts;       /* attempts in a row that ran out of time */
 };
 
 flush_t *flush_new(struct event_base *base, const config_t *c)
@@ -253,9 +255,13 @@ static bool transient(const char *st)
            strncmp(st, "57P", 3) == 0 || strncmp(st, "53", 2) == 0 || st[0] == '\0';
 }
 
+static int64_t attempt_timeout(const flush_t *f)
+{
+    return f->cfg->flush_timeout_ms << (f->timeouts < 3 ? f->timeouts : 3);
+}
+
 static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
 {
-    (void)c;
     flush_t *f = ud;
     flush_cb cb = f->cb;
     void *cud = f->ud;
@@ -266,9 +272,19 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
     double secs =
         (double)(now.tv_sec - f->started.tv_sec) + (double)(now.tv_nsec - f->started.tv_nsec) / 1e9;
     if (res == NULL) {
+        if (pg_conn_timed_out(c)) {
+            /* A flush that needs longer than flush_timeout_ms (a large batch against a large
+             * database) would otherwise be abandoned at every attempt and never commit: each
+             * timeout in a row doubles the next attempt's time, up to 8 times the setting. */
+            f->timeouts++;
+            log_warn("flush ran out of time after %.1f s (flush_timeout_ms); the next attempt may "
+                     "take up to %lld ms",
+                     secs, (long long)attempt_timeout(f));
+        }
         cb(FLUSH_RETRY, err, secs, cud);
         return;
     }
+    f->timeouts = 0;
     if (PQresultStatus(res) == PGRES_TUPLES_OK) {
         cb(FLUSH_OK, NULL, secs, cud);
         return;
@@ -298,8 +314,9 @@ int flush_send(flush_t *f, const agg_t *a, bool durable, flush_cb cb, void *ud)
     f->cb = cb;
     f->ud = ud;
     clock_gettime(CLOCK_MONOTONIC, &f->started);
+    f->timeout_ms = attempt_timeout(f);
     int rc = pg_conn_query(f->conn, flush_sql, n, (const char *const *)values, lengths,
-                           f->cfg->flush_timeout_ms, result_cb, f);
+                           f->timeout_ms, result_cb, f);
     flush_build_free(values, n);
     if (rc != 0) {
         f->cb = NULL;

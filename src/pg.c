@@ -32,6 +32,7 @@ struct pg_conn {
     PGresult *error;  /* first error result of the query in flight */
     bool flushing;    /* output not fully sent yet */
     bool reused;      /* the query in flight went out on a connection made before it */
+    bool timed_out;   /* the last query ran out of time */
     /* Prepared statements of this session, by SQL text (see send_query). */
     int stmt_max; /* 0: never prepare */
     int n_stmts;
@@ -164,6 +165,11 @@ bool pg_conn_busy(const pg_conn_t *c)
 bool pg_conn_reused(const pg_conn_t *c)
 {
     return c->reused;
+}
+
+bool pg_conn_timed_out(const pg_conn_t *c)
+{
+    return c->timed_out;
 }
 
 bool pg_conn_broken(const pg_conn_t *c)
@@ -465,6 +471,7 @@ static void socket_cb(evutil_socket_t fd, short what, void *arg)
         c->broken = true;
         /* The caller's time is spent: the pool must not try the query again elsewhere. */
         c->reused = false;
+        c->timed_out = true;
         drop(c);
         finish(c, NULL, c->last_error);
         return;
@@ -539,6 +546,7 @@ int pg_conn_query(pg_conn_t *c, const char *sql, int nparams, const char *const 
     c->cb = cb;
     c->ud = ud;
     c->reused = c->state == PG_READY;
+    c->timed_out = false;
     if (timeout_ms > 0) {
         struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
         evtimer_add(c->timer, &tv);

@@ -37,6 +37,8 @@ bool pg_conn_busy(const pg_conn_t *c);
 /* True when the query in flight was sent on a connection opened before it (not a fresh one)
  * and did not fail by running out of time. */
 bool pg_conn_reused(const pg_conn_t *c);
+/* True when the last query was abandoned because its timeout_ms passed. */
+bool pg_conn_timed_out(const pg_conn_t *c);
 /* True while the last attempt to connect or query failed at the connection level. */
 bool pg_conn_broken(const pg_conn_t *c);
 /* Drops the connection (the next query reconnects). A query in flight gets its callback with
