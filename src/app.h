@@ -30,6 +30,8 @@ typedef struct app {
     maint_t *maint;
     reload_t *reload;
     struct event *ev_term, *ev_int, *ev_deadline;
+    struct event *ev_lag; /* event loop lag probe */
+    struct timespec lag_due;
     time_t started;
     uint64_t data_changes; /* catalog writes, for pt.data_version */
     bool stopping;

@@ -1,8 +1,12 @@
 #include "flush.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "pg.h"
@@ -14,6 +18,10 @@ static const char flush_sql[] =
     "SELECT pt_flush($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
     "$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)";
 
+/* The parameters of a large flush are tens of megabytes of array text: building them took
+ * 30-120 ms, and on the event loop that was 30-120 ms without HTTP answers or Kafka reads at
+ * every flush. A builder thread makes them while the loop goes on; the aggregate is the
+ * in-flight batch, which nothing changes until this flush has ended. */
 struct flush {
     pg_conn_t *conn;
     char *group;
@@ -23,7 +31,55 @@ struct flush {
     struct timespec started;
     int64_t timeout_ms; /* this attempt's */
     int timeouts;       /* attempts in a row that ran out of time */
+    /* builder thread; the fields below the mutex are shared with it */
+    pthread_t thread;
+    bool thread_up;
+    int pipe[2]; /* the builder writes a byte when parameters are ready */
+    struct event *ev_built;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    const agg_t *job; /* to build, or NULL */
+    bool durable;
+    bool built;
+    bool stop;
+    char *values[FLUSH_NPARAMS];
+    int lengths[FLUSH_NPARAMS];
+    int n;
 };
+
+static void *builder_main(void *arg)
+{
+    flush_t *f = arg;
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        while (f->job == NULL && !f->stop) {
+            pthread_cond_wait(&f->cv, &f->mu);
+        }
+        if (f->stop) {
+            break;
+        }
+        const agg_t *a = f->job;
+        bool durable = f->durable;
+        pthread_mutex_unlock(&f->mu);
+        char *values[FLUSH_NPARAMS];
+        int lengths[FLUSH_NPARAMS];
+        int n = flush_build(a, f->group, durable, values, lengths);
+        pthread_mutex_lock(&f->mu);
+        memcpy(f->values, values, sizeof values);
+        memcpy(f->lengths, lengths, sizeof lengths);
+        f->n = n;
+        f->job = NULL;
+        f->built = true;
+        ssize_t w;
+        do {
+            w = write(f->pipe[1], "b", 1);
+        } while (w < 0 && errno == EINTR);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+static void built_cb(evutil_socket_t fd, short what, void *arg);
 
 flush_t *flush_new(struct event_base *base, const config_t *c)
 {
@@ -31,13 +87,24 @@ flush_t *flush_new(struct event_base *base, const config_t *c)
     if (f == NULL) {
         return NULL;
     }
+    f->pipe[0] = f->pipe[1] = -1;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
     f->conn = pg_conn_new(base, c->database_url, "flush");
     f->group = strdup(c->kafka_group_id);
     f->cfg = c;
-    if (f->conn == NULL || f->group == NULL) {
+    if (f->conn == NULL || f->group == NULL || pipe(f->pipe) != 0 ||
+        fcntl(f->pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
+        (f->ev_built = event_new(base, f->pipe[0], EV_READ | EV_PERSIST, built_cb, f)) == NULL ||
+        event_add(f->ev_built, NULL) != 0) {
         flush_free(f);
         return NULL;
     }
+    if (pthread_create(&f->thread, NULL, builder_main, f) != 0) {
+        flush_free(f);
+        return NULL;
+    }
+    f->thread_up = true;
     return f;
 }
 
@@ -46,6 +113,26 @@ void flush_free(flush_t *f)
     if (f == NULL) {
         return;
     }
+    if (f->thread_up) {
+        pthread_mutex_lock(&f->mu);
+        f->stop = true;
+        pthread_cond_signal(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+        pthread_join(f->thread, NULL);
+    }
+    if (f->built) {
+        flush_build_free(f->values, f->n);
+    }
+    if (f->ev_built) {
+        event_free(f->ev_built);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (f->pipe[i] >= 0) {
+            close(f->pipe[i]);
+        }
+    }
+    pthread_cond_destroy(&f->cv);
+    pthread_mutex_destroy(&f->mu);
     pg_conn_free(f->conn);
     free(f->group);
     free(f);
@@ -308,20 +395,46 @@ int flush_send(flush_t *f, const agg_t *a, bool durable, flush_cb cb, void *ud)
     if (f->cb != NULL) {
         return -1;
     }
-    char *values[FLUSH_NPARAMS];
-    int lengths[FLUSH_NPARAMS];
-    int n = flush_build(a, f->group, durable, values, lengths);
     f->cb = cb;
     f->ud = ud;
     clock_gettime(CLOCK_MONOTONIC, &f->started);
+    pthread_mutex_lock(&f->mu);
+    f->job = a;
+    f->durable = durable;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    return 0;
+}
+
+/* The builder is done: send the query. */
+static void built_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    flush_t *f = arg;
+    char drain[16];
+    while (read(fd, drain, sizeof drain) > 0) {
+    }
+    pthread_mutex_lock(&f->mu);
+    bool built = f->built;
+    char *values[FLUSH_NPARAMS];
+    int lengths[FLUSH_NPARAMS];
+    int n = f->n;
+    memcpy(values, f->values, sizeof values);
+    memcpy(lengths, f->lengths, sizeof lengths);
+    f->built = false;
+    pthread_mutex_unlock(&f->mu);
+    if (!built) {
+        return;
+    }
     f->timeout_ms = attempt_timeout(f);
     int rc = pg_conn_query(f->conn, flush_sql, n, (const char *const *)values, lengths,
                            f->timeout_ms, result_cb, f);
     flush_build_free(values, n);
     if (rc != 0) {
+        flush_cb cb = f->cb;
+        void *cud = f->ud;
         f->cb = NULL;
         f->ud = NULL;
-        return -1;
+        cb(FLUSH_RETRY, "cannot start the flush query (out of memory)", 0.0, cud);
     }
-    return 0;
 }

@@ -10,10 +10,12 @@
 #include "log.h"
 #include "pg.h"
 
-/* Messages handled per loop turn. Each goes through a Lua rule (tens of microseconds), so a
- * turn stays around a few milliseconds and HTTP requests waiting behind it are not delayed by
- * more; the read event is re-armed while messages remain. */
-#define KAFKA_BATCH 128
+/* Messages handled per loop turn. Each goes through a Lua rule and into the batch (0.15-0.8 ms
+ * per message measured at 100,000 patterns with co-occurrence on), so a turn stays within a
+ * few milliseconds and HTTP requests waiting behind it are not delayed by more; the read event
+ * is re-armed while messages remain, and the loop's dispatch slice (main.c) lets what arrived
+ * meanwhile run between turns. */
+#define KAFKA_BATCH 32
 #define NO_RULE ((size_t)-1) /* a partition of a topic the current rules no longer have */
 
 typedef enum { P_PENDING, P_ACTIVE } part_state_t;

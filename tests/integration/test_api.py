@@ -906,6 +906,12 @@ def phase_metrics(ctx, label):
         if vals != sorted(vals) or sorted(buckets)[-1][0] != float("inf") or vals[-1] != cnt:
             bad.append("%s %s" % (fam, key))
     R.check(name + ": histograms are cumulative and end at +Inf = _count", not bad, bad[:5])
+    # the loop lag probe fires every 100 ms: at least once in the engine's life so far, and its
+    # lags are non-negative
+    R.check(name + ": event loop lag observed",
+            metric(samples, "patterntrack_event_loop_lag_seconds_count") >= 1
+            and metric(samples, "patterntrack_event_loop_lag_seconds_sum") >= 0,
+            metric(samples, "patterntrack_event_loop_lag_seconds_count"))
     want = ctx.c.counts.get(("GET", "/api/patterns/usage/summary", 200), 0)
     R.eq(name + ": HTTP requests of GET /summary 200 = the ones this test made",
          metric(samples, "patterntrack_http_requests_total", method="GET",
