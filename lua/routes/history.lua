@@ -292,6 +292,26 @@ SELECT p.other AS pattern_id, coalesce(n.pattern_name, p.other) AS pattern_name,
           DESC NULLS LAST, p.cnt DESC, p.other COLLATE "C"
  LIMIT $2]]
 
+-- The same for sort=count: the partners are ranked by their own counts first and only the
+-- top $2 are looked up in the catalog (a pattern with thousands of partners took 100 ms of
+-- catalog lookups for the 20 it shows).
+local COOCCURRING_BY_COUNT = [[
+WITH p AS (
+    SELECT * FROM (
+        SELECT pattern_id_2 AS other, cooccurrence_count AS cnt, last_seen_together AS last
+          FROM pattern_cooccurrence WHERE pattern_id_1 = $1
+        UNION ALL
+        SELECT pattern_id_1, cooccurrence_count, last_seen_together
+          FROM pattern_cooccurrence WHERE pattern_id_2 = $1) a
+     ORDER BY cnt DESC, other COLLATE "C"
+     LIMIT $2)
+SELECT p.other AS pattern_id, coalesce(n.pattern_name, p.other) AS pattern_name,
+       coalesce(n.pattern_type, 'unknown') AS pattern_type,
+       coalesce(n.usage_count, 0)::bigint AS usage_count, p.cnt AS count,
+       p.last AS last_seen_together
+  FROM p LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = p.other
+ ORDER BY p.cnt DESC, p.other COLLATE "C"]]
+
 local TOP_PAIRS = [[
 SELECT c.pattern_id_1, coalesce(n1.pattern_name, c.pattern_id_1) AS pattern_name_1,
        coalesce(n1.usage_count, 0)::bigint AS usage_count_1,
@@ -314,8 +334,13 @@ local MEASURES_DESC = "lift = count * events_with_patterns / (usage_count(a) * u
 local function cooccurring(req)
     local me = H.need_pattern(req.params.pattern_id)
     local totals = db.query(H.EVENT_TOTALS)[1]
-    local rows = db.query(COOCCURRING, req.params.pattern_id, req.args.limit, req.args.sort,
-        me.usage_count)
+    local rows
+    if req.args.sort == "count" then
+        rows = db.query(COOCCURRING_BY_COUNT, req.params.pattern_id, req.args.limit)
+    else
+        rows = db.query(COOCCURRING, req.params.pattern_id, req.args.limit, req.args.sort,
+            me.usage_count)
+    end
     local n = totals.events_with_patterns
     local out = pt.array()
     for i, r in ipairs(rows) do
