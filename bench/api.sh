@@ -5,6 +5,8 @@
 #
 #   bench/api.sh [RUNS] [INGEST_RATE] [DURATION_S]   (defaults 3, 50000, 20)
 #
+# INGEST_RATE 0 measures the API alone. PT_BENCH_REUSE=1 reuses the database of an earlier run.
+#
 # The history is synthesized with SQL (ingesting 10 M events first would take longer than the
 # benchmark): exact-looking rows of the same shape and size the engine itself writes: 100,000
 # registered patterns, ~2 M (pattern, agent) rows and ~3 M hourly rows over 30 days, summing to
@@ -107,9 +109,13 @@ wait_for 60 up
 n_endpoints=$(printf '%s\n' "$ENDPOINTS" | grep -c '|')
 # Enough events to keep ingest running through every run of every endpoint (wrk's own start-up
 # and the pauses between runs included).
-"$PT_LOADGEN" --topic-prefix "$prefix" --events $((RATE * (DUR + 8) * RUNS * n_endpoints + RATE * 30)) --rate "$RATE" \
-    --patterns 100000 --agents 1000 --time-span-hours 1 --compression none --quiet >"$dir/loadgen.log" 2>&1 &
-lg=$!
+lg=
+if [ "$RATE" -gt 0 ]; then
+    "$PT_LOADGEN" --topic-prefix "$prefix" --events $((RATE * (DUR + 8) * RUNS * n_endpoints + RATE * 30)) \
+        --rate "$RATE" --patterns 100000 --agents 1000 --time-span-hours 1 --compression none \
+        --quiet >"$dir/loadgen.log" 2>&1 &
+    lg=$!
+fi
 cat >"$dir/random.lua" <<'LUA'
 -- PT_PATH with one %d: a popular-to-rare pattern (or agent) number per request, log-uniform,
 -- so per-pattern endpoints are not measured on one cached row
@@ -140,7 +146,9 @@ while IFS='|' read -r ep path max; do
         results+=("$ep $rps $p99")
     done
 done <<<"$ENDPOINTS"
-kill "$lg" 2>/dev/null || true
+[ -n "$lg" ] && kill "$lg" 2>/dev/null || true
+# how late the engine's 100 ms timer ran: time its one thread was busy (HTTP + ingest)
+curl -s "http://127.0.0.1:$port/metrics" | awk '/^patterntrack_event_loop_lag_seconds_bucket/ { match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5); b[le] = $2 } /^patterntrack_event_loop_lag_seconds_count/ { n = $2 } END { if (n > 0) printf "event loop lag: %d samples, %.2f %% over 10 ms, %.2f %% over 100 ms\n", n, 100 * (n - b["0.01"]) / n, 100 * (n - b["0.1"]) / n }' >&2
 kill -TERM "$pid"; wait "$pid" || true
 rm -rf "$dir"
 to_ms() { # wrk latency (123.4us, 5.6ms, 1.2s) in ms
