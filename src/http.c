@@ -34,7 +34,6 @@ typedef struct conn {
     bool refused;            /* over the limit: to be (or already) answered 503 and shut */
     bool answered;           /* the 503 was sent */
     bool closing;            /* shut down for want of a whole request in time */
-    bool nodelay;            /* TCP_NODELAY is set on its socket */
     struct conn *prev, *next;
 } conn_t;
 
@@ -234,18 +233,6 @@ static void request_cb(struct evhttp_request *req, void *arg)
     if (c) {
         c->busy++;
         evhttp_request_set_on_complete_cb(req, complete_cb, h);
-        if (!c->nodelay) {
-            /* evhttp writes a large answer in pieces; with Nagle's algorithm the last piece
-             * waited for the client's delayed ACK: 40 ms on every answer over a segment or so
-             * (measured: /top, 106 KB, at p50 43 ms with the engine 86 % idle). The socket
-             * exists only once evhttp has accepted it, hence here and not in bev_cb. */
-            int one = 1;
-            evutil_socket_t fd = bufferevent_getfd(c->bev);
-            if (fd >= 0) {
-                (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            }
-            c->nodelay = true;
-        }
     }
     h->fn(req, h->ud);
 }
@@ -323,6 +310,12 @@ http_t *http_new(struct event_base *base, const config_t *c, http_handler_fn fn,
         goto fail;
     }
     evutil_socket_t fd = evhttp_bound_socket_get_fd(h->sock);
+    /* evhttp writes a large answer in pieces; with Nagle's algorithm the last piece waited for
+     * the client's delayed ACK: 40 ms on every answer over a segment or so (measured: /top,
+     * 106 KB, at p50 43 ms with the engine 86 % idle). Accepted sockets inherit the option
+     * from the listening one on Linux. */
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     h->port = (int)c->http_port;

@@ -131,13 +131,19 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
  * histogram tells an operator whether slow answers come from the engine or from PostgreSQL. */
 #define LAG_PROBE_MS 100
 
-static void lag_advance(struct timespec *t)
+/* Arms the probe: due LAG_PROBE_MS from now (a one-shot timer, re-armed at each run, so "due"
+ * is exactly what was asked of libevent). */
+static void lag_arm(app_t *app)
 {
-    t->tv_nsec += LAG_PROBE_MS * 1000000L;
-    while (t->tv_nsec >= 1000000000L) {
-        t->tv_nsec -= 1000000000L;
-        t->tv_sec++;
+    clock_gettime(CLOCK_MONOTONIC, &app->lag_due);
+    app->lag_due.tv_nsec += LAG_PROBE_MS * 1000000L;
+    if (app->lag_due.tv_nsec >= 1000000000L) {
+        app->lag_due.tv_nsec -= 1000000000L;
+        app->lag_due.tv_sec++;
     }
+    struct timeval tv = {0, LAG_PROBE_MS * 1000};
+    event_base_update_cache_time(app->base); /* libevent counts from its cached "now" */
+    evtimer_add(app->ev_lag, &tv);
 }
 
 static void lag_cb(evutil_socket_t fd, short what, void *arg)
@@ -157,9 +163,7 @@ static void lag_cb(evutil_socket_t fd, short what, void *arg)
     double late = (double)(now.tv_sec - app->lag_due.tv_sec) +
                   (double)(now.tv_nsec - app->lag_due.tv_nsec) / 1e9;
     metric_observe(m, late > 0 ? late : 0);
-    /* libevent reschedules from when the timer ran, so the next one is due from now */
-    app->lag_due = now;
-    lag_advance(&app->lag_due);
+    lag_arm(app);
 }
 
 static int run(config_t *cfg)
@@ -256,12 +260,9 @@ static int run(config_t *cfg)
         log_error("start-up: out of memory");
         goto done;
     }
-    app.ev_lag = event_new(app.base, -1, EV_PERSIST, lag_cb, &app);
+    app.ev_lag = evtimer_new(app.base, lag_cb, &app);
     if (app.ev_lag) {
-        struct timeval tv = {0, LAG_PROBE_MS * 1000};
-        clock_gettime(CLOCK_MONOTONIC, &app.lag_due);
-        lag_advance(&app.lag_due);
-        event_add(app.ev_lag, &tv);
+        lag_arm(&app);
     }
     app.ev_term = evsignal_new(app.base, SIGTERM, signal_cb, &app);
     app.ev_int = evsignal_new(app.base, SIGINT, signal_cb, &app);

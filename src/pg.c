@@ -349,15 +349,11 @@ int pg_conn_set_prepare(pg_conn_t *c, int max)
     if (max > 0 && st == NULL) {
         return -1;
     }
-    for (int i = 0; i < c->n_stmts; i++) {
-        free(c->stmts[i].sql);
-    }
+    /* a new session, so no statement of the old table is left in PostgreSQL either */
+    drop(c);
     free(c->stmts);
     c->stmts = st;
     c->stmt_max = max > 0 ? max : 0;
-    c->n_stmts = 0;
-    /* statements the session already holds are unknown to us now: start a new session */
-    drop(c);
     return 0;
 }
 
@@ -412,20 +408,11 @@ static void on_readable(pg_conn_t *c)
                 int i = c->preparing;
                 c->preparing = -1;
                 if (c->error == NULL) {
-                    /* Prepared: remember it and run it (the connection stays busy). */
+                    /* Prepared: remember it and run it (the connection stays busy; the
+                     * execution's result replaces the prepare's in c->result). */
                     c->stmts[i].sql = strdup(c->sql);
                     if (c->stmts[i].sql != NULL) {
                         c->n_stmts = i + 1;
-                    }
-                    if (c->result) {
-                        PQclear(c->result);
-                        c->result = NULL;
-                    }
-                    if (c->ev) {
-                        event_free(c->ev);
-                        c->ev = NULL;
-                    }
-                    if (c->n_stmts == i + 1) {
                         send_prepared(c, i);
                     } else {
                         send_unprepared(c); /* out of memory */

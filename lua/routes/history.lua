@@ -271,46 +271,36 @@ local HEATMAP_DESC = "Usage per weekday and hour of day, from the hourly buckets
 
 -- ---------------------------------------------------------------- co-occurrence
 
--- The partners of pattern $1, ordered by $3 (count, lift or jaccard; ties by count, then ID).
--- Lift orders as count / usage(partner) and Jaccard as count / (usage($1) + usage(partner) -
--- count), since N and usage($1) are the same for every partner. Both sides are PK/index scans.
-local COOCCURRING = [[
-WITH p AS (
-    SELECT pattern_id_2 AS other, cooccurrence_count AS cnt, last_seen_together AS last
-      FROM pattern_cooccurrence WHERE pattern_id_1 = $1
-    UNION ALL
-    SELECT pattern_id_1, cooccurrence_count, last_seen_together
-      FROM pattern_cooccurrence WHERE pattern_id_2 = $1)
+-- The partners of pattern $1 (both sides are index scans), with their catalog rows, ordered by
+-- `order` (optional), then by count, then by ID.
+local PARTNERS = [[
+SELECT pattern_id_2 AS other, cooccurrence_count AS cnt, last_seen_together AS last
+  FROM pattern_cooccurrence WHERE pattern_id_1 = $1
+UNION ALL
+SELECT pattern_id_1, cooccurrence_count, last_seen_together
+  FROM pattern_cooccurrence WHERE pattern_id_2 = $1]]
+local function partners_sql(p, order)
+    return ([[
+WITH p AS (%s)
 SELECT p.other AS pattern_id, coalesce(n.pattern_name, p.other) AS pattern_name,
        coalesce(n.pattern_type, 'unknown') AS pattern_type,
        coalesce(n.usage_count, 0)::bigint AS usage_count, p.cnt AS count,
        p.last AS last_seen_together
   FROM p LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = p.other
- ORDER BY CASE $3 WHEN 'count' THEN p.cnt::numeric
-                  WHEN 'lift' THEN p.cnt::numeric / nullif(n.usage_count, 0)
-                  ELSE p.cnt::numeric / nullif($4::bigint + n.usage_count - p.cnt, 0) END
-          DESC NULLS LAST, p.cnt DESC, p.other COLLATE "C"
- LIMIT $2]]
-
--- The same for sort=count: the partners are ranked by their own counts first and only the
--- top $2 are looked up in the catalog (a pattern with thousands of partners took 100 ms of
--- catalog lookups for the 20 it shows).
-local COOCCURRING_BY_COUNT = [[
-WITH p AS (
-    SELECT * FROM (
-        SELECT pattern_id_2 AS other, cooccurrence_count AS cnt, last_seen_together AS last
-          FROM pattern_cooccurrence WHERE pattern_id_1 = $1
-        UNION ALL
-        SELECT pattern_id_1, cooccurrence_count, last_seen_together
-          FROM pattern_cooccurrence WHERE pattern_id_2 = $1) a
-     ORDER BY cnt DESC, other COLLATE "C"
-     LIMIT $2)
-SELECT p.other AS pattern_id, coalesce(n.pattern_name, p.other) AS pattern_name,
-       coalesce(n.pattern_type, 'unknown') AS pattern_type,
-       coalesce(n.usage_count, 0)::bigint AS usage_count, p.cnt AS count,
-       p.last AS last_seen_together
-  FROM p LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = p.other
- ORDER BY p.cnt DESC, p.other COLLATE "C"]]
+ ORDER BY %sp.cnt DESC, p.other COLLATE "C"
+ LIMIT $2]]):format(p, order and order .. ", " or "")
+end
+-- sort=count: the partners are ranked by their own counts first and only the top $2 are looked
+-- up in the catalog (a pattern with thousands of partners took 100 ms of catalog lookups for
+-- the 20 it shows).
+local COOCCURRING_BY_COUNT = partners_sql(
+    "SELECT * FROM (" .. PARTNERS .. ") a ORDER BY cnt DESC, other COLLATE \"C\" LIMIT $2")
+-- sort=lift ($3 = 'lift') or jaccard: every partner needs its usage. Lift orders as
+-- count / usage(partner) and Jaccard as count / (usage($1) + usage(partner) - count) ($4 =
+-- usage($1)), since N and usage($1) are the same for every partner.
+local COOCCURRING = partners_sql(PARTNERS, [[
+CASE $3 WHEN 'lift' THEN p.cnt::numeric / nullif(n.usage_count, 0)
+        ELSE p.cnt::numeric / nullif($4::bigint + n.usage_count - p.cnt, 0) END DESC NULLS LAST]])
 
 local TOP_PAIRS = [[
 SELECT c.pattern_id_1, coalesce(n1.pattern_name, c.pattern_id_1) AS pattern_name_1,

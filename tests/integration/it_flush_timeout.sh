@@ -8,10 +8,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/engine.sh"
 IT_EXTRA_CONFIG='    flush_timeout_ms = 100, batch_timeout_ms = 500,' it_setup flush_timeout
-pt_psql -c "CREATE FUNCTION it_slow_flush() RETURNS trigger LANGUAGE plpgsql AS
-            \$\$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END \$\$;
-            CREATE TRIGGER it_slow_flush BEFORE UPDATE ON usage_consumer_offsets
-               FOR EACH STATEMENT EXECUTE FUNCTION it_slow_flush();" >/dev/null
+slow_flushes 0.3
 
 "$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events 20000 --seed 5 --truth "$IT_DIR/truth.tsv" --quiet
 total=$(truth_total "$IT_DIR/truth.tsv")

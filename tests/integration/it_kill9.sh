@@ -11,10 +11,7 @@ IT_EXTRA_CONFIG='    batch_max_events = 20000, batch_timeout_ms = 700,' it_setup
 # A slow database: every flush spends at least 300 ms in PostgreSQL (a statement trigger on the
 # offsets it stores), so that a kill aimed at a running flush lands inside it even when the
 # machine is loaded, and the check after the kill still finds it running.
-pt_psql -c "CREATE FUNCTION it_slow_flush() RETURNS trigger LANGUAGE plpgsql AS
-            \$\$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END \$\$;
-            CREATE TRIGGER it_slow_flush BEFORE UPDATE ON usage_consumer_offsets
-               FOR EACH STATEMENT EXECUTE FUNCTION it_slow_flush();"
+slow_flushes 0.3
 
 "$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events 360000 --rate 2400 --bad-ratio 0.01 \
     --seed 11 --truth "$IT_DIR/truth.tsv" --quiet &

@@ -70,6 +70,15 @@ db_total() {
     pt_psql -At -c 'SELECT coalesce(sum(usage_count), 0) FROM pattern_lineage_nodes'
 }
 
+# slow_flushes SECONDS: from now on every flush spends at least SECONDS in PostgreSQL (a
+# statement trigger on the offsets each flush stores), e.g. to aim at a running flush.
+slow_flushes() {
+    pt_psql -c "CREATE FUNCTION it_slow_flush() RETURNS trigger LANGUAGE plpgsql AS
+                \$\$ BEGIN PERFORM pg_sleep($1); RETURN NULL; END \$\$;
+                CREATE TRIGGER it_slow_flush BEFORE UPDATE ON usage_consumer_offsets
+                   FOR EACH STATEMENT EXECUTE FUNCTION it_slow_flush();" >/dev/null
+}
+
 # reset_db: empties every table the engine writes, its stored Kafka offsets included.
 reset_db() {
     pt_psql -c 'TRUNCATE pattern_lineage_nodes, pattern_agent_usage, pattern_usage_hourly,
