@@ -1,7 +1,9 @@
 -- Agents: who uses patterns, how much, and which kinds (the seed's agent_pattern_preferences).
--- The list comes from agent_usage_totals (kept by the flush); a profile from pattern_agent_usage
--- (exact per (pattern, agent)) joined with the catalog for the types. An agent's usage_count
--- counts pattern uses: an event referencing k patterns counts k.
+-- All from tables the flush keeps current (sql/008_totals.sql, sql/009_agent_profiles.sql):
+-- agent_usage_totals, agent_type_usage (per agent and the catalog's pattern_type) and
+-- agent_top_patterns (each agent's 100 most used patterns), so a profile reads a few rows
+-- however many patterns the agent used. An agent's usage_count counts pattern uses: an event
+-- referencing k patterns counts k.
 local H = require("pt.history")
 
 local TIME = { type = "string", format = "date-time" }
@@ -15,28 +17,28 @@ SELECT agent_name, usage_count, distinct_patterns, first_used_at, last_used_at,
  ORDER BY usage_count DESC, agent_name COLLATE "C"
  LIMIT $1 OFFSET $2]]
 
--- One agent's usage per pattern_type, and its totals (the row with is_total). Index scan on
--- pattern_agent_usage(agent_name), a PK lookup in the catalog per row (a join would read it all).
+-- One agent's usage per pattern_type, and its totals (the row with is_total).
 local BY_TYPE = [[
-SELECT x.pattern_type, grouping(x.pattern_type) = 1 AS is_total,
-       sum(x.usage_count)::bigint AS usage_count, count(*)::bigint AS patterns,
-       min(x.first_used_at) AS first_used_at, max(x.last_used_at) AS last_used_at
-  FROM (SELECT coalesce((SELECT n.pattern_type FROM pattern_lineage_nodes n
-                          WHERE n.pattern_id = a.pattern_id), 'unknown') AS pattern_type,
-               a.usage_count, a.first_used_at, a.last_used_at
-          FROM pattern_agent_usage a
-         WHERE a.agent_name = $1) x
- GROUP BY GROUPING SETS ((x.pattern_type), ())]]
+SELECT pattern_type, false AS is_total, usage_count, patterns, first_used_at, last_used_at
+  FROM agent_type_usage
+ WHERE agent_name = $1
+UNION ALL
+SELECT NULL, true, usage_count, distinct_patterns, first_used_at, last_used_at
+  FROM agent_usage_totals
+ WHERE agent_name = $1]]
 
+-- The agent's top patterns; first/last use from its (pattern, agent) rows (a PK lookup each).
 local TOP_PATTERNS = [[
-SELECT a.pattern_id, coalesce(n.pattern_name, a.pattern_id) AS pattern_name,
+SELECT t.pattern_id, coalesce(n.pattern_name, t.pattern_id) AS pattern_name,
        coalesce(n.pattern_type, 'unknown') AS pattern_type, coalesce(n.status, 'active') AS status,
        a.usage_count, a.first_used_at, a.last_used_at
-  FROM pattern_agent_usage a
-  LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = a.pattern_id
- WHERE a.agent_name = $1
- ORDER BY a.usage_count DESC, a.pattern_id COLLATE "C"
- LIMIT $2]]
+  FROM (SELECT pattern_id FROM agent_top_patterns
+         WHERE agent_name = $1
+         ORDER BY usage_count DESC, pattern_id COLLATE "C"
+         LIMIT $2) t
+  JOIN pattern_agent_usage a ON a.pattern_id = t.pattern_id AND a.agent_name = $1
+  LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = t.pattern_id
+ ORDER BY a.usage_count DESC, t.pattern_id COLLATE "C"]]
 
 local function agents(req)
     local rows = db.query(AGENTS, req.args.limit, req.args.offset)
@@ -55,7 +57,7 @@ end
 
 local function profile(req)
     local name = req.params.agent_name
-    local rows = db.query_heavy(BY_TYPE, name)
+    local rows = db.query(BY_TYPE, name)
     local totals
     local types = pt.array()
     for _, r in ipairs(rows) do
@@ -80,7 +82,7 @@ local function profile(req)
             percentage = H.round(r.usage_count / totals.usage_count * 100, 2),
             first_used_at = r.first_used_at, last_used_at = r.last_used_at }
     end
-    local top = db.query_heavy(TOP_PATTERNS, name, req.args.limit)
+    local top = db.query(TOP_PATTERNS, name, req.args.limit)
     return { agent_name = name, usage_count = totals.usage_count,
         distinct_patterns = totals.patterns, first_used_at = totals.first_used_at,
         last_used_at = totals.last_used_at, by_pattern_type = types, top_patterns = top }

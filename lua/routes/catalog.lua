@@ -41,26 +41,13 @@ local function str(v)
     return nil
 end
 
--- One statement for any number of patterns: arrays in, set-based upsert out. A pattern given
--- without created_at is inserted at now(); an existing one keeps its created_at. EXCLUDED cannot
--- say whether the value was given, so now() (the transaction's start, which no client can send
--- by chance to the microsecond) marks "not given". A status not given is the current one (read
--- in the same statement; a new pattern is active).
+-- One call for any number of patterns: arrays in, a set-based upsert in pt_register_patterns
+-- (sql/009_agent_profiles.sql), which also moves the agent profiles of a pattern whose type
+-- changes. A pattern given without created_at keeps its own (a new one gets now()); a status
+-- not given is the current one (a new pattern is active).
 local UPSERT = [[
-INSERT INTO pattern_lineage_nodes AS n
-       (pattern_id, pattern_name, pattern_type, created_at, registered, status)
-SELECT x.id, x.name, x.typ, coalesce(x.created, now()), true,
-       coalesce(x.st, cur.status, 'active')
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
-       AS x(id, name, typ, created, st)
-  LEFT JOIN pattern_lineage_nodes cur ON cur.pattern_id = x.id
-ON CONFLICT (pattern_id) DO UPDATE SET
-    pattern_name = coalesce(EXCLUDED.pattern_name, n.pattern_name),
-    pattern_type = coalesce(EXCLUDED.pattern_type, n.pattern_type),
-    created_at   = CASE WHEN EXCLUDED.created_at = now() THEN n.created_at ELSE EXCLUDED.created_at END,
-    status       = EXCLUDED.status,
-    registered   = true
-RETURNING (xmax = 0) AS inserted]]
+SELECT inserted FROM pt_register_patterns($1::text[], $2::text[], $3::text[],
+                                          $4::timestamptz[], $5::text[])]]
 
 local function literal(list)
     -- a text[] literal with every element quoted; nil becomes NULL

@@ -142,6 +142,67 @@ SELECT 'agent_usage_totals', count(*) OVER (),
        format('  %s: truth %s | db %s', quote_literal(agent), tv, dv)
   FROM d WHERE tv <> dv ORDER BY agent LIMIT 10;
 
+-- agent_type_usage: the truth's pairs summed per agent and the catalog's pattern_type
+WITH t AS (
+    SELECT a.agent, coalesce(n.pattern_type, 'unknown') AS typ, sum(a.count) AS count,
+           count(*) AS patterns,
+           TIMESTAMPTZ 'epoch' + min(a.first_us) * INTERVAL '1 microsecond' AS first_at,
+           TIMESTAMPTZ 'epoch' + max(a.last_us) * INTERVAL '1 microsecond' AS last_at
+      FROM truth_a a LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = a.pattern
+     GROUP BY 1, 2
+), d AS (
+    SELECT coalesce(t.agent, y.agent_name) AS agent, coalesce(t.typ, y.pattern_type) AS typ,
+           CASE WHEN t.agent IS NULL THEN '(none)'
+                ELSE format('count=%s patterns=%s first=%s last=%s', t.count, t.patterns,
+                            t.first_at, t.last_at) END AS tv,
+           CASE WHEN y.agent_name IS NULL THEN '(none)'
+                ELSE format('count=%s patterns=%s first=%s last=%s', y.usage_count,
+                            y.patterns, y.first_used_at, y.last_used_at) END AS dv
+      FROM t FULL JOIN agent_type_usage y ON y.agent_name = t.agent AND y.pattern_type = t.typ
+)
+INSERT INTO diff (tbl, n, line)
+SELECT 'agent_type_usage', count(*) OVER (),
+       format('  %s / %s: truth %s | db %s', quote_literal(agent), quote_literal(typ), tv, dv)
+  FROM d WHERE tv <> dv ORDER BY agent, typ LIMIT 10;
+
+-- agent_top_patterns: each agent's first pt_agent_top_k() pairs of the truth by count (ties by
+-- pattern in byte order) against the table's, and every floor against the table's k-th entry
+WITH t AS (
+    SELECT agent, pattern, count, rn
+      FROM (SELECT agent, pattern, count,
+                   row_number() OVER (PARTITION BY agent
+                                      ORDER BY count DESC, pattern COLLATE "C") AS rn
+              FROM truth_a) r
+     WHERE rn <= pt_agent_top_k()
+), db AS (
+    SELECT agent_name AS agent, pattern_id AS pattern, usage_count AS count,
+           row_number() OVER (PARTITION BY agent_name
+                              ORDER BY usage_count DESC, pattern_id COLLATE "C") AS rn
+      FROM agent_top_patterns
+), d AS (
+    SELECT coalesce(t.agent, db.agent) AS agent, coalesce(t.rn, db.rn) AS rn,
+           coalesce(format('%s count=%s', t.pattern, t.count), '(none)') AS tv,
+           coalesce(format('%s count=%s', db.pattern, db.count), '(none)') AS dv
+      FROM t FULL JOIN db ON db.agent = t.agent AND db.rn = t.rn
+    UNION ALL
+    -- the floor: none while an agent has fewer than k entries, else at most the k-th entry (a
+    -- floor left behind by its own entry's growth is lower, which is allowed)
+    SELECT a.agent_name, pt_agent_top_k() + 1, 'floor ok',
+           format('floor %s count=%s with k-th %s count=%s', a.top_floor_pattern,
+                  a.top_floor_count, k.pattern, k.count)
+      FROM agent_usage_totals a
+      LEFT JOIN db k ON k.agent = a.agent_name AND k.rn = pt_agent_top_k()
+     WHERE NOT CASE WHEN k.agent IS NULL THEN a.top_floor_count IS NULL
+                    ELSE a.top_floor_count < k.count
+                         OR (a.top_floor_count = k.count
+                             AND a.top_floor_pattern COLLATE "C" >= k.pattern COLLATE "C")
+               END
+)
+INSERT INTO diff (tbl, n, line)
+SELECT 'agent_top_patterns', count(*) OVER (),
+       format('  %s #%s: truth %s | db %s', quote_literal(agent), rn, tv, dv)
+  FROM d WHERE tv <> dv ORDER BY agent, rn LIMIT 10;
+
 -- usage_hourly_totals: the truth's buckets summed per hour
 WITH t AS (
     SELECT TIMESTAMPTZ 'epoch' + hour * INTERVAL '1 hour' AS hour, sum(count) AS count

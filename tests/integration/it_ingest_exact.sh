@@ -13,8 +13,29 @@ rss_watch
 total=$(truth_total "$IT_DIR/truth.tsv")
 t0=$EPOCHREALTIME
 engine_start
+# Meanwhile the catalog gives used patterns types and changes them (pt_register_patterns, what
+# PUT/POST /api/patterns run): agent_type_usage must follow the catalog's final types, which
+# check_truth groups the truth by.
+register_types() {
+    local round
+    for round in $(seq 1 25); do
+        pt_psql -tAc "
+            WITH p AS (SELECT array_agg(pattern_id::text) AS ids, count(*)::int AS n,
+                              array_agg((ARRAY['code', 'doc', 'tool'])[1 + floor(random() * 3)::int]) AS types
+                         FROM (SELECT pattern_id FROM pattern_lineage_nodes
+                                ORDER BY random() LIMIT 200) x)
+            SELECT count(*) FROM p, pt_register_patterns(p.ids, array_fill(NULL::text, ARRAY[p.n]),
+                p.types, array_fill(NULL::timestamptz, ARRAY[p.n]), array_fill(NULL::text, ARRAY[p.n]))" \
+            >/dev/null || return 1
+    done
+}
+register_types &
+reg=$!
 wait_total "$total" 120 || it_fail "totals did not reach $total (now $(db_total))"
 took=$(secs_since "$t0")
+wait "$reg" || it_fail "registering pattern types failed"
+n_typed=$(pt_psql -tAc "SELECT count(DISTINCT pattern_type) FROM agent_type_usage")
+[ "$n_typed" -ge 3 ] || it_fail "registrations did not reach agent_type_usage ($n_typed types)"
 check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" || it_fail "totals differ from the ground truth"
 # a dead letter keeps its payload (truncated) and position
 n_dl=$(pt_psql -tAc "SELECT count(*) FROM usage_dead_letters WHERE payload IS NOT NULL AND kafka_offset >= 0 AND partition >= 0")
@@ -22,5 +43,17 @@ n_dl=$(pt_psql -tAc "SELECT count(*) FROM usage_dead_letters WHERE payload IS NO
 big=$(pt_psql -tAc "SELECT count(*) FROM usage_dead_letters WHERE reason = 'too large' AND truncated AND octet_length(payload) = 65536")
 [ "$big" -gt 0 ] || it_fail "oversized events are not stored truncated at 64 KiB"
 engine_stop || it_fail "SIGTERM exit status $?"
+# check_truth sees a wrong profile row (so its passes above mean something)
+for corrupt in "UPDATE agent_top_patterns SET usage_count = usage_count + 1
+                 WHERE (agent_name, pattern_id) IN (SELECT agent_name, pattern_id FROM agent_top_patterns LIMIT 1)" \
+               "UPDATE agent_type_usage SET last_used_at = last_used_at - interval '1 microsecond'
+                 WHERE (agent_name, pattern_type) IN (SELECT agent_name, pattern_type FROM agent_type_usage LIMIT 1)"; do
+    pt_psql -c "BEGIN" -c "$corrupt" -c "COMMIT" >/dev/null
+    if check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" >/dev/null 2>&1; then
+        it_fail "check_truth misses: $corrupt"
+    fi
+    pt_psql -c "SELECT pt_rebuild_totals()" >/dev/null
+done
+check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" || it_fail "pt_rebuild_totals does not agree with the flush"
 echo "it_ingest_exact: ok (60000 events, 3 % bad; $total uses exact, consumed from the backlog in" \
     "${took} s; peak RSS $(rss_peak_mb) MB, $(build_kind) build)"

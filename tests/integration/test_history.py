@@ -951,6 +951,34 @@ def phase_after_rollup(ctx):
     verify_all(ctx, " (after rollup)")
 
 
+def phase_retype(ctx):
+    # The catalog changes the type of used patterns: a registered one's by PUT, an unregistered
+    # one gets its first by POST. Agent profiles (kept per agent and type by the flush) and
+    # everything else that shows types follow.
+    m = ctx.m
+    use = m.usage()
+    typed = sorted((p for p, r in m.catalog.items() if r["registered"] and r["type"] and use[p]),
+                   key=lambda p: (-use[p], bkey(p)))
+    untyped = sorted((p for p, r in m.catalog.items() if not r["registered"] and use[p]),
+                     key=lambda p: (-use[p], bkey(p)))
+    if not R.check("fixture: used patterns with and without a registration", typed and untyped,
+                   (len(typed), len(untyped))):
+        return
+    pid = typed[0]
+    body = {"pattern_type": m.ptype(pid) + "-v2"}
+    lo = now()
+    r = ctx.c.call("PUT", "/api/patterns/" + q(pid), body=body)
+    if R.check("PUT a new type for %s: 200" % pid, r.status == 200, r):
+        m.register(dict(body, pattern_id=pid), lo)
+    arr = [{"pattern_id": p, "pattern_type": "late-" + str(i % 2)} for i, p in enumerate(untyped[:3])]
+    lo = now()
+    r = ctx.c.call("POST", "/api/patterns", body=arr)
+    if R.check("POST types for used, unregistered patterns: 200", r.status == 200, r):
+        for p in arr:
+            m.register(p, lo)
+    verify_all(ctx, " (after type changes)")
+
+
 def phase_edges(ctx):
     c = ctx.c
     ranged = [
@@ -1094,6 +1122,7 @@ def main():
             R.phase("openapi", phase_openapi, ctx)
             R.phase("rollup", phase_rollup, ctx)
             R.phase("after rollup", phase_after_rollup, ctx)
+            R.phase("type changes", phase_retype, ctx)
     finally:
         code = server.stop()
         R.eq("SIGTERM: patterntrack exits with 0", code, 0)
