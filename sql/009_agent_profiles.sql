@@ -172,7 +172,6 @@ DECLARE
     k_agent   TEXT[];
     k_pattern TEXT[];
     k_count   BIGINT[];
-    k_fresh   TEXT[];
 BEGIN
     LOCK TABLE agent_type_usage IN ROW EXCLUSIVE MODE;
     -- Counts and offsets commit together, so a commit lost in a PostgreSQL crash only means
@@ -204,6 +203,10 @@ BEGIN
     END IF;
 
     IF coalesce(array_length(u_pattern, 1), 0) > 0 THEN
+        -- Hash joins here: merge joins sort ~100,000 text keys (in the database's collation,
+        -- without abbreviated keys unless it is C) once per join; the estimates of CTE scans
+        -- cannot tell the planner so.
+        PERFORM set_config('enable_mergejoin', 'off', true);
         -- Most pairs exist: update them in place (HOT, thanks to the fill factor), then insert
         -- the new ones; ON CONFLICT covers a pair another instance inserted meanwhile (xmax = 0
         -- tells a row this statement inserted from one it updated on conflict). Every event has
@@ -257,17 +260,24 @@ BEGIN
                                          ORDER BY a)
                          END
                      RETURNING n.pattern_id, coalesce(n.pattern_type, 'unknown') AS typ),
-             -- new counts that beat the agent's floor as this statement sees it (checked
-             -- again under the agent's row lock below; a floor seen lower only lets more by)
-             cand AS (SELECT c.pattern_id, c.agent_name, c.usage_count
-                        FROM (SELECT pattern_id, agent_name, usage_count FROM upd
-                              UNION ALL
-                              SELECT pattern_id, agent_name, usage_count FROM ins) c
-                        LEFT JOIN agent_usage_totals t ON t.agent_name = c.agent_name
-                       WHERE t.top_floor_count IS NULL
-                          OR c.usage_count > t.top_floor_count
-                          OR (c.usage_count = t.top_floor_count
-                              AND c.pattern_id COLLATE "C" < t.top_floor_pattern COLLATE "C"))
+             -- New counts that beat the agent's floor as this statement sees it (checked
+             -- again under the agent's row lock below; a floor seen lower only lets more by),
+             -- at most k per agent: one beaten by k others of this flush cannot be in the top.
+             cand AS (SELECT pattern_id, agent_name, usage_count
+                        FROM (SELECT c.*,
+                                     row_number() OVER (PARTITION BY c.agent_name COLLATE "C"
+                                                        ORDER BY c.usage_count DESC,
+                                                                 c.pattern_id COLLATE "C") AS rn
+                                FROM (SELECT pattern_id, agent_name, usage_count FROM upd
+                                      UNION ALL
+                                      SELECT pattern_id, agent_name, usage_count FROM ins) c
+                                LEFT JOIN agent_usage_totals t ON t.agent_name = c.agent_name
+                               WHERE t.top_floor_count IS NULL
+                                  OR c.usage_count > t.top_floor_count
+                                  OR (c.usage_count = t.top_floor_count
+                                      AND c.pattern_id COLLATE "C"
+                                          < t.top_floor_pattern COLLATE "C")) x
+                       WHERE rn <= pt_agent_top_k())
         SELECT g.*, y.*, k.*
           INTO a_agent, a_count, a_new, a_first, a_last,
                y_agent, y_type, y_count, y_new, y_first, y_last,
@@ -291,6 +301,7 @@ BEGIN
                          GROUP BY d.agent, pat.typ) x) y,
                (SELECT array_agg(agent_name), array_agg(pattern_id), array_agg(usage_count)
                   FROM cand) k;
+        PERFORM set_config('enable_mergejoin', 'on', true);
     END IF;
 
     IF coalesce(array_length(h_pattern, 1), 0) > 0 THEN
@@ -364,37 +375,48 @@ BEGIN
             last_used_at  = GREATEST(t.last_used_at, EXCLUDED.last_used_at);
     END IF;
     IF k_agent IS NOT NULL THEN
-        -- Entries already in an agent's top get their new count; others enter it, and only
-        -- the agents with a new entry need trimming back to k and a new floor.
-        WITH ins AS (
-            INSERT INTO agent_top_patterns AS p (agent_name, pattern_id, usage_count)
-            SELECT x.agent, x.pattern, x.cnt
-              FROM unnest(k_agent, k_pattern, k_count) AS x(agent, pattern, cnt)
-              JOIN agent_usage_totals t ON t.agent_name = x.agent
-             WHERE t.top_floor_count IS NULL
-                OR x.cnt > t.top_floor_count
-                OR (x.cnt = t.top_floor_count
-                    AND x.pattern COLLATE "C" < t.top_floor_pattern COLLATE "C")
-             ORDER BY x.agent, x.pattern
-            ON CONFLICT (agent_name, pattern_id) DO UPDATE SET
-                usage_count = GREATEST(p.usage_count, EXCLUDED.usage_count)
-            RETURNING p.agent_name, p.xmax = 0 AS fresh)
-        SELECT array_agg(DISTINCT agent_name) INTO k_fresh FROM ins WHERE fresh;
-        IF k_fresh IS NOT NULL THEN
-            WITH r AS (SELECT agent_name, pattern_id, usage_count,
-                              row_number() OVER (PARTITION BY agent_name
-                                                 ORDER BY usage_count DESC,
-                                                          pattern_id COLLATE "C") AS rn
-                         FROM agent_top_patterns
-                        WHERE agent_name = ANY (k_fresh)),
+        -- Members of an agent's top get their new count in place (most candidates, once the
+        -- floors have risen); the others that beat the current floor are merged with the
+        -- agent's top, which keeps the k best and sets the floor to the k-th.
+        WITH c AS (SELECT x.agent, x.pattern, x.cnt
+                     FROM unnest(k_agent, k_pattern, k_count) AS x(agent, pattern, cnt)
+                     JOIN agent_usage_totals t ON t.agent_name = x.agent
+                    WHERE t.top_floor_count IS NULL
+                       OR x.cnt > t.top_floor_count
+                       OR (x.cnt = t.top_floor_count
+                           AND x.pattern COLLATE "C" < t.top_floor_pattern COLLATE "C")),
+             upd AS (UPDATE agent_top_patterns p
+                        SET usage_count = c.cnt
+                       FROM c
+                      WHERE p.agent_name = c.agent AND p.pattern_id = c.pattern
+                  RETURNING p.agent_name, p.pattern_id)
+        SELECT array_agg(c.agent), array_agg(c.pattern), array_agg(c.cnt)
+          INTO k_agent, k_pattern, k_count
+          FROM c
+         WHERE NOT EXISTS (SELECT 1 FROM upd
+                            WHERE upd.agent_name = c.agent AND upd.pattern_id = c.pattern);
+        IF k_agent IS NOT NULL THEN
+            WITH c AS (SELECT * FROM unnest(k_agent, k_pattern, k_count) AS x(agent, pattern, cnt)),
+                 r AS (SELECT u.*,
+                              row_number() OVER (PARTITION BY agent COLLATE "C"
+                                                 ORDER BY cnt DESC, pattern COLLATE "C") AS rn
+                         FROM (SELECT agent, pattern, cnt, true AS fresh FROM c
+                               UNION ALL
+                               SELECT p.agent_name, p.pattern_id, p.usage_count, false
+                                 FROM agent_top_patterns p
+                                WHERE p.agent_name IN (SELECT agent FROM c)) u),
                  del AS (DELETE FROM agent_top_patterns p
                           USING r
-                          WHERE p.agent_name = r.agent_name AND p.pattern_id = r.pattern_id
-                            AND r.rn > pt_agent_top_k())
+                          WHERE p.agent_name = r.agent AND p.pattern_id = r.pattern
+                            AND NOT r.fresh AND r.rn > pt_agent_top_k()),
+                 ins AS (INSERT INTO agent_top_patterns (agent_name, pattern_id, usage_count)
+                         SELECT agent, pattern, cnt FROM r
+                          WHERE fresh AND rn <= pt_agent_top_k()
+                          ORDER BY agent, pattern)
             UPDATE agent_usage_totals a
-               SET top_floor_count = r.usage_count, top_floor_pattern = r.pattern_id
+               SET top_floor_count = r.cnt, top_floor_pattern = r.pattern
               FROM r
-             WHERE a.agent_name = r.agent_name AND r.rn = pt_agent_top_k();
+             WHERE a.agent_name = r.agent AND r.rn = pt_agent_top_k();
         END IF;
     END IF;
     IF coalesce(array_length(h_hour, 1), 0) > 0 THEN
