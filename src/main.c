@@ -485,6 +485,10 @@ int main(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     /* librdkafka's threads would each get a malloc arena that keeps freed fetch buffers. */
     mallopt(M_ARENA_MAX, 2);
+    /* No fastbins (tcache still caches small chunks): with fastbins, the first allocation of
+     * 1 KiB or more after a burst of small frees consolidates every fastbin chunk at once, a
+     * stall of milliseconds in the event loop when the Lua heap holds many cached answers. */
+    mallopt(M_MXFAST, 0);
     char err[2048];
     config_t *cfg = config_load(config_file, err, sizeof err);
     if (cfg == NULL) {
