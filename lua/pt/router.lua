@@ -344,8 +344,11 @@ end
 
 -- Answers of routes declared with `cache = true`: the encoded body of a 200, per route and
 -- validated arguments, reused while still_good, as pt.cache's. Bounded: at most CACHE_MAX answers per
--- route (a full route starts over) and none over CACHE_BODY_MAX bytes.
-local CACHE_MAX, CACHE_BODY_MAX, CACHE_TTL = 1024, 1048576, 1.0
+-- route and none over CACHE_BODY_MAX bytes. A full route keeps the CACHE_KEEP answers that took
+-- longest to compute and drops the rest: with keys spread over many patterns, dropping all
+-- threw away the few that cost 100 ms (a pattern with tens of thousands of partners) along
+-- with the many that cost 1 ms.
+local CACHE_MAX, CACHE_KEEP, CACHE_BODY_MAX, CACHE_TTL = 1024, 128, 1048576, 1.0
 local answers = {}
 
 local function cache_key(req)
@@ -374,7 +377,28 @@ local function run_cached(r, req)
     end
     if e == nil then
         if per.n >= CACHE_MAX then
-            per.n, per.entries = 0, {}
+            local all = {}
+            for k, v in pairs(per.entries) do
+                if v.body and not v.refreshing then
+                    all[#all + 1] = { k = k, took = v.took }
+                end
+            end
+            table.sort(all, function(a, b) return a.took > b.took end)
+            local kept = {}
+            for i = 1, math.min(CACHE_KEEP, #all) do
+                kept[all[i].k] = per.entries[all[i].k]
+            end
+            -- answers being computed stay (their requests will fill them in)
+            for k, v in pairs(per.entries) do
+                if v.refreshing then
+                    kept[k] = v
+                end
+            end
+            local n = 0
+            for _ in pairs(kept) do
+                n = n + 1
+            end
+            per.n, per.entries = n, kept
         end
         e = {}
         per.entries[key] = e
