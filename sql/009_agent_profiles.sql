@@ -39,6 +39,14 @@ ALTER TABLE agent_usage_totals
 CREATE OR REPLACE FUNCTION pt_agent_top_k() RETURNS INTEGER
 LANGUAGE sql IMMUTABLE AS 'SELECT 100';
 
+-- Whether an agent's count for a pattern enters its top past the floor (fc, fp): the order is
+-- usage_count descending, then pattern_id in byte order; no floor (fewer than k entries) lets
+-- every count in. Inlined by the planner (one IMMUTABLE expression).
+CREATE OR REPLACE FUNCTION pt_beats_floor(cnt BIGINT, pattern TEXT, fc BIGINT, fp TEXT)
+RETURNS BOOLEAN
+LANGUAGE sql IMMUTABLE AS
+$$ SELECT fc IS NULL OR cnt > fc OR (cnt = fc AND pattern COLLATE "C" < fp COLLATE "C") $$;
+
 -- Recomputes agent_type_usage for the given agents (all when NULL) from pattern_agent_usage and
 -- the catalog.
 CREATE OR REPLACE FUNCTION pt_rebuild_agent_types(p_agents TEXT[]) RETURNS VOID
@@ -72,19 +80,15 @@ $$
     SELECT day, sum(usage_count) FROM pattern_usage_daily GROUP BY day;
     SELECT pt_rebuild_agent_types(NULL);
     DELETE FROM agent_top_patterns;
-    INSERT INTO agent_top_patterns (agent_name, pattern_id, usage_count)
-    SELECT agent_name, pattern_id, usage_count
-      FROM (SELECT agent_name, pattern_id, usage_count,
-                   row_number() OVER (PARTITION BY agent_name
-                                      ORDER BY usage_count DESC, pattern_id COLLATE "C") AS rn
-              FROM pattern_agent_usage) r
-     WHERE rn <= pt_agent_top_k();
+    WITH r AS (SELECT agent_name, pattern_id, usage_count,
+                      row_number() OVER (PARTITION BY agent_name
+                                         ORDER BY usage_count DESC, pattern_id COLLATE "C") AS rn
+                 FROM pattern_agent_usage),
+         ins AS (INSERT INTO agent_top_patterns (agent_name, pattern_id, usage_count)
+                 SELECT agent_name, pattern_id, usage_count FROM r WHERE rn <= pt_agent_top_k())
     UPDATE agent_usage_totals a
        SET top_floor_count = r.usage_count, top_floor_pattern = r.pattern_id
-      FROM (SELECT agent_name, pattern_id, usage_count,
-                   row_number() OVER (PARTITION BY agent_name
-                                      ORDER BY usage_count DESC, pattern_id COLLATE "C") AS rn
-              FROM agent_top_patterns) r
+      FROM r
      WHERE r.agent_name = a.agent_name AND r.rn = pt_agent_top_k();
 $$;
 SELECT pt_rebuild_totals();
@@ -273,11 +277,8 @@ BEGIN
                                       UNION ALL
                                       SELECT pattern_id, agent_name, usage_count FROM ins) c
                                 LEFT JOIN agent_usage_totals t ON t.agent_name = c.agent_name
-                               WHERE t.top_floor_count IS NULL
-                                  OR c.usage_count > t.top_floor_count
-                                  OR (c.usage_count = t.top_floor_count
-                                      AND c.pattern_id COLLATE "C"
-                                          < t.top_floor_pattern COLLATE "C")) x
+                               WHERE pt_beats_floor(c.usage_count, c.pattern_id,
+                                                    t.top_floor_count, t.top_floor_pattern)) x
                        WHERE rn <= pt_agent_top_k())
         SELECT g.*, y.*, k.*
           INTO a_agent, a_count, a_new, a_first, a_last,
@@ -381,10 +382,8 @@ BEGIN
         WITH c AS (SELECT x.agent, x.pattern, x.cnt
                      FROM unnest(k_agent, k_pattern, k_count) AS x(agent, pattern, cnt)
                      JOIN agent_usage_totals t ON t.agent_name = x.agent
-                    WHERE t.top_floor_count IS NULL
-                       OR x.cnt > t.top_floor_count
-                       OR (x.cnt = t.top_floor_count
-                           AND x.pattern COLLATE "C" < t.top_floor_pattern COLLATE "C")),
+                    WHERE pt_beats_floor(x.cnt, x.pattern, t.top_floor_count,
+                                         t.top_floor_pattern)),
              upd AS (UPDATE agent_top_patterns p
                         SET usage_count = c.cnt
                        FROM c

@@ -23,9 +23,9 @@ flush_t *flush_new(struct event_base *base, const config_t *c);
 void flush_free(flush_t *f);
 /* Sends the aggregate. Its parameters are built on a builder thread, so the aggregate must not
  * change until cb has been called. cb is called exactly once (not from inside this call). -1 if
- * a flush is already in flight. durable: the commit waits for the WAL flush (needed when someone is told "stored");
- * otherwise a commit lost in a PostgreSQL crash is consumed again from Kafka, since the offsets
- * are lost with it. */
+ * a flush is already in flight. durable: the commit waits for the WAL flush (needed when
+ * someone is told "stored"); otherwise a commit lost in a PostgreSQL crash is consumed again
+ * from Kafka, since the offsets are lost with it. */
 int flush_send(flush_t *f, const agg_t *a, bool durable, flush_cb cb, void *ud)
     __attribute__((warn_unused_result));
 bool flush_busy(const flush_t *f);

@@ -377,26 +377,19 @@ local function run_cached(r, req)
     end
     if e == nil then
         if per.n >= CACHE_MAX then
-            local all = {}
-            for k, v in pairs(per.entries) do
-                if v.body and not v.refreshing then
-                    all[#all + 1] = { k = k, took = v.took }
-                end
-            end
-            table.sort(all, function(a, b) return a.took > b.took end)
-            local kept = {}
-            for i = 1, math.min(CACHE_KEEP, #all) do
-                kept[all[i].k] = per.entries[all[i].k]
-            end
             -- answers being computed stay (their requests will fill them in)
+            local kept, n, done = {}, 0, {}
             for k, v in pairs(per.entries) do
                 if v.refreshing then
-                    kept[k] = v
+                    kept[k], n = v, n + 1
+                elseif v.body then
+                    done[#done + 1] = k
                 end
             end
-            local n = 0
-            for _ in pairs(kept) do
-                n = n + 1
+            local old = per.entries
+            table.sort(done, function(a, b) return old[a].took > old[b].took end)
+            for i = 1, math.min(CACHE_KEEP, #done) do
+                kept[done[i]], n = old[done[i]], n + 1
             end
             per.n, per.entries = n, kept
         end

@@ -45,7 +45,7 @@ end
 -- (sql/009_agent_profiles.sql), which also moves the agent profiles of a pattern whose type
 -- changes. A pattern given without created_at keeps its own (a new one gets now()); a status
 -- not given is the current one (a new pattern is active).
-local UPSERT = [[
+local REGISTER = [[
 SELECT inserted FROM pt_register_patterns($1::text[], $2::text[], $3::text[],
                                           $4::timestamptz[], $5::text[])]]
 
@@ -78,7 +78,7 @@ local function register(patterns)
         created[i] = str(p.created_at) and pt.normalize_time(p.created_at)
         statuses[i] = str(p.status)
     end
-    local rows = db.query(UPSERT, literal(ids), literal(names), literal(types), literal(created),
+    local rows = db.query(REGISTER, literal(ids), literal(names), literal(types), literal(created),
         literal(statuses))
     if pt.data_changed then
         pt.data_changed() -- cached answers (pt.cache) that read the catalog are stale now
