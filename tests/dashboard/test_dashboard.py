@@ -829,7 +829,9 @@ def phase_token(ctx):
         f.write(CONFIG.replace("return {", "return { http_token = %s, http_token_reads = true,"
                                % json.dumps(token)))
     c = Client(ctx.empty_port)
-    r = c.call("POST", "/admin/reload")
+    # The engine watches its config file and may apply the token before this request arrives;
+    # carrying the token makes the reload pass either way (without one in force it is ignored).
+    r = c.call("POST", "/admin/reload", headers={"Authorization": "Bearer " + token})
     R.check("token reload: 200", r.status == 200, r)
     R.eq("token reload: reads need it now", c.get("/api/patterns/usage/summary").status, 401)
     R.eq("token reload: the dashboard files stay open", c.get("/dashboard/app.js").status, 200)
@@ -868,10 +870,11 @@ def phase_pg_down(ctx, state):
     state["pg_stopped"] = True
     if not R.check("scripts/services stop pg", rc == 0, err):
         return
-    ok = page.wait_for("document.getElementById('panel-summary').getAttribute('data-state') "
-                       "=== 'db' && document.getElementById('banner').getAttribute('data-kind') "
+    # Every panel checked below has had its refresh since the stop (each refresh asks all).
+    ok = page.wait_for("['summary', 'top', 'unused', 'stale', 'pattern'].every(p => "
+                       "document.getElementById('panel-' + p).getAttribute('data-state') "
+                       "=== 'db') && document.getElementById('banner').getAttribute('data-kind') "
                        "=== 'db'", 45, 0.25)
-    time.sleep(1.5)  # one more refresh, so every panel has had its turn
     d = snap(page)
     P = d["panels"]
     R.check("PostgreSQL down: the open page says the database is unavailable", ok
