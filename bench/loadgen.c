@@ -12,6 +12,7 @@
  *   P  pattern  count  first_us  last_us
  *   A  pattern  agent  count  first_us  last_us
  *   H  pattern  hour  count
+ *   C  pattern_1  pattern_2  count  last_us   (--pairs-truth; pattern_1 < pattern_2 in bytes)
  *   T  topic  events  events_without_patterns  dead_letters  flagged_events
  *   D  topic  reason  count */
 #include <errno.h>
@@ -73,6 +74,7 @@ typedef struct {
     unsigned refs_max;
     double rate;
     const char *truth;
+    unsigned pairs_max; /* --pairs-truth: the engine's cooccurrence_max_patterns; 0 = none */
     double bad_ratio;
     bool have_start;
     int64_t time_start_s;
@@ -102,6 +104,8 @@ static void usage(FILE *out)
             "  --refs-max K           references per event, uniform 0..K (default 8)\n"
             "  --rate EV_PER_S        events per second, 0 = as fast as possible (default 0)\n"
             "  --truth FILE           write the ground truth (TSV, see the source) to FILE\n"
+            "  --pairs-truth MAX      the truth also holds every co-occurrence pair, for an\n"
+            "                         engine whose cooccurrence_max_patterns is MAX (1..1000)\n"
             "  --bad-ratio R          fraction of bad events, 0..1 (default 0)\n"
             "  --time-start EPOCH_S   earliest event time (default now - span)\n"
             "  --time-span-hours H    event times spread uniformly over H hours (default 48)\n"
@@ -166,6 +170,7 @@ enum {
     O_REFS_MAX,
     O_RATE,
     O_TRUTH,
+    O_PAIRS_TRUTH,
     O_BAD_RATIO,
     O_TIME_START,
     O_SPAN,
@@ -189,6 +194,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         {"refs-max", required_argument, NULL, O_REFS_MAX},
         {"rate", required_argument, NULL, O_RATE},
         {"truth", required_argument, NULL, O_TRUTH},
+        {"pairs-truth", required_argument, NULL, O_PAIRS_TRUTH},
         {"bad-ratio", required_argument, NULL, O_BAD_RATIO},
         {"time-start", required_argument, NULL, O_TIME_START},
         {"time-span-hours", required_argument, NULL, O_SPAN},
@@ -262,6 +268,12 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             break;
         case O_TRUTH:
             o->truth = optarg;
+            break;
+        case O_PAIRS_TRUTH:
+            if (parse_u64(optarg, &u) != 0 || u < 1 || u > 1000) {
+                bad = "--pairs-truth needs 1..1000";
+            }
+            o->pairs_max = (unsigned)u;
             break;
         case O_BAD_RATIO:
             if (parse_double(optarg, &o->bad_ratio) != 0 || o->bad_ratio < 0 || o->bad_ratio > 1) {
@@ -786,6 +798,7 @@ typedef struct {
     usage_t *patterns;
     table_t pairs; /* key: pattern << 32 | agent (agent == n_agents is "unknown") */
     table_t hours; /* key: pattern << 40 | hour */
+    table_t cooc;  /* key: p1 << 32 | p2, p1's name before p2's in byte order (--pairs-truth) */
     uint64_t events[N_TOPICS], without[N_TOPICS], dead[N_TOPICS], flagged[N_TOPICS];
     uint64_t dl[N_TOPICS][N_REASONS];
     uint64_t uses;
@@ -1673,6 +1686,35 @@ static void gen_event(gen_t *g, event_t *ev)
     buf_putc(&g->buf, '}');
 }
 
+/* Byte order of two pattern names, as PostgreSQL's COLLATE "C" orders them. */
+static int name_cmp(const gen_t *g, uint32_t a, uint32_t b)
+{
+    size_t la = g->pat.len[a], lb = g->pat.len[b];
+    int c = memcmp(g->pat.s[a], g->pat.s[b], la < lb ? la : lb);
+    return c != 0 ? c : (la > lb) - (la < lb);
+}
+
+/* Every pair of the event's distinct patterns, as the engine records them: events with more
+ * than cooccurrence_max_patterns record none. */
+static void truth_pairs(gen_t *g, const event_t *ev)
+{
+    if (g->o->pairs_max == 0 || ev->n_distinct < 2 || ev->n_distinct > g->o->pairs_max) {
+        return;
+    }
+    for (size_t i = 0; i + 1 < ev->n_distinct; i++) {
+        for (size_t j = i + 1; j < ev->n_distinct; j++) {
+            uint32_t a = ev->distinct[i], b = ev->distinct[j];
+            if (name_cmp(g, a, b) > 0) {
+                uint32_t x = a;
+                a = b;
+                b = x;
+            }
+            cell_t *c = table_get(&g->truth.cooc, ((uint64_t)a << 32) | b);
+            use_time(&c->count, &c->first, &c->last, ev->time_us);
+        }
+    }
+}
+
 static void truth_apply(gen_t *g, const event_t *ev)
 {
     truth_t *t = &g->truth;
@@ -1686,6 +1728,7 @@ static void truth_apply(gen_t *g, const event_t *ev)
     for (size_t i = 0; i < ev->n_distinct; i++) {
         truth_use(t, ev->distinct[i], ev->agent, ev->time_us);
     }
+    truth_pairs(g, ev);
     if (ev->n_distinct == 0) {
         t->without[tp]++;
     }
@@ -1740,6 +1783,17 @@ static int truth_write(const gen_t *g, const char *path)
         fputc('H', f);
         tsv_field(f, g->pat.s[p], g->pat.len[p]);
         fprintf(f, "\t%" PRIu64 "\t%" PRIu64 "\n", c->key & ((UINT64_C(1) << 40) - 1), c->count);
+    }
+    for (size_t i = 0; i < t->cooc.cap; i++) {
+        const cell_t *c = &t->cooc.cells[i];
+        if (c->key == EMPTY_KEY) {
+            continue;
+        }
+        size_t a = (size_t)(c->key >> 32), b = (size_t)(c->key & 0xFFFFFFFFu);
+        fputc('C', f);
+        tsv_field(f, g->pat.s[a], g->pat.len[a]);
+        tsv_field(f, g->pat.s[b], g->pat.len[b]);
+        fprintf(f, "\t%" PRIu64 "\t%" PRId64 "\n", c->count, c->last);
     }
     for (int tp = 0; tp < N_TOPICS; tp++) {
         if (t->events[tp] == 0) {
@@ -1876,6 +1930,7 @@ static int gen_init(gen_t *g, const opts_t *o)
     }
     table_alloc(&g->truth.pairs, 1024);
     table_alloc(&g->truth.hours, 1024);
+    table_alloc(&g->truth.cooc, 1024);
     g->span_us = (int64_t)(o->span_hours * 3600e6);
     if (g->span_us < 1) {
         g->span_us = 1;
@@ -1909,6 +1964,7 @@ static void gen_free(gen_t *g)
     free(g->truth.patterns);
     free(g->truth.pairs.cells);
     free(g->truth.hours.cells);
+    free(g->truth.cooc.cells);
     free(g->seen);
     free(g->buf.p);
     free(g->large_blob);

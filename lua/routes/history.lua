@@ -271,14 +271,21 @@ local HEATMAP_DESC = "Usage per weekday and hour of day, from the hourly buckets
 
 -- ---------------------------------------------------------------- co-occurrence
 
--- The partners of pattern $1 (both sides are index scans), with their catalog rows, ordered by
--- `order` (optional), then by count, then by ID.
+-- The partners of pattern $1: its merged pairs (both sides are index scans) plus the pairs
+-- flushed but not merged yet (pattern_cooccurrence_pending, see sql/010), summed per partner.
 local PARTNERS = [[
-SELECT pattern_id_2 AS other, cooccurrence_count AS cnt, last_seen_together AS last
-  FROM pattern_cooccurrence WHERE pattern_id_1 = $1
-UNION ALL
-SELECT pattern_id_1, cooccurrence_count, last_seen_together
-  FROM pattern_cooccurrence WHERE pattern_id_2 = $1]]
+SELECT other, sum(cnt)::bigint AS cnt, max(last) AS last
+  FROM (SELECT pattern_id_2::text AS other, cooccurrence_count AS cnt, last_seen_together AS last
+          FROM pattern_cooccurrence WHERE pattern_id_1 = $1
+        UNION ALL
+        SELECT pattern_id_1, cooccurrence_count, last_seen_together
+          FROM pattern_cooccurrence WHERE pattern_id_2 = $1
+        UNION ALL
+        SELECT CASE WHEN pattern_id_1 = $1 THEN pattern_id_2 ELSE pattern_id_1 END,
+               cooccurrence_count, last_seen_together
+          FROM pattern_cooccurrence_pending_pairs
+         WHERE pattern_id_1 = $1 OR pattern_id_2 = $1) u
+ GROUP BY other]]
 local function partners_sql(p, order)
     return ([[
 WITH p AS (%s)
@@ -302,13 +309,34 @@ local COOCCURRING = partners_sql(PARTNERS, [[
 CASE $3 WHEN 'lift' THEN p.cnt::numeric / nullif(n.usage_count, 0)
         ELSE p.cnt::numeric / nullif($4::bigint + n.usage_count - p.cnt, 0) END DESC NULLS LAST]])
 
+-- The top $1 pairs, pending ones included. A pair with nothing pending counts what it counts
+-- in pattern_cooccurrence, and every pair ranked above it there (counts only grow) ranks above it
+-- after adding what is pending: so the top $1 are among pattern_cooccurrence's own top $1 and
+-- the pending pairs, each with both parts summed.
 local TOP_PAIRS = [[
+WITH pend AS (SELECT pattern_id_1, pattern_id_2, sum(cooccurrence_count)::bigint AS cnt,
+                     max(last_seen_together) AS last
+                FROM pattern_cooccurrence_pending_pairs GROUP BY pattern_id_1, pattern_id_2),
+cand AS (SELECT m.pattern_id_1::text AS pattern_id_1, m.pattern_id_2::text AS pattern_id_2,
+                m.cooccurrence_count + coalesce(p.cnt, 0) AS cooccurrence_count,
+                greatest(m.last_seen_together, p.last) AS last_seen_together
+           FROM (SELECT * FROM pattern_cooccurrence
+                  ORDER BY cooccurrence_count DESC, pattern_id_1 COLLATE "C",
+                           pattern_id_2 COLLATE "C"
+                  LIMIT $1) m
+           LEFT JOIN pend p ON p.pattern_id_1 = m.pattern_id_1 AND p.pattern_id_2 = m.pattern_id_2
+         UNION
+         SELECT p.pattern_id_1, p.pattern_id_2, coalesce(m.cooccurrence_count, 0) + p.cnt,
+                greatest(m.last_seen_together, p.last)
+           FROM pend p
+           LEFT JOIN pattern_cooccurrence m
+                  ON m.pattern_id_1 = p.pattern_id_1 AND m.pattern_id_2 = p.pattern_id_2)
 SELECT c.pattern_id_1, coalesce(n1.pattern_name, c.pattern_id_1) AS pattern_name_1,
        coalesce(n1.usage_count, 0)::bigint AS usage_count_1,
        c.pattern_id_2, coalesce(n2.pattern_name, c.pattern_id_2) AS pattern_name_2,
        coalesce(n2.usage_count, 0)::bigint AS usage_count_2,
        c.cooccurrence_count AS count, c.last_seen_together
-  FROM (SELECT * FROM pattern_cooccurrence
+  FROM (SELECT * FROM cand
          ORDER BY cooccurrence_count DESC, pattern_id_1 COLLATE "C", pattern_id_2 COLLATE "C"
          LIMIT $1) c
   LEFT JOIN pattern_lineage_nodes n1 ON n1.pattern_id = c.pattern_id_1

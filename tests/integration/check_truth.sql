@@ -7,7 +7,8 @@
 -- Pattern tables are compared whole (tests start from a truncated database), except that a
 -- catalog row nobody used (usage 0, no times, no agents) and absent from the truth is ignored.
 -- Output (unaligned, tuples only): up to 10 lines per mismatching table, then one line
---   RESULT|<mismatching rows>|<patterns>|<pattern-agent pairs>|<pattern-hours>
+--   RESULT|<mismatching rows>|<patterns>|<pattern-agent pairs>|<pattern-hours>|<co-occurrence
+--   pairs (0: the truth has none, not compared)>
 -- Times are compared as exact microseconds: TIMESTAMPTZ 'epoch' + us * INTERVAL '1 microsecond'.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
@@ -17,6 +18,7 @@ CREATE TEMP TABLE truth_p (pattern TEXT, count BIGINT, first_us BIGINT, last_us 
 CREATE TEMP TABLE truth_a (pattern TEXT, agent TEXT, count BIGINT, first_us BIGINT,
                            last_us BIGINT);
 CREATE TEMP TABLE truth_h (pattern TEXT, hour BIGINT, count BIGINT);
+CREATE TEMP TABLE truth_c (p1 TEXT, p2 TEXT, count BIGINT, last_us BIGINT);
 CREATE TEMP TABLE truth_t (topic TEXT, events BIGINT, without BIGINT, dead BIGINT,
                            flagged BIGINT);
 CREATE TEMP TABLE truth_d (topic TEXT, reason TEXT, count BIGINT);
@@ -25,6 +27,7 @@ CREATE TEMP TABLE truth_d (topic TEXT, reason TEXT, count BIGINT);
 ANALYZE truth_p;
 ANALYZE truth_a;
 ANALYZE truth_h;
+ANALYZE truth_c;
 
 CREATE TEMP TABLE diff (seq SERIAL, tbl TEXT, n INTEGER, line TEXT);
 
@@ -234,6 +237,39 @@ INSERT INTO diff (tbl, n, line)
 SELECT 'usage_topic_stats', count(*) OVER (), format('  %s: truth %s | db %s', topic, tv, dv)
   FROM d WHERE tv <> dv ORDER BY topic LIMIT 10;
 
+-- pattern_cooccurrence plus the pairs still pending (sql/010): count and last_seen_together per
+-- pair. Only for a truth with pairs (pt-loadgen --pairs-truth).
+SELECT EXISTS (SELECT 1 FROM truth_c) AS have_pairs \gset
+\if :have_pairs
+WITH db AS (
+    SELECT pattern_id_1 AS p1, pattern_id_2 AS p2, sum(cooccurrence_count) AS count,
+           max(last_seen_together) AS last_at
+      FROM (SELECT pattern_id_1::text, pattern_id_2::text, cooccurrence_count,
+                   last_seen_together
+              FROM pattern_cooccurrence
+            UNION ALL
+            SELECT pattern_id_1, pattern_id_2, cooccurrence_count, last_seen_together
+              FROM pattern_cooccurrence_pending_pairs) u
+     GROUP BY 1, 2
+), t AS (
+    SELECT p1, p2, count, TIMESTAMPTZ 'epoch' + last_us * INTERVAL '1 microsecond' AS last_at
+      FROM truth_c
+), d AS (
+    SELECT coalesce(t.p1, db.p1) AS p1, coalesce(t.p2, db.p2) AS p2, t, db
+      FROM t FULL JOIN db ON db.p1 = t.p1 AND db.p2 = t.p2
+     WHERE t.p1 IS NULL OR db.p1 IS NULL OR t.count IS DISTINCT FROM db.count
+        OR t.last_at IS DISTINCT FROM db.last_at
+)
+INSERT INTO diff (tbl, n, line)
+SELECT 'pattern_cooccurrence', count(*) OVER (),
+       format('  %s / %s: truth %s | db %s', quote_literal(p1), quote_literal(p2),
+              CASE WHEN (t).p1 IS NULL THEN '(none)'
+                   ELSE format('count=%s last=%s', (t).count, (t).last_at) END,
+              CASE WHEN (db).p1 IS NULL THEN '(none)'
+                   ELSE format('count=%s last=%s', (db).count, (db).last_at) END)
+  FROM d ORDER BY p1 COLLATE "C", p2 COLLATE "C" LIMIT 10;
+\endif
+
 -- usage_dead_letters: rows per (topic, reason)
 WITH s AS (
     SELECT topic, reason, count(*) AS count FROM usage_dead_letters
@@ -261,4 +297,4 @@ SELECT line FROM (
 
 SELECT 'RESULT', coalesce((SELECT sum(n) FROM (SELECT DISTINCT tbl, n FROM diff) x), 0),
        (SELECT count(*) FROM truth_p), (SELECT count(*) FROM truth_a),
-       (SELECT count(*) FROM truth_h);
+       (SELECT count(*) FROM truth_h), (SELECT count(*) FROM truth_c);

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # A seeded mix of events in every shape the default rules read, with bad events among them, is
 # counted exactly: per pattern, per (pattern, agent), per hour, per topic, and every dead letter
-# is stored with its reason. Then SIGTERM stops the engine cleanly (exit 0).
+# is stored with its reason, and every co-occurrence pair. Then SIGTERM stops the engine cleanly
+# (exit 0). The engine does not merge co-occurrence pairs here (cooccurrence_merge_ms = 0): the
+# first check sees them all pending, and merges run by hand afterwards, in parts.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/engine.sh"
+IT_EXTRA_CONFIG='cooccurrence_merge_ms = 0,'
 it_setup ingest_exact
 rss_watch
 
-"$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events 60000 --bad-ratio 0.03 --seed 7 \
+"$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --pairs-truth 32 --events 60000 --bad-ratio 0.03 --seed 7 \
     --truth "$IT_DIR/truth.tsv" --quiet
 total=$(truth_total "$IT_DIR/truth.tsv")
 t0=$EPOCHREALTIME
@@ -50,7 +53,34 @@ n_dl=$(pt_psql -tAc "SELECT count(*) FROM usage_dead_letters WHERE payload IS NO
 big=$(pt_psql -tAc "SELECT count(*) FROM usage_dead_letters WHERE reason = 'too large' AND truncated AND octet_length(payload) = 65536")
 [ "$big" -gt 0 ] || it_fail "oversized events are not stored truncated at 64 KiB"
 engine_stop || it_fail "SIGTERM exit status $?"
-# check_truth sees a wrong profile row (so its passes above mean something)
+merged=$(pt_psql -tAc "SELECT count(*) FROM pattern_cooccurrence")
+pending=$(pt_psql -tAc "SELECT coalesce(sum(pairs), 0) FROM pattern_cooccurrence_pending")
+[ "$merged" = 0 ] && [ "$pending" -gt 0 ] ||
+    it_fail "with merging off every pair should be pending ($merged merged, $pending pending)"
+# Merges of at most 20,000 pairs each (a flush row is taken whole) until nothing is pending.
+merges=0
+while [ "$(pt_psql -tAc "SELECT pending FROM pt_merge_cooccurrence(20000)")" != 0 ]; do
+    merges=$((merges + 1))
+    [ "$merges" -lt 1000 ] || it_fail "pt_merge_cooccurrence does not drain the pending pairs"
+done
+merges=$((merges + 1))
+[ "$merges" -ge 2 ] || it_fail "the pairs were merged in one part ($pending pending): test the parts"
+check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" || it_fail "co-occurrence differs after the merges"
+# check_truth sees a wrong pair, merged or pending (so its passes mean something)
+one_pair="(pattern_id_1, pattern_id_2) = (SELECT pattern_id_1, pattern_id_2 FROM pattern_cooccurrence
+           ORDER BY pattern_id_1, pattern_id_2 LIMIT 1)"
+pt_psql -c "UPDATE pattern_cooccurrence SET cooccurrence_count = cooccurrence_count + 1 WHERE $one_pair" >/dev/null
+if check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" >/dev/null 2>&1; then
+    it_fail "check_truth misses a merged pair counted once too often"
+fi
+pt_psql -c "UPDATE pattern_cooccurrence SET cooccurrence_count = cooccurrence_count - 1 WHERE $one_pair" \
+    -c "INSERT INTO pattern_cooccurrence_pending (pairs, p1, p2, cnt, last_us)
+        SELECT 1, ARRAY[pattern_id_1], ARRAY[pattern_id_2], ARRAY[1::bigint],
+               ARRAY[0::bigint] FROM pattern_cooccurrence WHERE $one_pair" >/dev/null
+if check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" >/dev/null 2>&1; then
+    it_fail "check_truth misses a pending pair counted once too often"
+fi
+pt_psql -c "TRUNCATE pattern_cooccurrence_pending" >/dev/null
 for corrupt in "UPDATE agent_top_patterns SET usage_count = usage_count + 1
                  WHERE (agent_name, pattern_id) IN (SELECT agent_name, pattern_id FROM agent_top_patterns LIMIT 1)" \
                "UPDATE agent_type_usage SET last_used_at = last_used_at - interval '1 microsecond'
@@ -62,6 +92,6 @@ for corrupt in "UPDATE agent_top_patterns SET usage_count = usage_count + 1
     pt_psql -c "SELECT pt_rebuild_totals()" >/dev/null
 done
 check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" || it_fail "pt_rebuild_totals does not agree with the flush"
-echo "it_ingest_exact: ok (60000 events, 3 % bad; $total uses exact, consumed from the backlog in" \
+echo "it_ingest_exact: ok (60000 events, 3 % bad; $total uses and $pending pending pairs exact, merged in $merges parts; consumed from the backlog in" \
     "${took} s with $(cat "$IT_DIR/rounds") type registrations of 200 patterns meanwhile; peak RSS" \
     "$(rss_peak_mb) MB, $(build_kind) build)"

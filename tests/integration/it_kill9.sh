@@ -13,7 +13,7 @@ IT_EXTRA_CONFIG='    batch_max_events = 20000, batch_timeout_ms = 700,' it_setup
 # machine is loaded, and the check after the kill still finds it running.
 slow_flushes 0.3
 
-"$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events 360000 --rate 2400 --bad-ratio 0.01 \
+"$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --pairs-truth 32 --events 360000 --rate 2400 --bad-ratio 0.01 \
     --seed 11 --truth "$IT_DIR/truth.tsv" --quiet &
 producer=$!
 

@@ -9,7 +9,7 @@ restart_pg() { "$PT_IT_ROOT/scripts/services" start pg >/dev/null; }
 trap 'restart_pg; it_cleanup' EXIT
 rss_watch
 
-"$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events 80000 --rate 10000 --seed 5 \
+"$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --pairs-truth 32 --events 80000 --rate 10000 --seed 5 \
     --truth "$IT_DIR/truth.tsv" --quiet &
 producer=$!
 engine_start

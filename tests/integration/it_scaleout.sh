@@ -36,7 +36,7 @@ scale_fail() {
 assigned() { grep -q 'partitions assigned' "$IT_DIR/engine-$1.log"; }
 progressed() { [ "$(db_total)" -gt "$1" ]; }
 
-"$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events 150000 --rate 5000 --bad-ratio 0.01 \
+"$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --pairs-truth 32 --events 150000 --rate 5000 --bad-ratio 0.01 \
     --seed 31 --truth "$IT_DIR/truth.tsv" --quiet &
 producer=$!
 

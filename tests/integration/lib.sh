@@ -82,8 +82,8 @@ slow_flushes() {
 # reset_db: empties every table the engine writes, its stored Kafka offsets included.
 reset_db() {
     pt_psql -c 'TRUNCATE pattern_lineage_nodes, pattern_agent_usage, pattern_usage_hourly,
-                         pattern_usage_daily, pattern_cooccurrence, agent_usage_totals,
-                         usage_hourly_totals, usage_daily_totals, agent_type_usage, agent_top_patterns,
+                         pattern_usage_daily, pattern_cooccurrence, pattern_cooccurrence_pending,
+                         agent_usage_totals, usage_hourly_totals, usage_daily_totals, agent_type_usage, agent_top_patterns,
                          usage_consumer_offsets, usage_topic_stats, usage_dead_letters
                 RESTART IDENTITY'
 }
@@ -108,7 +108,7 @@ check_truth() {
     dir=$(mktemp -d "${TMPDIR:-/tmp}/pt-truth.XXXXXX") || return 2
     # One COPY text file per record type (fields are COPY-escaped, so tabs only separate).
     if ! awk -F'\t' -v d="$dir" '
-            BEGIN { n["P"] = 5; n["A"] = 6; n["H"] = 4; n["T"] = 6; n["D"] = 4 }
+            BEGIN { n["P"] = 5; n["A"] = 6; n["H"] = 4; n["C"] = 5; n["T"] = 6; n["D"] = 4 }
             $0 == "" { next }
             !($1 in n) || NF != n[$1] {
                 printf "check_truth: line %d is not a truth record: %s\n", NR,
@@ -123,7 +123,7 @@ check_truth() {
     fi
     {
         local k
-        for k in P A H T D; do
+        for k in P A H C T D; do
             : >>"$dir/$k.tsv"
             printf "\\\\copy truth_%s FROM '%s'\n" "${k,,}" "$dir/$k.tsv"
         done
@@ -142,12 +142,13 @@ check_truth() {
             *) printf '%s\n' "$line" ;;
         esac
     done <<<"$out"
-    local mism patterns pairs hours
-    IFS='|' read -r _ mism patterns pairs hours <<<"$result"
+    local mism patterns pairs hours cooc
+    IFS='|' read -r _ mism patterns pairs hours cooc <<<"$result"
     if [ -z "$result" ] || [ "$mism" != 0 ]; then
         printf 'truth: MISMATCH (%s rows differ; truth has %s patterns, %s pairs, %s hours)\n' \
             "${mism:-?}" "${patterns:-?}" "${pairs:-?}" "${hours:-?}"
         return 1
     fi
-    printf 'truth: exact (%s patterns, %s pairs, %s hours)\n' "$patterns" "$pairs" "$hours"
+    printf 'truth: exact (%s patterns, %s pairs, %s hours%s)\n' "$patterns" "$pairs" "$hours" \
+        "$([ "${cooc:-0}" != 0 ] && echo ", $cooc co-occurrence pairs")"
 }

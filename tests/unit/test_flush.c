@@ -91,7 +91,8 @@ static void test_pg(const char *url)
     PGconn *c = PQconnectdb(url);
     CHECK(PQstatus(c) == CONNECTION_OK);
     PQclear(PQexec(c, "TRUNCATE pattern_lineage_nodes, pattern_agent_usage, pattern_usage_hourly,"
-                      " pattern_usage_daily, pattern_cooccurrence, agent_usage_totals,"
+                      " pattern_usage_daily, pattern_cooccurrence, pattern_cooccurrence_pending,"
+                      " agent_usage_totals,"
                       " usage_hourly_totals, usage_daily_totals, agent_type_usage,"
                       " agent_top_patterns,"
                       " usage_consumer_offsets, usage_topic_stats, usage_dead_letters"));
