@@ -286,16 +286,25 @@ SELECT other, sum(cnt)::bigint AS cnt, max(last) AS last
           FROM pattern_cooccurrence_pending_pairs
          WHERE pattern_id_1 = $1 OR pattern_id_2 = $1) u
  GROUP BY other]]
+-- One statement, so one round trip and one snapshot: the pattern's own usage (no row at all
+-- when it is unknown), the event totals and the top $2 partners (one row of NULLs for none).
 local function partners_sql(p, order)
     return ([[
-WITH p AS (%s)
-SELECT p.other AS pattern_id, coalesce(n.pattern_name, p.other) AS pattern_name,
-       coalesce(n.pattern_type, 'unknown') AS pattern_type,
-       coalesce(n.usage_count, 0)::bigint AS usage_count, p.cnt AS count,
-       p.last AS last_seen_together
-  FROM p LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = p.other
- ORDER BY %sp.cnt DESC, p.other COLLATE "C"
- LIMIT $2]]):format(p, order and order .. ", " or "")
+WITH me AS (SELECT coalesce(usage_count, 0)::bigint AS usage_count
+              FROM pattern_lineage_nodes WHERE pattern_id = $1),
+     tot AS (%s),
+     p AS (%s),
+     r AS (SELECT p.other AS pattern_id, coalesce(n.pattern_name, p.other) AS pattern_name,
+                  coalesce(n.pattern_type, 'unknown') AS pattern_type,
+                  coalesce(n.usage_count, 0)::bigint AS usage_count, p.cnt AS count,
+                  p.last AS last_seen_together,
+                  row_number() OVER (ORDER BY %sp.cnt DESC, p.other COLLATE "C") AS rn
+             FROM p LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = p.other
+            ORDER BY rn LIMIT $2)
+SELECT me.usage_count AS me_usage_count, tot.events_with_patterns,
+       tot.events_over_cooccurrence_limit, r.*
+  FROM me CROSS JOIN tot LEFT JOIN r ON true
+ ORDER BY r.rn]]):format(H.EVENT_TOTALS, p, order and order .. ", " or "")
 end
 -- sort=count: the partners are ranked by their own counts first and only the top $2 are looked
 -- up in the catalog (a pattern with thousands of partners took 100 ms of catalog lookups for
@@ -303,11 +312,12 @@ end
 local COOCCURRING_BY_COUNT = partners_sql(
     "SELECT * FROM (" .. PARTNERS .. ") a ORDER BY cnt DESC, other COLLATE \"C\" LIMIT $2")
 -- sort=lift ($3 = 'lift') or jaccard: every partner needs its usage. Lift orders as
--- count / usage(partner) and Jaccard as count / (usage($1) + usage(partner) - count) ($4 =
--- usage($1)), since N and usage($1) are the same for every partner.
+-- count / usage(partner) and Jaccard as count / (usage($1) + usage(partner) - count), since N
+-- and usage($1) are the same for every partner.
 local COOCCURRING = partners_sql(PARTNERS, [[
 CASE $3 WHEN 'lift' THEN p.cnt::numeric / nullif(n.usage_count, 0)
-        ELSE p.cnt::numeric / nullif($4::bigint + n.usage_count - p.cnt, 0) END DESC NULLS LAST]])
+        ELSE p.cnt::numeric / nullif((SELECT usage_count FROM me) + n.usage_count - p.cnt, 0)
+END DESC NULLS LAST]])
 
 -- The top $1 pairs, pending ones included. A pair with nothing pending counts what it counts
 -- in pattern_cooccurrence, and every pair ranked above it there (counts only grow) ranks above it
@@ -330,18 +340,23 @@ cand AS (SELECT m.pattern_id_1::text AS pattern_id_1, m.pattern_id_2::text AS pa
                 greatest(m.last_seen_together, p.last)
            FROM pend p
            LEFT JOIN pattern_cooccurrence m
-                  ON m.pattern_id_1 = p.pattern_id_1 AND m.pattern_id_2 = p.pattern_id_2)
-SELECT c.pattern_id_1, coalesce(n1.pattern_name, c.pattern_id_1) AS pattern_name_1,
-       coalesce(n1.usage_count, 0)::bigint AS usage_count_1,
-       c.pattern_id_2, coalesce(n2.pattern_name, c.pattern_id_2) AS pattern_name_2,
-       coalesce(n2.usage_count, 0)::bigint AS usage_count_2,
-       c.cooccurrence_count AS count, c.last_seen_together
-  FROM (SELECT * FROM cand
-         ORDER BY cooccurrence_count DESC, pattern_id_1 COLLATE "C", pattern_id_2 COLLATE "C"
-         LIMIT $1) c
-  LEFT JOIN pattern_lineage_nodes n1 ON n1.pattern_id = c.pattern_id_1
-  LEFT JOIN pattern_lineage_nodes n2 ON n2.pattern_id = c.pattern_id_2
- ORDER BY c.cooccurrence_count DESC, c.pattern_id_1 COLLATE "C", c.pattern_id_2 COLLATE "C"]]
+                  ON m.pattern_id_1 = p.pattern_id_1 AND m.pattern_id_2 = p.pattern_id_2),
+top AS (SELECT c.pattern_id_1, coalesce(n1.pattern_name, c.pattern_id_1) AS pattern_name_1,
+               coalesce(n1.usage_count, 0)::bigint AS usage_count_1,
+               c.pattern_id_2, coalesce(n2.pattern_name, c.pattern_id_2) AS pattern_name_2,
+               coalesce(n2.usage_count, 0)::bigint AS usage_count_2,
+               c.cooccurrence_count AS count, c.last_seen_together
+          FROM (SELECT * FROM cand
+                 ORDER BY cooccurrence_count DESC, pattern_id_1 COLLATE "C",
+                          pattern_id_2 COLLATE "C"
+                 LIMIT $1) c
+          LEFT JOIN pattern_lineage_nodes n1 ON n1.pattern_id = c.pattern_id_1
+          LEFT JOIN pattern_lineage_nodes n2 ON n2.pattern_id = c.pattern_id_2),
+tot AS (]] .. H.EVENT_TOTALS .. [[)
+-- the totals in the same snapshot (one row of NULLs for the pairs when there is none)
+SELECT tot.events_with_patterns, tot.events_over_cooccurrence_limit, top.*
+  FROM tot LEFT JOIN top ON true
+ ORDER BY top.count DESC, top.pattern_id_1 COLLATE "C", top.pattern_id_2 COLLATE "C"]]
 
 local MEASURES_DESC = "lift = count * events_with_patterns / (usage_count(a) * usage_count(b)) " ..
     "(1 = together as often as chance); jaccard = count / (usage_count(a) + usage_count(b) - " ..
@@ -350,43 +365,47 @@ local MEASURES_DESC = "lift = count * events_with_patterns / (usage_count(a) * u
     "events_over_cooccurrence_limit (their uses still count)."
 
 local function cooccurring(req)
-    local me = H.need_pattern(req.params.pattern_id)
-    local totals = db.query(H.EVENT_TOTALS)[1]
+    local id = req.params.pattern_id
     local rows
     if req.args.sort == "count" then
-        rows = db.query(COOCCURRING_BY_COUNT, req.params.pattern_id, req.args.limit)
+        rows = db.query(COOCCURRING_BY_COUNT, id, req.args.limit)
     else
-        rows = db.query(COOCCURRING, req.params.pattern_id, req.args.limit, req.args.sort,
-            me.usage_count)
+        rows = db.query(COOCCURRING, id, req.args.limit, req.args.sort)
     end
-    local n = totals.events_with_patterns
+    if #rows == 0 then
+        pt.fail(404, "Pattern not found: " .. id)
+    end
+    local me, n = rows[1].me_usage_count, rows[1].events_with_patterns
     local out = pt.array()
-    for i, r in ipairs(rows) do
-        local lift, jaccard = H.measures(r.count, me.usage_count, r.usage_count, n)
-        out[i] = { pattern_id = r.pattern_id, pattern_name = r.pattern_name,
-            pattern_type = r.pattern_type, usage_count = r.usage_count, count = r.count,
-            lift = lift, jaccard = jaccard, last_seen_together = r.last_seen_together }
+    for _, r in ipairs(rows) do
+        if r.pattern_id ~= null then
+            local lift, jaccard = H.measures(r.count, me, r.usage_count, n)
+            out[#out + 1] = { pattern_id = r.pattern_id, pattern_name = r.pattern_name,
+                pattern_type = r.pattern_type, usage_count = r.usage_count, count = r.count,
+                lift = lift, jaccard = jaccard, last_seen_together = r.last_seen_together }
+        end
     end
-    return { pattern_id = req.params.pattern_id, usage_count = me.usage_count,
-        events_with_patterns = n,
-        events_over_cooccurrence_limit = totals.events_over_cooccurrence_limit,
+    return { pattern_id = id, usage_count = me, events_with_patterns = n,
+        events_over_cooccurrence_limit = rows[1].events_over_cooccurrence_limit,
         cooccurring = out }
 end
 
 local function top_pairs(req)
-    local totals = db.query(H.EVENT_TOTALS)[1]
     local rows = db.query_heavy(TOP_PAIRS, req.args.limit)
-    local n = totals.events_with_patterns
+    local n = rows[1].events_with_patterns
     local out = pt.array()
-    for i, r in ipairs(rows) do
+    for _, r in ipairs(rows) do
+        if r.pattern_id_1 == null then
+            break
+        end
         local lift, jaccard = H.measures(r.count, r.usage_count_1, r.usage_count_2, n)
-        out[i] = { pattern_id_1 = r.pattern_id_1, pattern_name_1 = r.pattern_name_1,
+        out[#out + 1] = { pattern_id_1 = r.pattern_id_1, pattern_name_1 = r.pattern_name_1,
             usage_count_1 = r.usage_count_1, pattern_id_2 = r.pattern_id_2,
             pattern_name_2 = r.pattern_name_2, usage_count_2 = r.usage_count_2, count = r.count,
             lift = lift, jaccard = jaccard, last_seen_together = r.last_seen_together }
     end
     return { events_with_patterns = n,
-        events_over_cooccurrence_limit = totals.events_over_cooccurrence_limit, pairs = out }
+        events_over_cooccurrence_limit = rows[1].events_over_cooccurrence_limit, pairs = out }
 end
 
 -- ---------------------------------------------------------------- lifecycle
