@@ -42,6 +42,10 @@ CREATE OR REPLACE FUNCTION pt_merge_cooccurrence(p_max_pairs INTEGER, OUT taken 
                                                  OUT pending BIGINT)
 LANGUAGE plpgsql
 SET work_mem = '64MB' SET jit = off SET max_parallel_workers_per_gather = 0
+-- The planner sees how many pairs the arrays hold and would rather hash all of
+-- pattern_cooccurrence than probe its index that many times; probing is what scales with the
+-- merge and not with the table.
+SET enable_hashjoin = off SET enable_mergejoin = off
 AS
 $$
 DECLARE
@@ -66,28 +70,27 @@ BEGIN
          g AS (SELECT x.a, x.b, sum(x.c) AS c, max(x.l) AS l
                  FROM gone, unnest(gone.p1, gone.p2, gone.cnt, gone.last_us) AS x(a, b, c, l)
                 GROUP BY x.a, x.b)
+    -- In key order, so that the upsert walks pattern_cooccurrence's primary key in order.
     SELECT (SELECT coalesce(n, 0) FROM t), array_agg(a), array_agg(b), array_agg(c),
            array_agg(l)
       INTO taken, c_p1, c_p2, c_count, c_last
-      FROM g;
+      FROM (SELECT * FROM g ORDER BY a, b) o;
     IF coalesce(array_length(c_p1, 1), 0) > 0 THEN
+        -- One probe of the primary key per pair finds the row to add to (by its ctid) or none.
+        -- Only merges write pattern_cooccurrence, one at a time (the lock above): a pair found
+        -- missing here cannot appear before the insert, so it needs no ON CONFLICT.
         WITH d AS (SELECT * FROM unnest(c_p1, c_p2, c_count, c_last) AS x(p1, p2, cnt, l)),
+             j AS MATERIALIZED (SELECT d.p1, d.p2, d.cnt, d.l, c.ctid AS tid
+                                  FROM d LEFT JOIN pattern_cooccurrence c
+                                    ON c.pattern_id_1 = d.p1 AND c.pattern_id_2 = d.p2),
              upd AS (UPDATE pattern_cooccurrence c
-                        SET cooccurrence_count = c.cooccurrence_count + d.cnt,
-                            last_seen_together = GREATEST(c.last_seen_together, pt_ts(d.l))
-                       FROM d
-                      WHERE c.pattern_id_1 = d.p1 AND c.pattern_id_2 = d.p2
-                  RETURNING c.pattern_id_1, c.pattern_id_2)
-        INSERT INTO pattern_cooccurrence AS c
+                        SET cooccurrence_count = c.cooccurrence_count + j.cnt,
+                            last_seen_together = GREATEST(c.last_seen_together, pt_ts(j.l))
+                       FROM j
+                      WHERE j.tid IS NOT NULL AND c.ctid = j.tid)
+        INSERT INTO pattern_cooccurrence
                (pattern_id_1, pattern_id_2, cooccurrence_count, last_seen_together)
-        SELECT d.p1, d.p2, d.cnt, pt_ts(d.l)
-          FROM d
-         WHERE NOT EXISTS (SELECT 1 FROM upd
-                            WHERE upd.pattern_id_1 = d.p1 AND upd.pattern_id_2 = d.p2)
-         ORDER BY d.p1, d.p2
-        ON CONFLICT (pattern_id_1, pattern_id_2) DO UPDATE SET
-            cooccurrence_count = c.cooccurrence_count + EXCLUDED.cooccurrence_count,
-            last_seen_together = GREATEST(c.last_seen_together, EXCLUDED.last_seen_together);
+        SELECT p1, p2, cnt, pt_ts(l) FROM j WHERE tid IS NULL;
     END IF;
     SELECT coalesce(sum(pairs), 0) INTO pending FROM pattern_cooccurrence_pending;
 END
