@@ -1,41 +1,43 @@
 -- 010: co-occurrence off the flush's path. Recording an event's pairs in place cost more than
 -- everything else the flush does (at 8 patterns per event, 28 pairs, most of them new rows with
 -- two index entries each: 8.5 of 16.3 s of flush time for 100,000 events). The flush now
--- appends its batch's pairs as one row of arrays to pattern_cooccurrence_pending, in the same
--- transaction as the offsets; pt_merge_cooccurrence (the engine's maintenance, about every
--- second) folds pending rows into pattern_cooccurrence in one transaction of its own, summing
--- a pair's counts across batches first. A pair's count is always pattern_cooccurrence plus
+-- appends its batch's pairs to pattern_cooccurrence_pending, one row per pattern with its
+-- partners as arrays, in the same transaction as the offsets; pt_merge_cooccurrence (the
+-- engine's maintenance, about every second) folds whole flushes' rows into pattern_cooccurrence
+-- in one transaction of its own, summing a pair's counts across flushes first. A pair's count is always pattern_cooccurrence plus
 -- what is pending, and every reader adds both: nothing is counted twice (the merge deletes
 -- what it adds, atomically) and nothing waits for a merge to be visible.
 
 -- As in 008: flushes of engines still running the previous pt_flush wait until this commits.
 LOCK TABLE pattern_agent_usage, pattern_lineage_nodes IN SHARE MODE;
 
--- One row per flush that saw pairs: its pairs (pattern_id_1 < pattern_id_2 in byte order, each
--- once), their counts and last event times (microseconds since the epoch). Arrays are stored
--- uncompressed: written once, read by every co-occurrence answer until merged.
+-- Per flush that saw pairs (flush_id, from the sequence) and pattern: the pattern's partners in
+-- that flush, with the counts and last event times (microseconds since the epoch) of each pair.
+-- A pair is in the rows of both its patterns (n counts both), so that the partners of one
+-- pattern are one index lookup away for the API while the pairs wait to be merged.
+CREATE SEQUENCE IF NOT EXISTS pattern_cooccurrence_flush_seq;
 CREATE TABLE IF NOT EXISTS pattern_cooccurrence_pending (
-    id      BIGSERIAL PRIMARY KEY,
-    pairs   INTEGER NOT NULL CHECK (pairs > 0),
-    p1      TEXT[] NOT NULL,
-    p2      TEXT[] NOT NULL,
-    cnt     BIGINT[] NOT NULL,
-    last_us BIGINT[] NOT NULL,
-    CHECK (cardinality(p1) = pairs AND cardinality(p2) = pairs AND cardinality(cnt) = pairs
-           AND cardinality(last_us) = pairs)
+    flush_id   BIGINT NOT NULL,
+    pattern_id TEXT NOT NULL,
+    n          INTEGER NOT NULL CHECK (n > 0),
+    partners   TEXT[] NOT NULL,
+    cnt        BIGINT[] NOT NULL,
+    last_us    BIGINT[] NOT NULL,
+    CHECK (cardinality(partners) = n AND cardinality(cnt) = n AND cardinality(last_us) = n)
 );
-ALTER TABLE pattern_cooccurrence_pending
-    ALTER COLUMN p1 SET STORAGE EXTERNAL, ALTER COLUMN p2 SET STORAGE EXTERNAL,
-    ALTER COLUMN cnt SET STORAGE EXTERNAL, ALTER COLUMN last_us SET STORAGE EXTERNAL;
+CREATE INDEX IF NOT EXISTS idx_pattern_cooccurrence_pending_pattern
+    ON pattern_cooccurrence_pending (pattern_id);
+CREATE INDEX IF NOT EXISTS idx_pattern_cooccurrence_pending_flush
+    ON pattern_cooccurrence_pending (flush_id);
 
--- Every pending pair as a row (what the readers add to pattern_cooccurrence).
+-- Every pending pair once, as a row (what readers of all pairs add to pattern_cooccurrence).
 CREATE OR REPLACE VIEW pattern_cooccurrence_pending_pairs AS
-SELECT x.pattern_id_1, x.pattern_id_2, x.cooccurrence_count,
+SELECT p.pattern_id AS pattern_id_1, x.other AS pattern_id_2, x.cnt AS cooccurrence_count,
        TIMESTAMPTZ 'epoch' + x.l * INTERVAL '1 microsecond' AS last_seen_together
-  FROM pattern_cooccurrence_pending p,
-       unnest(p.p1, p.p2, p.cnt, p.last_us) AS x(pattern_id_1, pattern_id_2, cooccurrence_count, l);
+  FROM pattern_cooccurrence_pending p, unnest(p.partners, p.cnt, p.last_us) AS x(other, cnt, l)
+ WHERE p.pattern_id COLLATE "C" < x.other COLLATE "C";
 
--- Folds the oldest pending rows, up to about p_max_pairs pairs (at least one row), into
+-- Folds the oldest flushes' pending rows, up to about p_max_pairs pairs (at least one flush), into
 -- pattern_cooccurrence. Returns the pairs taken and those still pending; -1 taken when another
 -- merge is running (one at a time, so concurrent engines never lock the same pairs in turn).
 CREATE OR REPLACE FUNCTION pt_merge_cooccurrence(p_max_pairs INTEGER, OUT taken BIGINT,
@@ -56,20 +58,25 @@ DECLARE
 BEGIN
     IF NOT pg_try_advisory_xact_lock(7412503912) THEN
         taken := -1;
-        SELECT coalesce(sum(pairs), 0) INTO pending FROM pattern_cooccurrence_pending;
+        SELECT coalesce(sum(n), 0) / 2 INTO pending FROM pattern_cooccurrence_pending;
         RETURN;
     END IF;
     -- Rows a flush has not committed yet are not seen here, and stay for the next merge.
-    WITH pick AS (SELECT id FROM (SELECT id, sum(pairs) OVER (ORDER BY id) - pairs AS before
-                                    FROM pattern_cooccurrence_pending) s
+    WITH f AS (SELECT flush_id, sum(n) / 2 AS pairs FROM pattern_cooccurrence_pending
+                GROUP BY flush_id),
+         pick AS (SELECT flush_id FROM (SELECT flush_id, sum(pairs) OVER (ORDER BY flush_id)
+                                                         - pairs AS before
+                                          FROM f) s
                    WHERE before < greatest(p_max_pairs, 1)),
          gone AS (DELETE FROM pattern_cooccurrence_pending p USING pick
-                   WHERE p.id = pick.id
-               RETURNING p.pairs, p.p1, p.p2, p.cnt, p.last_us),
-         t AS (SELECT sum(pairs) AS n FROM gone),
-         g AS (SELECT x.a, x.b, sum(x.c) AS c, max(x.l) AS l
-                 FROM gone, unnest(gone.p1, gone.p2, gone.cnt, gone.last_us) AS x(a, b, c, l)
-                GROUP BY x.a, x.b)
+                   WHERE p.flush_id = pick.flush_id
+               RETURNING p.pattern_id, p.n, p.partners, p.cnt, p.last_us),
+         t AS (SELECT sum(n) / 2 AS n FROM gone),
+         -- each pair once: from the row of its first pattern
+         g AS (SELECT gone.pattern_id AS a, x.b, sum(x.c) AS c, max(x.l) AS l
+                 FROM gone, unnest(gone.partners, gone.cnt, gone.last_us) AS x(b, c, l)
+                WHERE gone.pattern_id COLLATE "C" < x.b COLLATE "C"
+                GROUP BY gone.pattern_id, x.b)
     -- In key order, so that the upsert walks pattern_cooccurrence's primary key in order.
     SELECT (SELECT coalesce(n, 0) FROM t), array_agg(a), array_agg(b), array_agg(c),
            array_agg(l)
@@ -92,7 +99,7 @@ BEGIN
                (pattern_id_1, pattern_id_2, cooccurrence_count, last_seen_together)
         SELECT p1, p2, cnt, pt_ts(l) FROM j WHERE tid IS NULL;
     END IF;
-    SELECT coalesce(sum(pairs), 0) INTO pending FROM pattern_cooccurrence_pending;
+    SELECT coalesce(sum(n), 0) / 2 INTO pending FROM pattern_cooccurrence_pending;
 END
 $$;
 
@@ -118,6 +125,7 @@ SET enable_seqscan = off
 AS
 $$
 DECLARE
+    v_flush BIGINT;
     n_want INTEGER := coalesce(array_length(o_topic, 1), 0);
     n_upd  INTEGER := 0;
     n_ins  INTEGER := 0;
@@ -276,11 +284,19 @@ BEGIN
             usage_count = h.usage_count + EXCLUDED.usage_count;
     END IF;
 
-    -- The batch's pairs go in as one row, merged into pattern_cooccurrence later by
-    -- pt_merge_cooccurrence: committed with the offsets, so exactly once all the same.
+    -- The batch's pairs go in under both their patterns, merged into pattern_cooccurrence later
+    -- by pt_merge_cooccurrence: committed with the offsets, so exactly once all the same.
     IF coalesce(array_length(c_p1, 1), 0) > 0 THEN
-        INSERT INTO pattern_cooccurrence_pending (pairs, p1, p2, cnt, last_us)
-        VALUES (array_length(c_p1, 1), c_p1, c_p2, c_count, c_last);
+        -- one flush_id for all its rows: a merge takes a flush whole (both rows of each pair)
+        v_flush := nextval('pattern_cooccurrence_flush_seq');
+        INSERT INTO pattern_cooccurrence_pending (flush_id, pattern_id, n, partners, cnt, last_us)
+        SELECT v_flush, u.pat, count(*), array_agg(u.other), array_agg(u.cnt), array_agg(u.l)
+          FROM (SELECT x.p1 AS pat, x.p2 AS other, x.cnt, x.l
+                  FROM unnest(c_p1, c_p2, c_count, c_last) AS x(p1, p2, cnt, l)
+                UNION ALL
+                SELECT x.p2, x.p1, x.cnt, x.l
+                  FROM unnest(c_p1, c_p2, c_count, c_last) AS x(p1, p2, cnt, l)) u
+         GROUP BY u.pat;
     END IF;
 
     IF coalesce(array_length(d_topic, 1), 0) > 0 THEN

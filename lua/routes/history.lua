@@ -272,7 +272,8 @@ local HEATMAP_DESC = "Usage per weekday and hour of day, from the hourly buckets
 -- ---------------------------------------------------------------- co-occurrence
 
 -- The partners of pattern $1: its merged pairs (both sides are index scans) plus the pairs
--- flushed but not merged yet (pattern_cooccurrence_pending, see sql/010), summed per partner.
+-- flushed but not merged yet (its rows of pattern_cooccurrence_pending, see sql/010, also by
+-- index), summed per partner.
 local PARTNERS = [[
 SELECT other, sum(cnt)::bigint AS cnt, max(last) AS last
   FROM (SELECT pattern_id_2::text AS other, cooccurrence_count AS cnt, last_seen_together AS last
@@ -281,10 +282,10 @@ SELECT other, sum(cnt)::bigint AS cnt, max(last) AS last
         SELECT pattern_id_1, cooccurrence_count, last_seen_together
           FROM pattern_cooccurrence WHERE pattern_id_2 = $1
         UNION ALL
-        SELECT CASE WHEN pattern_id_1 = $1 THEN pattern_id_2 ELSE pattern_id_1 END,
-               cooccurrence_count, last_seen_together
-          FROM pattern_cooccurrence_pending_pairs
-         WHERE pattern_id_1 = $1 OR pattern_id_2 = $1) u
+        SELECT x.other, x.cnt, TIMESTAMPTZ 'epoch' + x.l * INTERVAL '1 microsecond'
+          FROM pattern_cooccurrence_pending p,
+               unnest(p.partners, p.cnt, p.last_us) AS x(other, cnt, l)
+         WHERE p.pattern_id = $1) u
  GROUP BY other]]
 -- One statement, so one round trip and one snapshot: the pattern's own usage (no row at all
 -- when it is unknown), the event totals and the top $2 partners (one row of NULLs for none).

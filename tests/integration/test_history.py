@@ -886,7 +886,7 @@ def phase_merges(ctx):
     or all merged into pattern_cooccurrence (sql/010)."""
     def state():
         out = psql(ctx.db, "SELECT (SELECT count(*) FROM pattern_cooccurrence), "
-                   "(SELECT coalesce(sum(pairs), 0) FROM pattern_cooccurrence_pending)")
+                   "(SELECT coalesce(sum(n), 0) / 2 FROM pattern_cooccurrence_pending)")
         return tuple(int(x) for x in out.strip().split("|"))
     merged, pending = state()
     R.check("merging off: every pair verified above was pending", merged == 0 and pending > 0,
