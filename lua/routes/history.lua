@@ -309,9 +309,37 @@ SELECT me.usage_count AS me_usage_count, tot.events_with_patterns,
 end
 -- sort=count: the partners are ranked by their own counts first and only the top $2 are looked
 -- up in the catalog (a pattern with thousands of partners took 100 ms of catalog lookups for
--- the 20 it shows).
-local COOCCURRING_BY_COUNT = partners_sql(
-    "SELECT * FROM (" .. PARTNERS .. ") a ORDER BY cnt DESC, other COLLATE \"C\" LIMIT $2")
+-- the 20 it shows). Nor are they summed with the pending pairs: a partner with nothing pending
+-- that is not among the top $2 of the merged pairs cannot be among the top $2 after adding
+-- what is pending (counts only grow), so the candidates are the merged top $2 and the pending
+-- partners, each with both parts (the merged one looked up by key).
+local COOCCURRING_BY_COUNT = partners_sql([[
+WITH pend AS (SELECT x.other, sum(x.cnt)::bigint AS cnt,
+                     TIMESTAMPTZ 'epoch' + max(x.l) * INTERVAL '1 microsecond' AS last
+                FROM pattern_cooccurrence_pending p,
+                     unnest(p.partners, p.cnt, p.last_us) AS x(other, cnt, l)
+               WHERE p.pattern_id = $1
+               GROUP BY x.other),
+     merged AS (SELECT * FROM (SELECT pattern_id_2::text AS other, cooccurrence_count AS cnt,
+                                      last_seen_together AS last
+                                 FROM pattern_cooccurrence WHERE pattern_id_1 = $1
+                               UNION ALL
+                               SELECT pattern_id_1, cooccurrence_count, last_seen_together
+                                 FROM pattern_cooccurrence WHERE pattern_id_2 = $1) a
+                 ORDER BY cnt DESC, other COLLATE "C" LIMIT $2),
+     cand AS (SELECT m.other, m.cnt + coalesce(d.cnt, 0) AS cnt,
+                     greatest(m.last, d.last) AS last
+                FROM merged m LEFT JOIN pend d ON d.other = m.other
+              UNION
+              SELECT d.other, coalesce(c.cooccurrence_count, 0) + d.cnt,
+                     greatest(c.last_seen_together, d.last)
+                FROM pend d
+                LEFT JOIN pattern_cooccurrence c
+                       ON c.pattern_id_1 = CASE WHEN $1 COLLATE "C" < d.other COLLATE "C"
+                                                THEN $1 ELSE d.other END
+                      AND c.pattern_id_2 = CASE WHEN $1 COLLATE "C" < d.other COLLATE "C"
+                                                THEN d.other ELSE $1 END)
+SELECT * FROM cand ORDER BY cnt DESC, other COLLATE "C" LIMIT $2]])
 -- sort=lift ($3 = 'lift') or jaccard: every partner needs its usage. Lift orders as
 -- count / usage(partner) and Jaccard as count / (usage($1) + usage(partner) - count), since N
 -- and usage($1) are the same for every partner.
