@@ -33,7 +33,7 @@ CREATE INDEX IF NOT EXISTS idx_pattern_cooccurrence_pending_flush
 -- Every pending pair once, as a row (what readers of all pairs add to pattern_cooccurrence).
 CREATE OR REPLACE VIEW pattern_cooccurrence_pending_pairs AS
 SELECT p.pattern_id AS pattern_id_1, x.other AS pattern_id_2, x.cnt AS cooccurrence_count,
-       TIMESTAMPTZ 'epoch' + x.l * INTERVAL '1 microsecond' AS last_seen_together
+       pt_ts(x.l) AS last_seen_together
   FROM pattern_cooccurrence_pending p, unnest(p.partners, p.cnt, p.last_us) AS x(other, cnt, l)
  WHERE p.pattern_id COLLATE "C" < x.other COLLATE "C";
 

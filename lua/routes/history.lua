@@ -271,22 +271,22 @@ local HEATMAP_DESC = "Usage per weekday and hour of day, from the hourly buckets
 
 -- ---------------------------------------------------------------- co-occurrence
 
--- The partners of pattern $1: its merged pairs (both sides are index scans) plus the pairs
--- flushed but not merged yet (its rows of pattern_cooccurrence_pending, see sql/010, also by
--- index), summed per partner.
-local PARTNERS = [[
-SELECT other, sum(cnt)::bigint AS cnt, max(last) AS last
-  FROM (SELECT pattern_id_2::text AS other, cooccurrence_count AS cnt, last_seen_together AS last
-          FROM pattern_cooccurrence WHERE pattern_id_1 = $1
-        UNION ALL
-        SELECT pattern_id_1, cooccurrence_count, last_seen_together
-          FROM pattern_cooccurrence WHERE pattern_id_2 = $1
-        UNION ALL
-        SELECT x.other, x.cnt, TIMESTAMPTZ 'epoch' + x.l * INTERVAL '1 microsecond'
-          FROM pattern_cooccurrence_pending p,
-               unnest(p.partners, p.cnt, p.last_us) AS x(other, cnt, l)
-         WHERE p.pattern_id = $1) u
- GROUP BY other]]
+-- The merged pairs of pattern $1 (both sides are index scans), one row per partner.
+local MERGED_PARTNERS = [[
+SELECT pattern_id_2::text AS other, cooccurrence_count AS cnt, last_seen_together AS last
+  FROM pattern_cooccurrence WHERE pattern_id_1 = $1
+UNION ALL
+SELECT pattern_id_1, cooccurrence_count, last_seen_together
+  FROM pattern_cooccurrence WHERE pattern_id_2 = $1]]
+-- Its pairs flushed but not merged yet (its rows of pattern_cooccurrence_pending, see sql/010,
+-- also by index): a partner once per pending flush.
+local PENDING_PARTNERS = [[
+SELECT x.other, x.cnt, pt_ts(x.l) AS last
+  FROM pattern_cooccurrence_pending p, unnest(p.partners, p.cnt, p.last_us) AS x(other, cnt, l)
+ WHERE p.pattern_id = $1]]
+-- Both, summed per partner.
+local PARTNERS = "SELECT other, sum(cnt)::bigint AS cnt, max(last) AS last FROM (" ..
+    MERGED_PARTNERS .. "\nUNION ALL\n" .. PENDING_PARTNERS .. ") u GROUP BY other"
 -- One statement, so one round trip and one snapshot: the pattern's own usage (no row at all
 -- when it is unknown), the event totals and the top $2 partners (one row of NULLs for none).
 local function partners_sql(p, order)
@@ -314,18 +314,9 @@ end
 -- what is pending (counts only grow), so the candidates are the merged top $2 and the pending
 -- partners, each with both parts (the merged one looked up by key).
 local COOCCURRING_BY_COUNT = partners_sql([[
-WITH pend AS (SELECT x.other, sum(x.cnt)::bigint AS cnt,
-                     TIMESTAMPTZ 'epoch' + max(x.l) * INTERVAL '1 microsecond' AS last
-                FROM pattern_cooccurrence_pending p,
-                     unnest(p.partners, p.cnt, p.last_us) AS x(other, cnt, l)
-               WHERE p.pattern_id = $1
-               GROUP BY x.other),
-     merged AS (SELECT * FROM (SELECT pattern_id_2::text AS other, cooccurrence_count AS cnt,
-                                      last_seen_together AS last
-                                 FROM pattern_cooccurrence WHERE pattern_id_1 = $1
-                               UNION ALL
-                               SELECT pattern_id_1, cooccurrence_count, last_seen_together
-                                 FROM pattern_cooccurrence WHERE pattern_id_2 = $1) a
+WITH pend AS (SELECT other, sum(cnt)::bigint AS cnt, max(last) AS last
+                FROM (]] .. PENDING_PARTNERS .. [[) x GROUP BY other),
+     merged AS (SELECT * FROM (]] .. MERGED_PARTNERS .. [[) a
                  ORDER BY cnt DESC, other COLLATE "C" LIMIT $2),
      cand AS (SELECT m.other, m.cnt + coalesce(d.cnt, 0) AS cnt,
                      greatest(m.last, d.last) AS last
