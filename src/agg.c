@@ -312,8 +312,7 @@ static void pairs_grow(agg_t *a)
     a->pairs_cap = ncap;
 }
 
-/* Byte order, as PostgreSQL's "C" collation compares. */
-static int bytes_cmp(const char *x, size_t lx, const char *y, size_t ly)
+int agg_bytes_cmp(const char *x, size_t lx, const char *y, size_t ly)
 {
     int c = memcmp(x, y, lx < ly ? lx : ly);
     if (c != 0) {
@@ -325,7 +324,7 @@ static int bytes_cmp(const char *x, size_t lx, const char *y, size_t ly)
 static void add_pair_n(agg_t *a, const char *p1, size_t l1, const char *p2, size_t l2,
                        int64_t count, int64_t last_us)
 {
-    if (bytes_cmp(p1, l1, p2, l2) > 0) {
+    if (agg_bytes_cmp(p1, l1, p2, l2) > 0) {
         const char *t = p1;
         p1 = p2;
         p2 = t;

@@ -103,6 +103,8 @@ void agg_count_event(agg_t *a);
 /* Iterators: call fn for each element; order is unspecified. */
 void agg_each_use(const agg_t *a, void (*fn)(const agg_use_t *, void *), void *ud);
 void agg_each_hour(const agg_t *a, void (*fn)(const agg_hour_t *, void *), void *ud);
+/* Byte order, as PostgreSQL's "C" collation compares. */
+int agg_bytes_cmp(const char *x, size_t lx, const char *y, size_t ly);
 void agg_each_pair(const agg_t *a, void (*fn)(const agg_pair_t *, void *), void *ud);
 size_t agg_n_pairs(const agg_t *a);
 size_t agg_n_uses(const agg_t *a);

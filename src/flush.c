@@ -12,11 +12,11 @@
 #include "pg.h"
 #include "text.h"
 
-#define FLUSH_NPARAMS 32
+#define FLUSH_NPARAMS 34
 
 static const char flush_sql[] =
     "SELECT pt_flush($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
-    "$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)";
+    "$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)";
 
 /* The parameters of a large flush are tens of megabytes of array text: building them took
  * 30-120 ms, and on the event loop that was 30-120 ms without HTTP answers or Kafka reads at
@@ -182,25 +182,100 @@ typedef struct {
     bool any;
 } hours_ctx_t;
 
+/* A pair as one of its two patterns sees it. */
 typedef struct {
-    pg_buf_t p1, p2, cnt, last;
-    bool any;
-} pairs_ctx_t;
+    const char *pat, *other;
+    uint32_t pat_len, other_len;
+    int64_t count, last_us;
+} side_t;
 
-static void pair_cb(const agg_pair_t *p, void *ud)
+typedef struct {
+    side_t *v;
+    size_t n;
+} sides_t;
+
+static void side_cb(const agg_pair_t *p, void *ud)
 {
-    pairs_ctx_t *x = ud;
-    if (x->any) {
-        pg_array_next(&x->p1);
-        pg_array_next(&x->p2);
-        pg_array_next(&x->cnt);
-        pg_array_next(&x->last);
+    sides_t *x = ud;
+    x->v[x->n++] = (side_t){p->pattern_1, p->pattern_2, p->len_1, p->len_2, p->count, p->last_us};
+    x->v[x->n++] = (side_t){p->pattern_2, p->pattern_1, p->len_2, p->len_1, p->count, p->last_us};
+}
+
+static int side_cmp(const void *x, const void *y)
+{
+    const side_t *a = x, *b = y;
+    /* interned: one pointer per distinct string */
+    int c = a->pat == b->pat ? 0 : agg_bytes_cmp(a->pat, a->pat_len, b->pat, b->pat_len);
+    return c != 0 ? c : agg_bytes_cmp(a->other, a->other_len, b->other, b->other_len);
+}
+
+/* The rows of pattern_cooccurrence_pending (sql/011): one per pattern of the batch's pairs, its
+ * partners in byte order, those below the pattern first (n_low of them), each row's three
+ * arrays as array literals inside c_partners/c_cnt/c_last. Grouping here rather than in the
+ * flush's SQL: the builder thread has a core to itself, the flush's backend has not. */
+static void build_pairs(const agg_t *a, pg_buf_t *pat, pg_buf_t *n, pg_buf_t *low,
+                        pg_buf_t *partners, pg_buf_t *cnt, pg_buf_t *last)
+{
+    size_t np = agg_n_pairs(a);
+    if (np == 0) {
+        return;
     }
-    pg_array_text(&x->p1, p->pattern_1, p->len_1);
-    pg_array_text(&x->p2, p->pattern_2, p->len_2);
-    pg_array_int(&x->cnt, p->count);
-    pg_array_int(&x->last, p->last_us);
-    x->any = true;
+    sides_t x = {.v = malloc(2 * np * sizeof(side_t)), .n = 0};
+    if (x.v == NULL) {
+        abort();
+    }
+    agg_each_pair(a, side_cb, &x);
+    qsort(x.v, x.n, sizeof(side_t), side_cmp);
+    pg_buf_t lp, lc, ll;
+    pg_buf_init(&lp);
+    pg_buf_init(&lc);
+    pg_buf_init(&ll);
+    for (size_t i = 0, row = 0; i < x.n; row++) {
+        const side_t *s0 = &x.v[i];
+        size_t j = i, n_low = 0;
+        pg_buf_reset(&lp);
+        pg_buf_reset(&lc);
+        pg_buf_reset(&ll);
+        pg_buf_putc(&lp, '{');
+        pg_buf_putc(&lc, '{');
+        pg_buf_putc(&ll, '{');
+        for (; j < x.n && x.v[j].pat == s0->pat; j++) {
+            const side_t *e = &x.v[j];
+            if (j > i) {
+                pg_array_next(&lp);
+                pg_array_next(&lc);
+                pg_array_next(&ll);
+            }
+            if (agg_bytes_cmp(e->other, e->other_len, e->pat, e->pat_len) < 0) {
+                n_low++;
+            }
+            pg_array_text(&lp, e->other, e->other_len);
+            pg_array_int(&lc, e->count);
+            pg_array_int(&ll, e->last_us);
+        }
+        pg_array_end(&lp);
+        pg_array_end(&lc);
+        pg_array_end(&ll);
+        if (row > 0) {
+            pg_array_next(pat);
+            pg_array_next(n);
+            pg_array_next(low);
+            pg_array_next(partners);
+            pg_array_next(cnt);
+            pg_array_next(last);
+        }
+        pg_array_text(pat, s0->pat, s0->pat_len);
+        pg_array_int(n, (int64_t)(j - i));
+        pg_array_int(low, (int64_t)n_low);
+        pg_array_text(partners, lp.data, lp.len);
+        pg_array_text(cnt, lc.data, lc.len);
+        pg_array_text(last, ll.data, ll.len);
+        i = j;
+    }
+    pg_buf_free(&lp);
+    pg_buf_free(&lc);
+    pg_buf_free(&ll);
+    free(x.v);
 }
 
 static void hour_cb(const agg_hour_t *h, void *ud)
@@ -294,13 +369,8 @@ int flush_build(const agg_t *a, const char *group, bool durable, char **values, 
         pg_array_int(&b[24], t->with_patterns);
         pg_array_int(&b[25], t->over_pair_limit);
     }
-    /* pairs: b[26..29] */
-    pairs_ctx_t pc = {.p1 = b[26], .p2 = b[27], .cnt = b[28], .last = b[29]};
-    agg_each_pair(a, pair_cb, &pc);
-    b[26] = pc.p1;
-    b[27] = pc.p2;
-    b[28] = pc.cnt;
-    b[29] = pc.last;
+    /* pairs: b[26..31] */
+    build_pairs(a, &b[26], &b[27], &b[28], &b[29], &b[30], &b[31]);
     /* dead letters: b[17..23] */
     for (size_t i = 0; i < agg_n_dead(a); i++) {
         const agg_dead_t *d = agg_dead_at(a, i);

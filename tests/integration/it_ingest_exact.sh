@@ -74,8 +74,8 @@ if check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" >/dev/null 2>&1; then
     it_fail "check_truth misses a merged pair counted once too often"
 fi
 pt_psql -c "UPDATE pattern_cooccurrence SET cooccurrence_count = cooccurrence_count - 1 WHERE $one_pair" \
-    -c "INSERT INTO pattern_cooccurrence_pending (flush_id, pattern_id, n, partners, cnt, last_us)
-        SELECT 0, a, 1, ARRAY[b], ARRAY[1::bigint], ARRAY[0::bigint]
+    -c "INSERT INTO pattern_cooccurrence_pending (flush_id, pattern_id, n, n_low, partners, cnt, last_us)
+        SELECT 0, a, 1, (b COLLATE \"C\" < a COLLATE \"C\")::int, ARRAY[b], ARRAY[1::bigint], ARRAY[0::bigint]
           FROM pattern_cooccurrence,
                LATERAL (VALUES (pattern_id_1, pattern_id_2), (pattern_id_2, pattern_id_1)) v(a, b)
          WHERE $one_pair" >/dev/null

@@ -3,12 +3,14 @@
  * patterns created, dead letters stored, and the offset compare-and-set refusing a stale
  * writer without writing anything. */
 #include <libpq-fe.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "agg.h"
 #include "check.h"
 #include "flush.h"
 #include "migrate.h"
+#include "pg.h"
 
 #define H (3600LL * 1000000LL)
 
@@ -19,11 +21,11 @@ static void test_build(void)
     agg_note_offset(a, "topic-a", 3, -1, 42);
     agg_add_topic(a, &(agg_topic_t){.topic = "topic-a", .events = 1, .dead_letters = 1});
     agg_add_dead(a, "topic-a", 3, 41, "not json", "bad \xff byte", "\x01\xfe", 2, 100);
-    char *v[32];
-    int len[32];
+    char *v[34];
+    int len[34];
     int n = flush_build(a, "grp", true, v, len);
-    CHECK_EQ_INT(n, 32);
-    CHECK_EQ_STR(v[31], "true");
+    CHECK_EQ_INT(n, 34);
+    CHECK_EQ_STR(v[33], "true");
     CHECK_EQ_STR(v[25], "{0}"); /* events with patterns */
     CHECK_EQ_STR(v[27], "{}");  /* no pairs */
     CHECK_EQ_STR(v[0], "grp");
@@ -50,8 +52,8 @@ static void test_build(void)
 
 static PGresult *run_flush(PGconn *c, const agg_t *a)
 {
-    char *v[32];
-    int len[32];
+    char *v[34];
+    int len[34];
     int n = flush_build(a, "g1", false, v, len);
     char sql[256] = "SELECT pt_flush($1";
     for (int i = 2; i <= n; i++) {
@@ -186,14 +188,74 @@ static void test_pg(const char *url)
     PQclear(r);
     CHECK_EQ_STR(one(c, "SELECT usage_count FROM pattern_lineage_nodes WHERE pattern_id='reg'"),
                  "4");
+
+    /* pairs: a row per pattern, partners in byte order with the n_low below it first; pending
+     * pairs counted once each; merged exactly */
+    agg_reset(a);
+    agg_add_pair(a, "b", 1, "a\"{,}", 5, 5 * H);
+    agg_add_pair(a, "b", 1, "c", 1, 6 * H);
+    agg_add_pair(a, "c", 1, "b", 1, 4 * H);
+    agg_add_pair(a, "\xc3\xa9", 2, "b", 1, 7 * H);
+    agg_note_offset(a, "t", 0, 130, 140);
+    r = run_flush(c, a);
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+    PQclear(r);
+    CHECK_EQ_STR(one(c, "SELECT string_agg(pattern_id || '/' || n || '/' || n_low || '/' ||"
+                        " array_to_string(partners, '|') || '/' || array_to_string(cnt, '|') ||"
+                        " '/' || array_to_string(last_us, '|'), ' '"
+                        " ORDER BY pattern_id COLLATE \"C\") FROM pattern_cooccurrence_pending"),
+                 "a\"{,}/1/0/b/1/18000000000 "
+                 "b/3/1/a\"{,}|c|\xc3\xa9/1|2|1/18000000000|21600000000|25200000000 "
+                 "c/1/1/b/2/21600000000 \xc3\xa9/1/1/b/1/25200000000");
+    agg_reset(a);
+    agg_add_pair(a, "c", 1, "b", 1, 3 * H);
+    agg_note_offset(a, "t", 0, 140, 150);
+    r = run_flush(c, a);
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+    PQclear(r);
+    const char *pairs = "a\"{,}+b=1 b+c=3 b+\xc3\xa9=1";
+    CHECK_EQ_STR(one(c, "SELECT string_agg(p1 || '+' || p2 || '=' || s, ' ' ORDER BY p1 COLLATE"
+                        " \"C\", p2 COLLATE \"C\") FROM (SELECT pattern_id_1 AS p1, pattern_id_2 AS"
+                        " p2, sum(cooccurrence_count) AS s FROM pattern_cooccurrence_pending_pairs"
+                        " GROUP BY 1, 2) x"),
+                 pairs);
+    CHECK_EQ_STR(one(c, "SELECT taken || '/' || pending FROM pt_merge_cooccurrence(1000)"), "4/0");
+    CHECK_EQ_STR(one(c, "SELECT string_agg(pattern_id_1 || '+' || pattern_id_2 || '=' ||"
+                        " cooccurrence_count, ' ' ORDER BY pattern_id_1 COLLATE \"C\","
+                        " pattern_id_2 COLLATE \"C\") FROM pattern_cooccurrence"),
+                 pairs);
+    CHECK_EQ_STR(one(c, "SELECT last_seen_together = pt_ts(6*3600000000) FROM pattern_cooccurrence"
+                        " WHERE pattern_id_1 = 'b' AND pattern_id_2 = 'c'"),
+                 "t");
     agg_free(a);
     PQfinish(c);
     config_free(cfg);
 }
 
+/* Array elements as PostgreSQL's int8in reads them, at both ends of the range. */
+static void test_array_int(void)
+{
+    pg_buf_t b;
+    pg_buf_init(&b);
+    const int64_t v[] = {0, 7, -1, 10, -10, 1234567890123LL, INT64_MAX, INT64_MIN};
+    char want[512] = "";
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        if (i > 0) {
+            pg_array_next(&b);
+        }
+        pg_array_int(&b, v[i]);
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", i > 0 ? "," : "",
+                 (long long)v[i]);
+    }
+    CHECK_EQ_STR(b.data, want);
+    CHECK_EQ_INT(b.len, strlen(want));
+    pg_buf_free(&b);
+}
+
 int main(int argc, char **argv)
 {
     test_build();
+    test_array_int();
     if (argc == 3 && strcmp(argv[1], "--pg") == 0) {
         test_pg(argv[2]);
     }
