@@ -25,7 +25,12 @@ END
 $$;
 ALTER TABLE pattern_cooccurrence_pending
     ADD COLUMN IF NOT EXISTS n_low INTEGER NOT NULL DEFAULT 0,
-    ADD CONSTRAINT pattern_cooccurrence_pending_n_low CHECK (n_low >= 0 AND n_low <= n);
+    DROP CONSTRAINT IF EXISTS pattern_cooccurrence_pending_n_low,
+    DROP CONSTRAINT IF EXISTS pattern_cooccurrence_pending_no_null,
+    ADD CONSTRAINT pattern_cooccurrence_pending_n_low CHECK (n_low >= 0 AND n_low <= n),
+    -- the engine writes these arrays as literals: a partner misread as NULL fails the flush
+    ADD CONSTRAINT pattern_cooccurrence_pending_no_null
+        CHECK (array_position(partners, NULL) IS NULL);
 ALTER TABLE pattern_cooccurrence_pending ALTER COLUMN n_low DROP DEFAULT;
 
 CREATE INDEX IF NOT EXISTS idx_pattern_cooccurrence_21
@@ -104,12 +109,12 @@ END
 $$;
 
 -- pt_flush as in 009, except that the batch's pairs go to pattern_cooccurrence_pending.
-DROP FUNCTION pt_flush(TEXT, TEXT[], INTEGER[], BIGINT[], BIGINT[], TEXT[], TEXT[], BIGINT[],
+DROP FUNCTION IF EXISTS pt_flush(TEXT, TEXT[], INTEGER[], BIGINT[], BIGINT[], TEXT[], TEXT[], BIGINT[],
                        BIGINT[], BIGINT[], TEXT[], BIGINT[], BIGINT[], TEXT[], BIGINT[], BIGINT[],
                        BIGINT[], BIGINT[], TEXT[], INTEGER[], BIGINT[], TEXT[], TEXT[], BYTEA[],
                        INTEGER[], BIGINT[], BIGINT[], TEXT[], TEXT[], BIGINT[], BIGINT[], BOOLEAN);
 
-CREATE FUNCTION pt_flush(
+CREATE OR REPLACE FUNCTION pt_flush(
     p_group     TEXT,
     o_topic     TEXT[], o_part INTEGER[], o_expected BIGINT[], o_next BIGINT[],
     u_pattern   TEXT[], u_agent TEXT[], u_count BIGINT[], u_first BIGINT[], u_last BIGINT[],

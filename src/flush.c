@@ -249,7 +249,7 @@ static void build_pairs(const agg_t *a, pg_buf_t *pat, pg_buf_t *n, pg_buf_t *lo
             if (agg_bytes_cmp(e->other, e->other_len, e->pat, e->pat_len) < 0) {
                 n_low++;
             }
-            pg_array_text(&lp, e->other, e->other_len);
+            pg_array_word(&lp, e->other, e->other_len);
             pg_array_int(&lc, e->count);
             pg_array_int(&ll, e->last_us);
         }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 
@@ -639,6 +640,24 @@ void pg_array_text(pg_buf_t *b, const char *s, size_t len)
     }
     b->data[b->len++] = '"';
     b->data[b->len] = '\0';
+}
+
+/* Unquoted where array_in reads the text back unchanged: not empty, not NULL in any case, no
+ * delimiter, brace, quote, backslash or white space. A row of pattern_cooccurrence_pending is an
+ * array literal inside an array literal, so every quote would be escaped twice. */
+void pg_array_word(pg_buf_t *b, const char *s, size_t len)
+{
+    bool bare = len > 0 && !(len == 4 && strncasecmp(s, "null", 4) == 0);
+    for (size_t i = 0; i < len && bare; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        bare = !(ch == '{' || ch == '}' || ch == ',' || ch == '"' || ch == '\\' || ch == ' ' ||
+                 (ch >= '\t' && ch <= '\r'));
+    }
+    if (!bare) {
+        pg_array_text(b, s, len);
+        return;
+    }
+    pg_buf_put(b, s, len);
 }
 
 /* Not printf: a large flush writes millions of these from the builder thread, on a core the

@@ -80,6 +80,7 @@ void pg_buf_put(pg_buf_t *b, const char *s, size_t len);
 void pg_buf_printf(pg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Array literals: start with '{', elements separated by ',', end with '}'. */
 void pg_array_text(pg_buf_t *b, const char *s, size_t len);
+void pg_array_word(pg_buf_t *b, const char *s, size_t len);
 void pg_array_int(pg_buf_t *b, int64_t v);
 void pg_array_bytea(pg_buf_t *b, const char *s, size_t len);
 void pg_array_next(pg_buf_t *b);

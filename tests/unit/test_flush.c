@@ -227,6 +227,24 @@ static void test_pg(const char *url)
     CHECK_EQ_STR(one(c, "SELECT last_seen_together = pt_ts(6*3600000000) FROM pattern_cooccurrence"
                         " WHERE pattern_id_1 = 'b' AND pattern_id_2 = 'c'"),
                  "t");
+    /* partners array_in must not misread when unquoted: NULL, white space, a backslash */
+    agg_reset(a);
+    agg_add_pair(a, "NULL", 4, "x y", 3, 1 * H);
+    agg_add_pair(a, "x y", 3, "p\\q", 3, 2 * H);
+    agg_add_pair(a, "null", 4, "t\tab", 4, 3 * H);
+    agg_note_offset(a, "t", 0, 150, 160);
+    r = run_flush(c, a);
+    CHECK_EQ_STR(PQresultErrorMessage(r), "");
+    PQclear(r);
+    CHECK_EQ_STR(one(c, "SELECT count(*) FILTER (WHERE x IS NULL) || '/' || string_agg(x, '|'"
+                        " ORDER BY x COLLATE \"C\") FROM pattern_cooccurrence_pending,"
+                        " unnest(partners) x"),
+                 "0/NULL|null|p\\q|t\tab|x y|x y");
+    CHECK_EQ_STR(one(c, "SELECT taken FROM pt_merge_cooccurrence(1000)"), "3");
+    CHECK_EQ_STR(one(c, "SELECT string_agg(pattern_id_1 || '+' || pattern_id_2, ' ' ORDER BY"
+                        " pattern_id_1 COLLATE \"C\") FROM pattern_cooccurrence WHERE"
+                        " last_seen_together < pt_ts(4*3600000000)"),
+                 "NULL+x y null+t\tab p\\q+x y");
     agg_free(a);
     PQfinish(c);
     config_free(cfg);
@@ -249,6 +267,19 @@ static void test_array_int(void)
     }
     CHECK_EQ_STR(b.data, want);
     CHECK_EQ_INT(b.len, strlen(want));
+    /* words: bare where array_in reads them back as they are, quoted otherwise */
+    pg_buf_reset(&b);
+    const char *w[] = {"pat-1", "\xc3\xa9", "NULL", "nUlL", "nulls", "a b",
+                       "a,b",   "{",        "q\"",  "\\",   "\n"};
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+        if (i > 0) {
+            pg_array_next(&b);
+        }
+        pg_array_word(&b, w[i], strlen(w[i]));
+    }
+    CHECK_EQ_STR(
+        b.data,
+        "pat-1,\xc3\xa9,\"NULL\",\"nUlL\",nulls,\"a b\",\"a,b\",\"{\",\"q\\\"\",\"\\\\\",\"\n\"");
     pg_buf_free(&b);
 }
 
