@@ -72,6 +72,7 @@ typedef struct {
     double zipf;
     uint64_t seed;
     unsigned refs_max;
+    unsigned refs_exact; /* every valid event names exactly this many distinct patterns */
     double rate;
     const char *truth;
     unsigned pairs_max; /* --pairs-truth: the engine's cooccurrence_max_patterns; 0 = none */
@@ -102,6 +103,8 @@ static void usage(FILE *out)
             "  --seed N               random seed (default 42); with --time-start too, the\n"
             "                         same events (Kafka timestamps of timed events aside)\n"
             "  --refs-max K           references per event, uniform 0..K (default 8)\n"
+            "  --refs-exact K         instead, exactly K distinct patterns per event (repeats\n"
+            "                         of one redrawn); at most --refs-max and --patterns\n"
             "  --rate EV_PER_S        events per second, 0 = as fast as possible (default 0)\n"
             "  --truth FILE           write the ground truth (TSV, see the source) to FILE\n"
             "  --pairs-truth MAX      the truth also holds every co-occurrence pair, for an\n"
@@ -168,6 +171,7 @@ enum {
     O_ZIPF,
     O_SEED,
     O_REFS_MAX,
+    O_REFS_EXACT,
     O_RATE,
     O_TRUTH,
     O_PAIRS_TRUTH,
@@ -192,6 +196,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         {"zipf", required_argument, NULL, O_ZIPF},
         {"seed", required_argument, NULL, O_SEED},
         {"refs-max", required_argument, NULL, O_REFS_MAX},
+        {"refs-exact", required_argument, NULL, O_REFS_EXACT},
         {"rate", required_argument, NULL, O_RATE},
         {"truth", required_argument, NULL, O_TRUTH},
         {"pairs-truth", required_argument, NULL, O_PAIRS_TRUTH},
@@ -261,6 +266,12 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             }
             o->refs_max = (unsigned)u;
             break;
+        case O_REFS_EXACT:
+            if (parse_u64(optarg, &u) != 0 || u < 1 || u > MAX_REFS_MAX) {
+                bad = "--refs-exact needs 1..10000";
+            }
+            o->refs_exact = (unsigned)u;
+            break;
         case O_RATE:
             if (parse_double(optarg, &o->rate) != 0 || o->rate < 0) {
                 bad = "--rate needs a number >= 0";
@@ -320,6 +331,11 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     }
     if (optind < argc) {
         fprintf(stderr, "pt-loadgen: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return -1;
+    }
+    if (o->refs_exact > 0 && (o->refs_exact > o->refs_max || o->refs_exact > o->patterns)) {
+        fprintf(stderr, "pt-loadgen: --refs-exact %u is more than --refs-max (%u) or --patterns\n",
+                o->refs_exact, o->refs_max);
         return -1;
     }
     return 0;
@@ -1495,13 +1511,20 @@ static void plan_refs(gen_t *g, event_t *ev)
     size_t k = 0;
     ev->n_refs = 0;
     if (ev->bad != BAD_NO_REFS && ev->bad != BAD_FLAGGED) {
-        k = (size_t)rng_below(r, (uint64_t)o->refs_max + 1);
+        k = o->refs_exact > 0 ? o->refs_exact : (size_t)rng_below(r, (uint64_t)o->refs_max + 1);
     }
     if (ev->bad == BAD_INVALID_ID && k == 0) {
         k = 1;
     }
     for (size_t i = 0; i < k; i++) {
-        ev->refs[ev->n_refs++] = (ref_t){(int32_t)zipf_draw(&g->zp, r), 0, 0, false};
+        int32_t p = (int32_t)zipf_draw(&g->zp, r);
+        for (size_t j = 0; o->refs_exact > 0 && j < i; j++) {
+            if (ev->refs[j].pat == p) { /* drawn already: draw again, from the start */
+                p = (int32_t)zipf_draw(&g->zp, r);
+                j = (size_t)-1;
+            }
+        }
+        ev->refs[ev->n_refs++] = (ref_t){p, 0, 0, false};
     }
     if (k > 0 && rng_chance(r, 0.15)) {
         /* The same pattern again, maybe spelled differently: it counts once. */
