@@ -8,6 +8,9 @@
 --    ready (partners in byte order; n_low of them sort below the row's pattern);
 --  - so a merge unnests only the partners above each row's pattern (each pair once) instead of
 --    unnesting both sides and dropping half, and sorts in byte order ("C": no strcoll).
+-- And /cooccurrence/top no longer sorts all of pattern_cooccurrence (330 ms for 974,510 pairs,
+-- after every flush, since answers are cached only until new data commits): the merge keeps
+-- pattern_cooccurrence_top, the pt_cooccurrence_top_k() best pairs.
 
 -- As in 008: flushes of engines still running the previous pt_flush wait until this commits.
 LOCK TABLE pattern_agent_usage, pattern_lineage_nodes IN SHARE MODE;
@@ -37,6 +40,30 @@ CREATE INDEX IF NOT EXISTS idx_pattern_cooccurrence_21
     ON pattern_cooccurrence (pattern_id_2, pattern_id_1);
 DROP INDEX IF EXISTS idx_pattern_cooccurrence_2;
 
+-- The route's largest limit: the top is exact for any limit up to it.
+CREATE OR REPLACE FUNCTION pt_cooccurrence_top_k() RETURNS INTEGER
+LANGUAGE sql IMMUTABLE AS $$ SELECT 100 $$;
+
+-- The pt_cooccurrence_top_k() first pairs of pattern_cooccurrence by count descending, then
+-- pattern_id_1 and pattern_id_2 in byte order, with their current counts. Only merges write
+-- pattern_cooccurrence, and every merge updates this in the same transaction.
+CREATE TABLE IF NOT EXISTS pattern_cooccurrence_top (
+    pattern_id_1       TEXT NOT NULL,
+    pattern_id_2       TEXT NOT NULL,
+    cooccurrence_count BIGINT NOT NULL,
+    PRIMARY KEY (pattern_id_1, pattern_id_2)
+);
+CREATE OR REPLACE FUNCTION pt_rebuild_cooccurrence_top() RETURNS VOID
+LANGUAGE sql AS
+$$
+    DELETE FROM pattern_cooccurrence_top;
+    INSERT INTO pattern_cooccurrence_top (pattern_id_1, pattern_id_2, cooccurrence_count)
+    SELECT pattern_id_1, pattern_id_2, cooccurrence_count FROM pattern_cooccurrence
+     ORDER BY cooccurrence_count DESC, pattern_id_1 COLLATE "C", pattern_id_2 COLLATE "C"
+     LIMIT pt_cooccurrence_top_k();
+$$;
+SELECT pt_rebuild_cooccurrence_top();
+
 CREATE OR REPLACE VIEW pattern_cooccurrence_pending_pairs AS
 SELECT p.pattern_id AS pattern_id_1, x.other AS pattern_id_2, x.cnt AS cooccurrence_count,
        pt_ts(x.l) AS last_seen_together
@@ -59,6 +86,12 @@ DECLARE
     c_p2    TEXT[];
     c_count BIGINT[];
     c_last  BIGINT[];
+    f_p1    TEXT;
+    f_p2    TEXT;
+    f_count BIGINT;
+    k_p1    TEXT[];
+    k_p2    TEXT[];
+    k_count BIGINT[];
 BEGIN
     IF NOT pg_try_advisory_xact_lock(7412503912) THEN
         taken := -1;
@@ -88,6 +121,10 @@ BEGIN
       INTO taken, c_p1, c_p2, c_count, c_last
       FROM (SELECT * FROM g ORDER BY a COLLATE "C", b COLLATE "C") o;
     IF coalesce(array_length(c_p1, 1), 0) > 0 THEN
+        SELECT pattern_id_1, pattern_id_2, cooccurrence_count INTO f_p1, f_p2, f_count
+          FROM pattern_cooccurrence_top
+         ORDER BY cooccurrence_count DESC, pattern_id_1 COLLATE "C", pattern_id_2 COLLATE "C"
+        OFFSET pt_cooccurrence_top_k() - 1 LIMIT 1;
         -- One probe of the primary key per pair finds the row to add to (by its ctid) or none.
         -- Only merges write pattern_cooccurrence, one at a time (the lock above): a pair found
         -- missing here cannot appear before the insert, so it needs no ON CONFLICT.
@@ -99,10 +136,36 @@ BEGIN
                         SET cooccurrence_count = c.cooccurrence_count + j.cnt,
                             last_seen_together = GREATEST(c.last_seen_together, pt_ts(j.l))
                        FROM j
-                      WHERE j.tid IS NOT NULL AND c.ctid = j.tid)
-        INSERT INTO pattern_cooccurrence
-               (pattern_id_1, pattern_id_2, cooccurrence_count, last_seen_together)
-        SELECT p1, p2, cnt, pt_ts(l) FROM j WHERE tid IS NULL;
+                      WHERE j.tid IS NOT NULL AND c.ctid = j.tid
+                  RETURNING c.pattern_id_1 AS p1, c.pattern_id_2 AS p2,
+                            c.cooccurrence_count AS cnt),
+             ins AS (INSERT INTO pattern_cooccurrence
+                            (pattern_id_1, pattern_id_2, cooccurrence_count, last_seen_together)
+                     SELECT p1, p2, cnt, pt_ts(l) FROM j WHERE tid IS NULL
+                  RETURNING pattern_id_1 AS p1, pattern_id_2 AS p2, cooccurrence_count AS cnt)
+        -- The pairs that now rank at or above the top's last entry (all of them while the top
+        -- is not full). Counts only grow, so a member merged now is among them, and a pair
+        -- neither merged now nor a member ranks below every member.
+        SELECT array_agg(m.p1), array_agg(m.p2), array_agg(m.cnt)
+          INTO k_p1, k_p2, k_count
+          FROM (SELECT * FROM upd UNION ALL SELECT * FROM ins) m
+         WHERE f_count IS NULL OR m.cnt > f_count
+            OR (m.cnt = f_count AND (m.p1 COLLATE "C" < f_p1 COLLATE "C"
+                                     OR (m.p1 = f_p1 AND m.p2 COLLATE "C" <= f_p2 COLLATE "C")));
+        IF k_p1 IS NOT NULL THEN
+            SELECT array_agg(p1), array_agg(p2), array_agg(cnt) INTO k_p1, k_p2, k_count
+              FROM (SELECT * FROM (SELECT * FROM unnest(k_p1, k_p2, k_count) AS x(p1, p2, cnt)
+                                   UNION ALL
+                                   SELECT t.pattern_id_1, t.pattern_id_2, t.cooccurrence_count
+                                     FROM pattern_cooccurrence_top t
+                                    WHERE (t.pattern_id_1, t.pattern_id_2) NOT IN
+                                          (SELECT * FROM unnest(k_p1, k_p2))) u
+                     ORDER BY cnt DESC, p1 COLLATE "C", p2 COLLATE "C"
+                     LIMIT pt_cooccurrence_top_k()) k;
+            DELETE FROM pattern_cooccurrence_top;
+            INSERT INTO pattern_cooccurrence_top (pattern_id_1, pattern_id_2, cooccurrence_count)
+            SELECT * FROM unnest(k_p1, k_p2, k_count);
+        END IF;
     END IF;
     SELECT coalesce(sum(n), 0) / 2 INTO pending FROM pattern_cooccurrence_pending;
 END

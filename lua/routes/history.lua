@@ -341,8 +341,9 @@ END DESC NULLS LAST]])
 
 -- The top $1 pairs, pending ones included. A pair with nothing pending counts what it counts
 -- in pattern_cooccurrence, and every pair ranked above it there (counts only grow) ranks above it
--- after adding what is pending: so the top $1 are among pattern_cooccurrence's own top $1 and
--- the pending pairs, each with both parts summed.
+-- after adding what is pending: so the top $1 are among pattern_cooccurrence's own top $1 (kept
+-- by the merges in pattern_cooccurrence_top, sql/011; $1 <= pt_cooccurrence_top_k()) and the
+-- pending pairs, each with both parts summed.
 local TOP_PAIRS = [[
 WITH pend AS (SELECT pattern_id_1, pattern_id_2, sum(cooccurrence_count)::bigint AS cnt,
                      max(last_seen_together) AS last
@@ -350,9 +351,11 @@ WITH pend AS (SELECT pattern_id_1, pattern_id_2, sum(cooccurrence_count)::bigint
 cand AS (SELECT m.pattern_id_1::text AS pattern_id_1, m.pattern_id_2::text AS pattern_id_2,
                 m.cooccurrence_count + coalesce(p.cnt, 0) AS cooccurrence_count,
                 greatest(m.last_seen_together, p.last) AS last_seen_together
-           FROM (SELECT * FROM pattern_cooccurrence
-                  ORDER BY cooccurrence_count DESC, pattern_id_1 COLLATE "C",
-                           pattern_id_2 COLLATE "C"
+           FROM (SELECT c.* FROM pattern_cooccurrence_top t
+                   JOIN pattern_cooccurrence c
+                     ON c.pattern_id_1 = t.pattern_id_1 AND c.pattern_id_2 = t.pattern_id_2
+                  ORDER BY t.cooccurrence_count DESC, t.pattern_id_1 COLLATE "C",
+                           t.pattern_id_2 COLLATE "C"
                   LIMIT $1) m
            LEFT JOIN pend p ON p.pattern_id_1 = m.pattern_id_1 AND p.pattern_id_2 = m.pattern_id_2
          UNION

@@ -270,6 +270,30 @@ SELECT 'pattern_cooccurrence', count(*) OVER (),
   FROM d ORDER BY p1 COLLATE "C", p2 COLLATE "C" LIMIT 10;
 \endif
 
+-- pattern_cooccurrence_top (sql/011): exactly pattern_cooccurrence's pt_cooccurrence_top_k()
+-- first pairs, in order, with their counts
+WITH t AS (
+    SELECT row_number() OVER (ORDER BY cooccurrence_count DESC, pattern_id_1 COLLATE "C",
+                                       pattern_id_2 COLLATE "C") AS rn,
+           format('%s / %s count=%s', quote_literal(pattern_id_1), quote_literal(pattern_id_2),
+                  cooccurrence_count) AS v
+      FROM pattern_cooccurrence
+), db AS (
+    SELECT row_number() OVER (ORDER BY cooccurrence_count DESC, pattern_id_1 COLLATE "C",
+                                       pattern_id_2 COLLATE "C") AS rn,
+           format('%s / %s count=%s', quote_literal(pattern_id_1), quote_literal(pattern_id_2),
+                  cooccurrence_count) AS v
+      FROM pattern_cooccurrence_top
+), d AS (
+    SELECT coalesce(t.rn, db.rn) AS rn, coalesce(t.v, '(none)') AS tv,
+           coalesce(db.v, '(none)') AS dv
+      FROM (SELECT * FROM t WHERE rn <= pt_cooccurrence_top_k()) t FULL JOIN db ON db.rn = t.rn
+)
+INSERT INTO diff (tbl, n, line)
+SELECT 'pattern_cooccurrence_top', count(*) OVER (),
+       format('  #%s: pattern_cooccurrence %s | top %s', rn, tv, dv)
+  FROM d WHERE tv <> dv ORDER BY rn LIMIT 10;
+
 -- usage_dead_letters: rows per (topic, reason)
 WITH s AS (
     SELECT topic, reason, count(*) AS count FROM usage_dead_letters

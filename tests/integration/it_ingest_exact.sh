@@ -83,6 +83,17 @@ if check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" >/dev/null 2>&1; then
     it_fail "check_truth misses a pending pair counted once too often"
 fi
 pt_psql -c "TRUNCATE pattern_cooccurrence_pending" >/dev/null
+# ... and a top of pairs that is not pattern_cooccurrence's own (its merges kept it so far)
+[ "$(pt_psql -tAc "SELECT count(*) FROM pattern_cooccurrence_top")" = 100 ] ||
+    it_fail "pattern_cooccurrence_top should hold pt_cooccurrence_top_k() = 100 pairs"
+pt_psql -c "DELETE FROM pattern_cooccurrence_top WHERE (pattern_id_1, pattern_id_2) IN
+            (SELECT pattern_id_1, pattern_id_2 FROM pattern_cooccurrence_top
+              ORDER BY cooccurrence_count LIMIT 1)" >/dev/null
+if check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" >/dev/null 2>&1; then
+    it_fail "check_truth misses a pair missing from pattern_cooccurrence_top"
+fi
+pt_psql -c "SELECT pt_rebuild_cooccurrence_top()" >/dev/null
+check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" || it_fail "pt_rebuild_cooccurrence_top() did not repair the top"
 for corrupt in "UPDATE agent_top_patterns SET usage_count = usage_count + 1
                  WHERE (agent_name, pattern_id) IN (SELECT agent_name, pattern_id FROM agent_top_patterns LIMIT 1)" \
                "UPDATE agent_type_usage SET last_used_at = last_used_at - interval '1 microsecond'

@@ -245,6 +245,54 @@ static void test_pg(const char *url)
                         " pattern_id_1 COLLATE \"C\") FROM pattern_cooccurrence WHERE"
                         " last_seen_together < pt_ts(4*3600000000)"),
                  "NULL+x y null+t\tab p\\q+x y");
+    /* pattern_cooccurrence_top across merges: 120 pairs counted 1..120 fill it with 21..120;
+     * then k019 (20) gains one and ties the last member k020 (21), ranking above it (byte
+     * order), and member k025 gains one: k019 is in, k020 out, k025 updated */
+    PQclear(PQexec(c, "TRUNCATE pattern_cooccurrence, pattern_cooccurrence_top"));
+    agg_reset(a);
+    char id[8];
+    for (int i = 0; i < 120; i++) {
+        snprintf(id, sizeof id, "k%03d", i);
+        for (int n = 0; n <= i; n++) {
+            agg_add_pair(a, id, 4, "z", 1, 9 * H);
+        }
+    }
+    agg_note_offset(a, "t", 0, 160, 170);
+    r = run_flush(c, a);
+    CHECK_EQ_STR(PQresultErrorMessage(r), "");
+    PQclear(r);
+    CHECK_EQ_STR(one(c, "SELECT taken FROM pt_merge_cooccurrence(100000)"), "120");
+    const char *top = "SELECT count(*) || '/' || min(cooccurrence_count) || '/' ||"
+                      " max(cooccurrence_count) || '/' || sum(cooccurrence_count) FROM"
+                      " pattern_cooccurrence_top";
+    CHECK_EQ_STR(one(c, top), "100/21/120/7050");
+    agg_reset(a);
+    agg_add_pair(a, "k019", 4, "z", 1, 9 * H);
+    agg_add_pair(a, "k025", 4, "z", 1, 9 * H);
+    agg_note_offset(a, "t", 0, 170, 180);
+    r = run_flush(c, a);
+    CHECK_EQ_STR(PQresultErrorMessage(r), "");
+    PQclear(r);
+    CHECK_EQ_STR(one(c, "SELECT taken FROM pt_merge_cooccurrence(100000)"), "2");
+    CHECK_EQ_STR(one(c, "SELECT string_agg(pattern_id_1 || '=' || cooccurrence_count, ' ' ORDER BY"
+                        " pattern_id_1) FROM pattern_cooccurrence_top WHERE pattern_id_1 IN"
+                        " ('k019', 'k020', 'k021', 'k025')"),
+                 "k019=21 k021=22 k025=27");
+    CHECK_EQ_STR(one(c, top), "100/21/120/7051");
+    /* k017 (18) gains four and passes the last member, k019 (21), which drops out */
+    agg_reset(a);
+    for (int n = 0; n < 4; n++) {
+        agg_add_pair(a, "k017", 4, "z", 1, 9 * H);
+    }
+    agg_note_offset(a, "t", 0, 180, 190);
+    r = run_flush(c, a);
+    CHECK_EQ_STR(PQresultErrorMessage(r), "");
+    PQclear(r);
+    CHECK_EQ_STR(one(c, "SELECT taken FROM pt_merge_cooccurrence(100000)"), "1");
+    CHECK_EQ_STR(one(c, "SELECT string_agg(pattern_id_1 || '=' || cooccurrence_count, ' ' ORDER BY"
+                        " pattern_id_1) FROM pattern_cooccurrence_top WHERE pattern_id_1 < 'k022'"),
+                 "k017=22 k021=22");
+    CHECK_EQ_STR(one(c, top), "100/22/120/7052");
     agg_free(a);
     PQfinish(c);
     config_free(cfg);
