@@ -18,7 +18,9 @@
  * one parses, is UTF-8 (PostgreSQL refuses anything else, and a flush it refuses is retried
  * for ever), parallel arrays have one element per row, and the elements are the batch's. */
 #include <event2/event.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "agg.h"
 #include "config.h"
@@ -125,7 +127,7 @@ static size_t parse_array(const char *lit, size_t len, elem_t **out)
             }
         } else {
             for (; p < end && *p != ','; p++) {
-                FUZZ_CHECK(strchr("\"\\{} \t\n", *p) == NULL);
+                FUZZ_CHECK(strchr("\"\\{} \t\n\r\v\f", *p) == NULL);
                 e->s[e->len++] = *p;
             }
             FUZZ_CHECK(e->len > 0);
@@ -161,35 +163,100 @@ static int hexval(char c)
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* The 32 parameters of pt_flush, read back (see src/flush.c for their order). */
+typedef struct {
+    agg_pair_t *v;
+    size_t n;
+} pairs_t;
+
+static void pair_into(const agg_pair_t *p, void *ud)
+{
+    pairs_t *x = ud;
+    x->v[x->n++] = *p;
+}
+
+static int pair_cmp(const void *x, const void *y)
+{
+    const agg_pair_t *a = x, *b = y;
+    int c = agg_bytes_cmp(a->pattern_1, a->len_1, b->pattern_1, b->len_1);
+    return c != 0 ? c : agg_bytes_cmp(a->pattern_2, a->len_2, b->pattern_2, b->len_2);
+}
+
+/* The co-occurrence rows (pt_flush's c_pattern, c_n, c_low, c_partners, c_cnt, c_last at
+ * el[27..32]): one per pattern of the batch's pairs in byte order, its partners in byte order
+ * with the c_low below it first, every pair under both its patterns with the batch's count and
+ * last time, and no partner that array_in would read as NULL. */
+static void check_pair_rows(const agg_t *a, elem_t **el, size_t rows)
+{
+    pairs_t ps = {.v = malloc((agg_n_pairs(a) + 1) * sizeof(agg_pair_t)), .n = 0};
+    FUZZ_CHECK(ps.v != NULL);
+    agg_each_pair(a, pair_into, &ps);
+    qsort(ps.v, ps.n, sizeof(agg_pair_t), pair_cmp);
+    size_t sides = 0;
+    for (size_t r = 0; r < rows; r++) {
+        const elem_t *pat = &el[27][r];
+        FUZZ_CHECK(pat->quoted);
+        FUZZ_CHECK(r == 0 ||
+                   agg_bytes_cmp(el[27][r - 1].s, el[27][r - 1].len, pat->s, pat->len) < 0);
+        int64_t n = int_elem(&el[28][r]), low = int_elem(&el[29][r]);
+        elem_t *part, *cnt, *last;
+        FUZZ_CHECK(el[30][r].quoted && el[31][r].quoted && el[32][r].quoted);
+        size_t np = parse_array(el[30][r].s, el[30][r].len, &part);
+        FUZZ_CHECK(n >= 1 && (size_t)n == np && low >= 0 && low <= n);
+        FUZZ_CHECK(parse_array(el[31][r].s, el[31][r].len, &cnt) == np);
+        FUZZ_CHECK(parse_array(el[32][r].s, el[32][r].len, &last) == np);
+        for (size_t i = 0; i < np; i++) {
+            const elem_t *o = &part[i];
+            FUZZ_CHECK(o->quoted || !(o->len == 4 && strncasecmp(o->s, "null", 4) == 0));
+            FUZZ_CHECK(i == 0 || agg_bytes_cmp(part[i - 1].s, part[i - 1].len, o->s, o->len) < 0);
+            int below = agg_bytes_cmp(o->s, o->len, pat->s, pat->len);
+            FUZZ_CHECK(below != 0 && (below < 0) == ((int64_t)i < low));
+            agg_pair_t key = {.pattern_1 = below < 0 ? o->s : pat->s,
+                              .len_1 = (uint32_t)(below < 0 ? o->len : pat->len),
+                              .pattern_2 = below < 0 ? pat->s : o->s,
+                              .len_2 = (uint32_t)(below < 0 ? pat->len : o->len)};
+            const agg_pair_t *hit = bsearch(&key, ps.v, ps.n, sizeof(agg_pair_t), pair_cmp);
+            FUZZ_CHECK(hit != NULL);
+            FUZZ_CHECK(int_elem(&cnt[i]) == hit->count && int_elem(&last[i]) == hit->last_us);
+        }
+        sides += np;
+        free_elems(part, np);
+        free_elems(cnt, np);
+        free_elems(last, np);
+    }
+    FUZZ_CHECK(sides == 2 * ps.n);
+    free(ps.v);
+}
+
+/* The 34 parameters of pt_flush, read back (see src/flush.c for their order). */
 static void check_flush(const agg_t *a, const sums_t *s)
 {
-    char *v[32];
-    int lens[32];
+    char *v[34];
+    int lens[34];
     int n = flush_build(a, "pattern-usage-tracking", false, v, lens);
-    FUZZ_CHECK(n == 32);
-    FUZZ_CHECK(strcmp(v[0], "pattern-usage-tracking") == 0 && strcmp(v[31], "false") == 0);
-    elem_t *el[32] = {NULL};
-    size_t cnt[32] = {0};
+    FUZZ_CHECK(n == 34);
+    FUZZ_CHECK(strcmp(v[0], "pattern-usage-tracking") == 0 && strcmp(v[33], "false") == 0);
+    elem_t *el[34] = {NULL};
+    size_t cnt[34] = {0};
     for (int i = 0; i < n; i++) {
         FUZZ_CHECK(lens[i] >= 0 && strlen(v[i]) == (size_t)lens[i]);
         FUZZ_CHECK(fuzz_utf8_ref((const uint8_t *)v[i], (size_t)lens[i]));
-        if (i >= 1 && i <= 30) {
+        if (i >= 1 && i <= 32) {
             cnt[i] = parse_array(v[i], (size_t)lens[i], &el[i]);
         }
     }
     /* rows: offsets 1-4, uses 5-9, hours 10-12, topics 13-17 and 25-26, dead letters 18-24,
-     * pairs 27-30 */
+     * co-occurrence rows 27-32 */
     static const struct {
         int from, to;
-    } groups[] = {{1, 4}, {5, 9}, {10, 12}, {13, 17}, {18, 24}, {25, 26}, {27, 30}};
+    } groups[] = {{1, 4}, {5, 9}, {10, 12}, {13, 17}, {18, 24}, {25, 26}, {27, 32}};
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         for (int i = groups[g].from; i <= groups[g].to; i++) {
             FUZZ_CHECK(cnt[i] == cnt[groups[g].from]);
         }
     }
     FUZZ_CHECK(cnt[1] == agg_n_offsets(a) && cnt[5] == agg_n_uses(a) && cnt[10] == agg_n_hours(a) &&
-               cnt[13] == agg_n_topics(a) && cnt[18] == agg_n_dead(a) && cnt[27] == agg_n_pairs(a));
+               cnt[13] == agg_n_topics(a) && cnt[18] == agg_n_dead(a));
+    check_pair_rows(a, el, cnt[27]);
     FUZZ_CHECK(cnt[5] == s->n);
     for (size_t i = 0; i < s->n; i++) {
         const agg_use_t *u = s->list[i];
@@ -212,7 +279,7 @@ static void check_flush(const agg_t *a, const sums_t *s)
         }
         FUZZ_CHECK(int_elem(&el[24][i]) == (int64_t)d->payload_size);
     }
-    for (int i = 1; i <= 30; i++) {
+    for (int i = 1; i <= 32; i++) {
         free_elems(el[i], cnt[i]);
     }
     flush_build_free(v, n);
