@@ -27,14 +27,13 @@ BEGIN
 END
 $$;
 ALTER TABLE pattern_cooccurrence_pending
-    ADD COLUMN IF NOT EXISTS n_low INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS n_low INTEGER NOT NULL, -- the table is empty (above)
     DROP CONSTRAINT IF EXISTS pattern_cooccurrence_pending_n_low,
     DROP CONSTRAINT IF EXISTS pattern_cooccurrence_pending_no_null,
     ADD CONSTRAINT pattern_cooccurrence_pending_n_low CHECK (n_low >= 0 AND n_low <= n),
     -- the engine writes these arrays as literals: a partner misread as NULL fails the flush
     ADD CONSTRAINT pattern_cooccurrence_pending_no_null
         CHECK (array_position(partners, NULL) IS NULL);
-ALTER TABLE pattern_cooccurrence_pending ALTER COLUMN n_low DROP DEFAULT;
 
 CREATE INDEX IF NOT EXISTS idx_pattern_cooccurrence_21
     ON pattern_cooccurrence (pattern_id_2, pattern_id_1);
@@ -171,7 +170,7 @@ BEGIN
 END
 $$;
 
--- pt_flush as in 009, except that the batch's pairs go to pattern_cooccurrence_pending.
+-- pt_flush as in 010, except that the engine sends the pending rows already grouped.
 DROP FUNCTION IF EXISTS pt_flush(TEXT, TEXT[], INTEGER[], BIGINT[], BIGINT[], TEXT[], TEXT[], BIGINT[],
                        BIGINT[], BIGINT[], TEXT[], BIGINT[], BIGINT[], TEXT[], BIGINT[], BIGINT[],
                        BIGINT[], BIGINT[], TEXT[], INTEGER[], BIGINT[], TEXT[], TEXT[], BYTEA[],

@@ -187,6 +187,7 @@ typedef struct {
     const char *pat, *other;
     uint32_t pat_len, other_len;
     int64_t count, last_us;
+    bool low; /* other < pat in byte order */
 } side_t;
 
 typedef struct {
@@ -197,8 +198,11 @@ typedef struct {
 static void side_cb(const agg_pair_t *p, void *ud)
 {
     sides_t *x = ud;
-    x->v[x->n++] = (side_t){p->pattern_1, p->pattern_2, p->len_1, p->len_2, p->count, p->last_us};
-    x->v[x->n++] = (side_t){p->pattern_2, p->pattern_1, p->len_2, p->len_1, p->count, p->last_us};
+    /* pattern_1 < pattern_2 (agg.h): the second side's partner is the lower one */
+    x->v[x->n++] =
+        (side_t){p->pattern_1, p->pattern_2, p->len_1, p->len_2, p->count, p->last_us, false};
+    x->v[x->n++] =
+        (side_t){p->pattern_2, p->pattern_1, p->len_2, p->len_1, p->count, p->last_us, true};
 }
 
 static int side_cmp(const void *x, const void *y)
@@ -246,9 +250,7 @@ static void build_pairs(const agg_t *a, pg_buf_t *pat, pg_buf_t *n, pg_buf_t *lo
                 pg_array_next(&lc);
                 pg_array_next(&ll);
             }
-            if (agg_bytes_cmp(e->other, e->other_len, e->pat, e->pat_len) < 0) {
-                n_low++;
-            }
+            n_low += e->low;
             pg_array_word(&lp, e->other, e->other_len);
             pg_array_int(&lc, e->count);
             pg_array_int(&ll, e->last_us);

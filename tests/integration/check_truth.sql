@@ -272,22 +272,22 @@ SELECT 'pattern_cooccurrence', count(*) OVER (),
 
 -- pattern_cooccurrence_top (sql/011): exactly pattern_cooccurrence's pt_cooccurrence_top_k()
 -- first pairs, in order, with their counts
-WITH t AS (
-    SELECT row_number() OVER (ORDER BY cooccurrence_count DESC, pattern_id_1 COLLATE "C",
-                                       pattern_id_2 COLLATE "C") AS rn,
+WITH r AS (
+    SELECT top, row_number() OVER (PARTITION BY top
+                                   ORDER BY cooccurrence_count DESC, pattern_id_1 COLLATE "C",
+                                            pattern_id_2 COLLATE "C") AS rn,
            format('%s / %s count=%s', quote_literal(pattern_id_1), quote_literal(pattern_id_2),
                   cooccurrence_count) AS v
-      FROM pattern_cooccurrence
-), db AS (
-    SELECT row_number() OVER (ORDER BY cooccurrence_count DESC, pattern_id_1 COLLATE "C",
-                                       pattern_id_2 COLLATE "C") AS rn,
-           format('%s / %s count=%s', quote_literal(pattern_id_1), quote_literal(pattern_id_2),
-                  cooccurrence_count) AS v
-      FROM pattern_cooccurrence_top
+      FROM (SELECT false AS top, pattern_id_1::text, pattern_id_2::text, cooccurrence_count
+              FROM pattern_cooccurrence
+            UNION ALL
+            SELECT true, pattern_id_1, pattern_id_2, cooccurrence_count
+              FROM pattern_cooccurrence_top) u
 ), d AS (
     SELECT coalesce(t.rn, db.rn) AS rn, coalesce(t.v, '(none)') AS tv,
            coalesce(db.v, '(none)') AS dv
-      FROM (SELECT * FROM t WHERE rn <= pt_cooccurrence_top_k()) t FULL JOIN db ON db.rn = t.rn
+      FROM (SELECT * FROM r WHERE NOT top AND rn <= pt_cooccurrence_top_k()) t
+      FULL JOIN (SELECT * FROM r WHERE top) db ON db.rn = t.rn
 )
 INSERT INTO diff (tbl, n, line)
 SELECT 'pattern_cooccurrence_top', count(*) OVER (),

@@ -65,6 +65,15 @@ static PGresult *run_flush(PGconn *c, const agg_t *a)
     return r;
 }
 
+/* A flush of a's pairs moving partition t/0 from offset `from` to `to`, which must succeed. */
+static void flush_pairs(PGconn *c, agg_t *a, int64_t from, int64_t to)
+{
+    agg_note_offset(a, "t", 0, from, to);
+    PGresult *r = run_flush(c, a);
+    CHECK_EQ_STR(PQresultErrorMessage(r), "");
+    PQclear(r);
+}
+
 static const char *one(PGconn *c, const char *sql)
 {
     static char buf[4096];
@@ -196,10 +205,7 @@ static void test_pg(const char *url)
     agg_add_pair(a, "b", 1, "c", 1, 6 * H);
     agg_add_pair(a, "c", 1, "b", 1, 4 * H);
     agg_add_pair(a, "\xc3\xa9", 2, "b", 1, 7 * H);
-    agg_note_offset(a, "t", 0, 130, 140);
-    r = run_flush(c, a);
-    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
-    PQclear(r);
+    flush_pairs(c, a, 130, 140);
     CHECK_EQ_STR(one(c, "SELECT string_agg(pattern_id || '/' || n || '/' || n_low || '/' ||"
                         " array_to_string(partners, '|') || '/' || array_to_string(cnt, '|') ||"
                         " '/' || array_to_string(last_us, '|'), ' '"
@@ -209,10 +215,7 @@ static void test_pg(const char *url)
                  "c/1/1/b/2/21600000000 \xc3\xa9/1/1/b/1/25200000000");
     agg_reset(a);
     agg_add_pair(a, "c", 1, "b", 1, 3 * H);
-    agg_note_offset(a, "t", 0, 140, 150);
-    r = run_flush(c, a);
-    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
-    PQclear(r);
+    flush_pairs(c, a, 140, 150);
     const char *pairs = "a\"{,}+b=1 b+c=3 b+\xc3\xa9=1";
     CHECK_EQ_STR(one(c, "SELECT string_agg(p1 || '+' || p2 || '=' || s, ' ' ORDER BY p1 COLLATE"
                         " \"C\", p2 COLLATE \"C\") FROM (SELECT pattern_id_1 AS p1, pattern_id_2 AS"
@@ -232,10 +235,7 @@ static void test_pg(const char *url)
     agg_add_pair(a, "NULL", 4, "x y", 3, 1 * H);
     agg_add_pair(a, "x y", 3, "p\\q", 3, 2 * H);
     agg_add_pair(a, "null", 4, "t\tab", 4, 3 * H);
-    agg_note_offset(a, "t", 0, 150, 160);
-    r = run_flush(c, a);
-    CHECK_EQ_STR(PQresultErrorMessage(r), "");
-    PQclear(r);
+    flush_pairs(c, a, 150, 160);
     CHECK_EQ_STR(one(c, "SELECT count(*) FILTER (WHERE x IS NULL) || '/' || string_agg(x, '|'"
                         " ORDER BY x COLLATE \"C\") FROM pattern_cooccurrence_pending,"
                         " unnest(partners) x"),
@@ -257,10 +257,7 @@ static void test_pg(const char *url)
             agg_add_pair(a, id, 4, "z", 1, 9 * H);
         }
     }
-    agg_note_offset(a, "t", 0, 160, 170);
-    r = run_flush(c, a);
-    CHECK_EQ_STR(PQresultErrorMessage(r), "");
-    PQclear(r);
+    flush_pairs(c, a, 160, 170);
     CHECK_EQ_STR(one(c, "SELECT taken FROM pt_merge_cooccurrence(100000)"), "120");
     const char *top = "SELECT count(*) || '/' || min(cooccurrence_count) || '/' ||"
                       " max(cooccurrence_count) || '/' || sum(cooccurrence_count) FROM"
@@ -269,10 +266,7 @@ static void test_pg(const char *url)
     agg_reset(a);
     agg_add_pair(a, "k019", 4, "z", 1, 9 * H);
     agg_add_pair(a, "k025", 4, "z", 1, 9 * H);
-    agg_note_offset(a, "t", 0, 170, 180);
-    r = run_flush(c, a);
-    CHECK_EQ_STR(PQresultErrorMessage(r), "");
-    PQclear(r);
+    flush_pairs(c, a, 170, 180);
     CHECK_EQ_STR(one(c, "SELECT taken FROM pt_merge_cooccurrence(100000)"), "2");
     CHECK_EQ_STR(one(c, "SELECT string_agg(pattern_id_1 || '=' || cooccurrence_count, ' ' ORDER BY"
                         " pattern_id_1) FROM pattern_cooccurrence_top WHERE pattern_id_1 IN"
@@ -284,10 +278,7 @@ static void test_pg(const char *url)
     for (int n = 0; n < 4; n++) {
         agg_add_pair(a, "k017", 4, "z", 1, 9 * H);
     }
-    agg_note_offset(a, "t", 0, 180, 190);
-    r = run_flush(c, a);
-    CHECK_EQ_STR(PQresultErrorMessage(r), "");
-    PQclear(r);
+    flush_pairs(c, a, 180, 190);
     CHECK_EQ_STR(one(c, "SELECT taken FROM pt_merge_cooccurrence(100000)"), "1");
     CHECK_EQ_STR(one(c, "SELECT string_agg(pattern_id_1 || '=' || cooccurrence_count, ' ' ORDER BY"
                         " pattern_id_1) FROM pattern_cooccurrence_top WHERE pattern_id_1 < 'k022'"),
