@@ -13,6 +13,7 @@
 #include "ingest.h"
 #include "kafka.h"
 #include "maint.h"
+#include "merge.h"
 #include "pg.h"
 #include "reload.h"
 #include "routes.h"
@@ -28,6 +29,7 @@ typedef struct app {
     routes_t *routes;
     http_t *http;
     maint_t *maint;
+    merge_t *merge;
     reload_t *reload;
     struct event *ev_term, *ev_int, *ev_deadline;
     struct event *ev_lag; /* event loop lag probe */

@@ -31,7 +31,7 @@ int flush_send(flush_t *f, const agg_t *a, bool durable, flush_cb cb, void *ud)
 bool flush_busy(const flush_t *f);
 /* True when the last flush could not reach PostgreSQL. */
 bool flush_pg_down(const flush_t *f);
-/* Builds the 34 parameters of pt_flush (exposed for tests). Returns the parameter count. */
+/* Builds the 33 parameters of pt_flush (exposed for tests). Returns the parameter count. */
 int flush_build(const agg_t *a, const char *group, bool durable, char **values, int *lengths);
 void flush_build_free(char **values, int n);
 

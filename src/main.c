@@ -45,6 +45,11 @@ static void usage(FILE *out)
         "                                       run rule fixtures (default rules/tests/*.json:\n"
         "                                       cases of an event and the expected agent,\n"
         "                                       patterns, time and note); exit 1 on any failure\n"
+        "  patterntrack merge-cooccurrence [--patterns N] [--config FILE]\n"
+        "                                       merge every pending co-occurrence row into\n"
+        "                                       pattern_cooccurrence_merged now (at most N\n"
+        "                                       patterns per transaction) and exit; safe while\n"
+        "                                       engines run (one merge at a time)\n"
         "  patterntrack options-markdown        print the option table as Markdown\n"
         "  patterntrack --help | --version\n"
         "\n"
@@ -251,7 +256,8 @@ static int run(config_t *cfg)
         metrics_add_collector(l_app_collect, &app);
     }
     app.maint = maint_new(app.base, cfg);
-    if (app.maint == NULL) {
+    app.merge = merge_new(app.base, cfg);
+    if (app.maint == NULL || app.merge == NULL) {
         log_error("start-up: out of memory");
         goto done;
     }
@@ -289,6 +295,7 @@ done:
         event_free(app.ev_lag);
     }
     maint_free(app.maint);
+    merge_free(app.merge);
     http_free(app.http);
     routes_free(app.routes);
     reload_free(app.reload);
@@ -441,11 +448,51 @@ static int check(config_t *cfg)
     return rc;
 }
 
+typedef struct {
+    struct event_base *base;
+    int rc;
+} drain_t;
+
+static void drained_merge_cb(int rc, const char *err, const merge_stats_t *st, void *ud)
+{
+    drain_t *d = ud;
+    if (rc != 0) {
+        fprintf(stderr, "patterntrack merge-cooccurrence: %s\n", err);
+        d->rc = 2;
+    } else {
+        printf("merged the pending rows of %lld patterns (%lld entries) in %lld transactions; "
+               "%lld entries pending\n",
+               (long long)st->patterns, (long long)st->entries_in, (long long)st->transactions,
+               (long long)st->pending_entries);
+    }
+    event_base_loopexit(d->base, NULL);
+}
+
+/* Merges what is pending with the engine's own merge (merge.c), on a loop of its own. */
+static int merge_cooccurrence(config_t *cfg, long long max_patterns)
+{
+    drain_t d = {.base = event_base_new(), .rc = 2};
+    merge_t *m = d.base ? merge_drain_new(d.base, cfg, max_patterns, drained_merge_cb, &d) : NULL;
+    if (m == NULL) {
+        fprintf(stderr, "patterntrack merge-cooccurrence: out of memory\n");
+    } else {
+        d.rc = 0;
+        event_base_dispatch(d.base);
+    }
+    merge_free(m);
+    if (d.base) {
+        event_base_free(d.base);
+    }
+    metrics_free_all();
+    return d.rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = "run";
     const char *config_file = NULL;
     const char *fixture_dir = NULL;
+    long long merge_patterns = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -465,6 +512,14 @@ int main(int argc, char **argv)
             cmd = argv[i];
         } else if (argv[i][0] != '-' && i == 2 && !strcmp(cmd, "test-rules")) {
             fixture_dir = argv[i];
+        } else if (!strcmp(argv[i], "--patterns") && !strcmp(cmd, "merge-cooccurrence")) {
+            char *end = NULL;
+            merge_patterns = i + 1 < argc ? strtoll(argv[i + 1], &end, 10) : 0;
+            if (end == NULL || *end != '\0' || merge_patterns < 1) {
+                fprintf(stderr, "patterntrack: --patterns needs a number of patterns (1 or more)\n");
+                return 1;
+            }
+            i++;
         } else {
             fprintf(stderr, "patterntrack: unknown argument '%s' (see --help)\n", argv[i]);
             return 1;
@@ -475,7 +530,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "run") && strcmp(cmd, "migrate") && strcmp(cmd, "check") &&
-        strcmp(cmd, "test-rules")) {
+        strcmp(cmd, "test-rules") && strcmp(cmd, "merge-cooccurrence")) {
         fprintf(stderr, "patterntrack: unknown command '%s' (see --help)\n", cmd);
         return 1;
     }
@@ -511,6 +566,8 @@ int main(int argc, char **argv)
         rc = check(cfg);
     } else if (!strcmp(cmd, "test-rules")) {
         rc = test_rules(cfg, fixture_dir);
+    } else if (!strcmp(cmd, "merge-cooccurrence")) {
+        rc = merge_cooccurrence(cfg, merge_patterns);
     } else {
         rc = run(cfg);
     }

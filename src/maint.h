@@ -1,8 +1,7 @@
 /* maint: periodic database maintenance on its own connection: rolls hourly buckets older than
  * retention_hourly_days up into daily buckets (pt_rollup, one transaction, totals unchanged).
- * Runs a minute after start, then hourly. And every cooccurrence_merge_ms it folds pending
- * co-occurrence pairs into pattern_cooccurrence (pt_merge_cooccurrence), back to back while
- * behind. Owns its connections and timers. */
+ * Runs a minute after start, then hourly (co-occurrence merges are merge.c's). Owns its
+ * connection and timer. */
 #ifndef PT_MAINT_H
 #define PT_MAINT_H
 

@@ -27,6 +27,8 @@ struct pg_conn {
     int nparams;
     char **values;
     int *lengths;
+    int *formats;      /* per parameter: 1 binary, 0 text; NULL: all text */
+    int result_format; /* 1: binary results */
     pg_result_cb cb;
     void *ud;
     PGresult *result; /* last result of the query in flight */
@@ -79,8 +81,11 @@ static void free_query(pg_conn_t *c)
     }
     free(c->values);
     free(c->lengths);
+    free(c->formats);
     c->values = NULL;
     c->lengths = NULL;
+    c->formats = NULL;
+    c->result_format = 0;
     c->nparams = 0;
     if (c->result) {
         PQclear(c->result);
@@ -295,7 +300,7 @@ static void send_prepared(pg_conn_t *c, int i)
     char name[32];
     stmt_name(name, sizeof name, i);
     if (!PQsendQueryPrepared(c->conn, name, c->nparams, (const char *const *)c->values, c->lengths,
-                             NULL, 0)) {
+                             c->formats, c->result_format)) {
         fail(c, "cannot send query");
         return;
     }
@@ -305,7 +310,7 @@ static void send_prepared(pg_conn_t *c, int i)
 static void send_unprepared(pg_conn_t *c)
 {
     if (!PQsendQueryParams(c->conn, c->sql, c->nparams, NULL, (const char *const *)c->values,
-                           c->lengths, NULL, 0)) {
+                           c->lengths, c->formats, c->result_format)) {
         fail(c, "cannot send query");
         return;
     }
@@ -507,6 +512,13 @@ static int start_connect(pg_conn_t *c)
 int pg_conn_query(pg_conn_t *c, const char *sql, int nparams, const char *const *values,
                   const int *lengths, int64_t timeout_ms, pg_result_cb cb, void *ud)
 {
+    return pg_conn_query_fmt(c, sql, nparams, values, lengths, NULL, false, timeout_ms, cb, ud);
+}
+
+int pg_conn_query_fmt(pg_conn_t *c, const char *sql, int nparams, const char *const *values,
+                      const int *lengths, const int *formats, bool binary_results,
+                      int64_t timeout_ms, pg_result_cb cb, void *ud)
+{
     if (c->cb != NULL) {
         return -1;
     }
@@ -514,7 +526,12 @@ int pg_conn_query(pg_conn_t *c, const char *sql, int nparams, const char *const 
     c->nparams = nparams;
     c->values = calloc(nparams ? (size_t)nparams : 1, sizeof(char *));
     c->lengths = calloc(nparams ? (size_t)nparams : 1, sizeof(int));
-    if (c->sql == NULL || c->values == NULL || c->lengths == NULL) {
+    if (formats != NULL && (c->formats = calloc(nparams ? (size_t)nparams : 1, sizeof(int)))) {
+        memcpy(c->formats, formats, (size_t)nparams * sizeof(int));
+    }
+    c->result_format = binary_results ? 1 : 0;
+    if (c->sql == NULL || c->values == NULL || c->lengths == NULL ||
+        (formats != NULL && c->formats == NULL)) {
         free_query(c);
         return -1;
     }
@@ -696,6 +713,18 @@ void pg_array_bytea(pg_buf_t *b, const char *s, size_t len)
         b->data[b->len++] = hex[ch & 15];
     }
     b->data[b->len++] = '"';
+    b->data[b->len] = '\0';
+}
+
+void pg_buf_hex(pg_buf_t *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    reserve(b, len * 2);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        b->data[b->len++] = hex[ch >> 4];
+        b->data[b->len++] = hex[ch & 15];
+    }
     b->data[b->len] = '\0';
 }
 

@@ -30,6 +30,12 @@ void pg_conn_free(pg_conn_t *c);
 int pg_conn_query(pg_conn_t *c, const char *sql, int nparams, const char *const *values,
                   const int *lengths, int64_t timeout_ms, pg_result_cb cb, void *ud)
     __attribute__((warn_unused_result));
+/* pg_conn_query with parameter formats (formats[i] 1: values[i] is binary, lengths[i] long;
+ * NULL: all text) and, when binary_results, results in binary format. */
+int pg_conn_query_fmt(pg_conn_t *c, const char *sql, int nparams, const char *const *values,
+                      const int *lengths, const int *formats, bool binary_results,
+                      int64_t timeout_ms, pg_result_cb cb, void *ud)
+    __attribute__((warn_unused_result));
 /* Prepares each distinct query text once per session, up to max texts (0: never), and
  * executes the prepared statement after that. Drops the session. -1 when out of memory. */
 int pg_conn_set_prepare(pg_conn_t *c, int max) __attribute__((warn_unused_result));
@@ -78,6 +84,8 @@ void pg_buf_reset(pg_buf_t *b);
 void pg_buf_putc(pg_buf_t *b, char c);
 void pg_buf_put(pg_buf_t *b, const char *s, size_t len);
 void pg_buf_printf(pg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends len bytes as lowercase hex digits (bytea's hex format after its \x). */
+void pg_buf_hex(pg_buf_t *b, const char *s, size_t len);
 /* Array literals: start with '{', elements separated by ',', end with '}'. */
 void pg_array_text(pg_buf_t *b, const char *s, size_t len);
 void pg_array_word(pg_buf_t *b, const char *s, size_t len);

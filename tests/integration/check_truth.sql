@@ -237,61 +237,86 @@ INSERT INTO diff (tbl, n, line)
 SELECT 'usage_topic_stats', count(*) OVER (), format('  %s: truth %s | db %s', topic, tv, dv)
   FROM d WHERE tv <> dv ORDER BY topic LIMIT 10;
 
--- pattern_cooccurrence plus the pairs still pending (sql/010): count and last_seen_together per
--- pair. Only for a truth with pairs (pt-loadgen --pairs-truth).
+-- Co-occurrence (sql/012): every entry of every partner list, merged and pending, read by the
+-- SQL decoder (not by the engine's).
+CREATE TEMP TABLE ent AS
+SELECT 'merged' AS src, m.pattern_id::text AS rid, m.pattern_id AS pat, m.n, m.n_low,
+       e.partner, e.cnt, e.last_us, e.ord
+  FROM pattern_cooccurrence_merged m, pt_cooc_entries(m.data) WITH ORDINALITY AS e(partner, cnt, last_us, ord)
+UNION ALL
+SELECT 'pending', p.ctid::text, p.pattern_id, p.n, p.n_low, e.partner, e.cnt, e.last_us, e.ord
+  FROM pattern_cooccurrence_pending p, pt_cooc_entries(p.data) WITH ORDINALITY AS e(partner, cnt, last_us, ord);
+
+-- Each row's list: partners strictly increasing in byte order, none the row's own pattern, n
+-- entries of which n_low below the pattern, counts above 0.
+WITH o AS (
+    SELECT src, rid, pat, n, n_low, partner, cnt,
+           lag(partner) OVER (PARTITION BY src, rid ORDER BY ord) AS prev
+      FROM ent
+), r AS (
+    SELECT src, rid, pat, n, n_low, count(*) AS entries,
+           count(*) FILTER (WHERE partner COLLATE "C" < pat COLLATE "C") AS below,
+           count(*) FILTER (WHERE prev IS NOT NULL AND prev COLLATE "C" >= partner COLLATE "C")
+               AS unordered,
+           count(*) FILTER (WHERE partner = pat OR cnt < 1) AS bad
+      FROM o GROUP BY src, rid, pat, n, n_low
+)
+INSERT INTO diff (tbl, n, line)
+SELECT 'pattern_cooccurrence rows', count(*) OVER (),
+       format('  %s row of %s: n=%s n_low=%s, list has %s entries, %s below, %s out of order, %s bad',
+              src, quote_literal(pat), n, n_low, entries, below, unordered, bad)
+  FROM r WHERE entries <> n OR below <> n_low OR unordered > 0 OR bad > 0
+ ORDER BY src, pat COLLATE "C" LIMIT 10;
+
+-- Every pair under both its patterns: each side's rows sum to the pair's count and last time.
+-- Only for a truth with pairs (pt-loadgen --pairs-truth).
 SELECT EXISTS (SELECT 1 FROM truth_c) AS have_pairs \gset
 \if :have_pairs
 WITH db AS (
-    SELECT pattern_id_1 AS p1, pattern_id_2 AS p2, sum(cooccurrence_count) AS count,
-           max(last_seen_together) AS last_at
-      FROM (SELECT pattern_id_1::text, pattern_id_2::text, cooccurrence_count,
-                   last_seen_together
-              FROM pattern_cooccurrence
-            UNION ALL
-            SELECT pattern_id_1, pattern_id_2, cooccurrence_count, last_seen_together
-              FROM pattern_cooccurrence_pending_pairs) u
-     GROUP BY 1, 2
+    SELECT pat, partner, sum(cnt) AS count, max(last_us) AS last_us FROM ent GROUP BY 1, 2
 ), t AS (
-    SELECT p1, p2, count, TIMESTAMPTZ 'epoch' + last_us * INTERVAL '1 microsecond' AS last_at
-      FROM truth_c
+    SELECT p1 AS pat, p2 AS partner, count, last_us FROM truth_c
+    UNION ALL
+    SELECT p2, p1, count, last_us FROM truth_c
 ), d AS (
-    SELECT coalesce(t.p1, db.p1) AS p1, coalesce(t.p2, db.p2) AS p2, t, db
-      FROM t FULL JOIN db ON db.p1 = t.p1 AND db.p2 = t.p2
-     WHERE t.p1 IS NULL OR db.p1 IS NULL OR t.count IS DISTINCT FROM db.count
-        OR t.last_at IS DISTINCT FROM db.last_at
+    SELECT coalesce(t.pat, db.pat) AS pat, coalesce(t.partner, db.partner) AS partner, t, db
+      FROM t FULL JOIN db ON db.pat = t.pat AND db.partner = t.partner
+     WHERE t.pat IS NULL OR db.pat IS NULL OR t.count IS DISTINCT FROM db.count
+        OR t.last_us IS DISTINCT FROM db.last_us
 )
 INSERT INTO diff (tbl, n, line)
 SELECT 'pattern_cooccurrence', count(*) OVER (),
-       format('  %s / %s: truth %s | db %s', quote_literal(p1), quote_literal(p2),
-              CASE WHEN (t).p1 IS NULL THEN '(none)'
-                   ELSE format('count=%s last=%s', (t).count, (t).last_at) END,
-              CASE WHEN (db).p1 IS NULL THEN '(none)'
-                   ELSE format('count=%s last=%s', (db).count, (db).last_at) END)
-  FROM d ORDER BY p1 COLLATE "C", p2 COLLATE "C" LIMIT 10;
+       format('  %s with %s: truth %s | db %s', quote_literal(pat), quote_literal(partner),
+              CASE WHEN (t).pat IS NULL THEN '(none)'
+                   ELSE format('count=%s last=%s', (t).count, pt_ts((t).last_us)) END,
+              CASE WHEN (db).pat IS NULL THEN '(none)'
+                   ELSE format('count=%s last=%s', (db).count, pt_ts((db).last_us)) END)
+  FROM d ORDER BY pat COLLATE "C", partner COLLATE "C" LIMIT 10;
 \endif
 
--- pattern_cooccurrence_top (sql/011): exactly pattern_cooccurrence's pt_cooccurrence_top_k()
--- first pairs, in order, with their counts
-WITH r AS (
+-- pattern_cooccurrence_top: exactly the pt_cooccurrence_top_keep() best merged pairs (from
+-- their first pattern's merged row), in order, with their counts and last times
+WITH m AS (
+    SELECT pat AS p1, partner AS p2, cnt, last_us FROM ent
+     WHERE src = 'merged' AND partner COLLATE "C" > pat COLLATE "C"
+), r AS (
     SELECT top, row_number() OVER (PARTITION BY top
-                                   ORDER BY cooccurrence_count DESC, pattern_id_1 COLLATE "C",
-                                            pattern_id_2 COLLATE "C") AS rn,
-           format('%s / %s count=%s', quote_literal(pattern_id_1), quote_literal(pattern_id_2),
-                  cooccurrence_count) AS v
-      FROM (SELECT false AS top, pattern_id_1::text, pattern_id_2::text, cooccurrence_count
-              FROM pattern_cooccurrence
+                                   ORDER BY cnt DESC, p1 COLLATE "C", p2 COLLATE "C") AS rn,
+           format('%s / %s count=%s last=%s', quote_literal(p1), quote_literal(p2), cnt,
+                  last_us) AS v
+      FROM (SELECT false AS top, * FROM m
             UNION ALL
-            SELECT true, pattern_id_1, pattern_id_2, cooccurrence_count
+            SELECT true, pattern_id_1, pattern_id_2, cooccurrence_count, last_us
               FROM pattern_cooccurrence_top) u
 ), d AS (
     SELECT coalesce(t.rn, db.rn) AS rn, coalesce(t.v, '(none)') AS tv,
            coalesce(db.v, '(none)') AS dv
-      FROM (SELECT * FROM r WHERE NOT top AND rn <= pt_cooccurrence_top_k()) t
+      FROM (SELECT * FROM r WHERE NOT top AND rn <= pt_cooccurrence_top_keep()) t
       FULL JOIN (SELECT * FROM r WHERE top) db ON db.rn = t.rn
 )
 INSERT INTO diff (tbl, n, line)
 SELECT 'pattern_cooccurrence_top', count(*) OVER (),
-       format('  #%s: pattern_cooccurrence %s | top %s', rn, tv, dv)
+       format('  #%s: merged %s | top %s', rn, tv, dv)
   FROM d WHERE tv <> dv ORDER BY rn LIMIT 10;
 
 -- usage_dead_letters: rows per (topic, reason)

@@ -82,7 +82,7 @@ slow_flushes() {
 # reset_db: empties every table the engine writes, its stored Kafka offsets included.
 reset_db() {
     pt_psql -c 'TRUNCATE pattern_lineage_nodes, pattern_agent_usage, pattern_usage_hourly,
-                         pattern_usage_daily, pattern_cooccurrence, pattern_cooccurrence_pending,
+                         pattern_usage_daily, pattern_cooccurrence_merged, pattern_cooccurrence_pending, pattern_cooccurrence_top,
                          agent_usage_totals, usage_hourly_totals, usage_daily_totals, agent_type_usage, agent_top_patterns,
                          usage_consumer_offsets, usage_topic_stats, usage_dead_letters
                 RESTART IDENTITY'

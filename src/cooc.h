@@ -1,0 +1,97 @@
+/* cooc: the partner lists that hold co-occurrence pairs in PostgreSQL (sql/012), and the
+ * in-memory work on them: encoding, checked decoding, merging several lists of one pattern, and
+ * ranking. One list holds the partners of one pattern (both sides of each pair are kept, one in
+ * each pattern's list), sorted by partner in byte order, as PostgreSQL's "C" collation sorts:
+ *
+ *   byte 0        COOC_VERSION
+ *   each entry    u8 length (1..255) | the partner's bytes | be64 count (> 0) | be64 last_us
+ *
+ * A pair's count is the sum over its pattern's lists (one merged row and the rows flushes left
+ * pending), its last time their maximum. Owns no connection and no SQL; knows nothing of Lua. */
+#ifndef PT_COOC_H
+#define PT_COOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pg.h"
+
+#define COOC_VERSION 1
+#define COOC_MAX_ID 255
+/* Bytes of an entry besides its partner's. */
+#define COOC_ENTRY_FIXED 17
+
+/* Starts a list: appends the version byte. */
+void cooc_put_header(pg_buf_t *b);
+/* Appends an entry; entries must come in strictly increasing partner order (not checked here:
+ * cooc_check and every reader check it). len is 1..COOC_MAX_ID. */
+void cooc_put(pg_buf_t *b, const char *id, size_t len, int64_t count, int64_t last_us);
+
+typedef struct {
+    const unsigned char *p, *end;
+    const char *id; /* the current entry, pointing into the list */
+    size_t len;
+    int64_t count, last_us;
+    const char *err; /* set when the list is malformed; iteration then stops */
+} cooc_iter_t;
+
+/* False (with it->err) when the list does not start with COOC_VERSION. */
+bool cooc_iter_init(cooc_iter_t *it, const void *list, size_t n);
+/* The next entry; false at the end of the list or on a malformed entry (it->err says which:
+ * truncated, empty or out-of-order partner, count below 1). */
+bool cooc_iter_next(cooc_iter_t *it);
+/* Walks a whole list: its entries, how many sort below self (n_low), or -1 with err. */
+int cooc_check(const void *list, size_t n, const char *self, size_t self_len, int64_t *entries,
+               int64_t *n_low, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+typedef struct {
+    const void *data;
+    size_t len;
+    bool pending; /* a flush's row (the merged row is not): see cooc_merge's changed */
+} cooc_src_t;
+
+/* Called for each entry of the merged list that a pending source contributed to and whose
+ * partner sorts above self: the pair (self, id) and its count after the merge. */
+typedef void (*cooc_changed_fn)(const char *id, size_t len, int64_t count, int64_t last_us,
+                                void *ud);
+
+/* Merges the k lists of one pattern into out (which it starts with the header): partners in
+ * order, counts summed, last times the maximum. Sets *entries and *n_low (entries below self).
+ * -1 with err when an input is malformed (out is then unspecified) or a sum overflows. */
+int cooc_merge(const cooc_src_t *src, size_t k, const char *self, size_t self_len, pg_buf_t *out,
+               int64_t *entries, int64_t *n_low, cooc_changed_fn changed, void *ud, char *err,
+               size_t errlen) __attribute__((warn_unused_result));
+
+/* Byte order of two partners, as agg_bytes_cmp. */
+int cooc_cmp(const char *x, size_t lx, const char *y, size_t ly);
+
+/* An entry of a decoded list. */
+typedef struct {
+    const char *id;
+    uint32_t len;
+    int64_t count, last_us;
+} cooc_entry_t;
+
+/* A merged, decoded list: entries in partner order, pointing into buf (owned). */
+typedef struct {
+    pg_buf_t buf;
+    cooc_entry_t *v;
+    size_t n;
+} cooc_list_t;
+
+/* Merges the k lists into l (freshly initialised inside). -1 with err as cooc_merge. */
+int cooc_list_build(cooc_list_t *l, const cooc_src_t *src, size_t k, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+void cooc_list_free(cooc_list_t *l);
+/* The entry for a partner (binary search), or NULL. */
+const cooc_entry_t *cooc_list_find(const cooc_list_t *l, const char *id, size_t len);
+/* The `limit` first of n items in the order cmp gives (negative: a before b; a total order),
+ * as indexes into out (room for limit), best first. Returns how many (min(n, limit)). For the
+ * few shown out of many: one comparison per item that does not make it. */
+size_t cooc_topk(size_t n, size_t limit, int (*cmp)(size_t a, size_t b, void *ud), void *ud,
+                 size_t *out);
+/* cooc_topk of a list's entries by count descending, then partner ascending. */
+size_t cooc_list_top(const cooc_list_t *l, size_t limit, size_t *out);
+
+#endif

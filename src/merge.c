@@ -1,0 +1,845 @@
+#include "merge.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "cooc.h"
+#include "log.h"
+#include "metrics.h"
+#include "pg.h"
+
+/* One merge at a time over every engine (the migrations take it too). */
+#define MERGE_LOCK_SQL "SELECT pg_try_advisory_xact_lock(7412503912)"
+/* Pending rows of one pattern that make it due: every answer about it reads them all. */
+#define MERGE_MAX_ROWS 8
+/* List bytes (pending and merged) one merge reads at most: a transaction of about a second, and
+ * a bound on the memory it holds (the rows, their merged lists and libpq's copies). */
+#define MERGE_BUDGET ((int64_t)16 << 20)
+#define MERGE_TIMEOUT_MS 600000
+
+static const char plan_sql[] =
+    "SELECT p.pattern_id, count(*), sum(octet_length(p.data)), sum(p.n), max(p.flush_id), "
+    "coalesce(max(octet_length(m.data)), 0) "
+    "FROM pattern_cooccurrence_pending p "
+    "LEFT JOIN pattern_cooccurrence_merged m ON m.pattern_id = p.pattern_id "
+    "GROUP BY p.pattern_id";
+static const char top_sql[] =
+    "SELECT k.keep, t.pattern_id_1, t.pattern_id_2, t.cooccurrence_count, t.last_us "
+    "FROM (SELECT pt_cooccurrence_top_keep() AS keep) k "
+    "LEFT JOIN pattern_cooccurrence_top t ON true";
+/* Binary results: the lists as they are stored. */
+static const char fetch_sql[] =
+    "WITH gone AS (DELETE FROM pattern_cooccurrence_pending WHERE pattern_id = ANY($1::text[]) "
+    "RETURNING pattern_id, data) "
+    "SELECT pattern_id, false, data FROM gone "
+    "UNION ALL "
+    "SELECT pattern_id, true, data FROM pattern_cooccurrence_merged "
+    "WHERE pattern_id = ANY($1::text[])";
+/* $5 (binary) holds the lists one after the other, $4 their lengths. */
+static const char write_sql[] =
+    "INSERT INTO pattern_cooccurrence_merged AS m (pattern_id, n, n_low, data) "
+    "SELECT x.pat, x.n, x.low, substring($5::bytea FROM (x.off - x.len + 1)::int FOR x.len) "
+    "FROM (SELECT u.pat, u.n, u.low, u.len, sum(u.len) OVER (ORDER BY u.ord) AS off "
+    "FROM unnest($1::text[], $2::int[], $3::int[], $4::int[]) WITH ORDINALITY "
+    "AS u(pat, n, low, len, ord)) x "
+    "ON CONFLICT (pattern_id) DO UPDATE SET n = EXCLUDED.n, n_low = EXCLUDED.n_low, "
+    "data = EXCLUDED.data, merged_at = now()";
+/* The delete is read by the insert, so it runs first (an unread one would run after it). */
+static const char topw_sql[] =
+    "WITH d AS (DELETE FROM pattern_cooccurrence_top RETURNING 1) "
+    "INSERT INTO pattern_cooccurrence_top (pattern_id_1, pattern_id_2, cooccurrence_count, "
+    "last_us) "
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) "
+    "WHERE (SELECT count(*) FROM d) >= 0";
+
+typedef enum {
+    M_IDLE,
+    M_BEGIN,
+    M_LOCK,
+    M_PLAN,
+    M_TOP,
+    M_FETCH,
+    M_WORK,
+    M_WRITE,
+    M_TOPW,
+    M_COMMIT,
+    M_ROLLBACK,
+} mstate_t;
+
+/* A string of a job, by offset into one of its buffers (which may move while it grows). */
+typedef struct {
+    size_t off;
+    uint32_t len;
+} ref_t;
+
+typedef struct {
+    ref_t pat;
+    ref_t data;
+    bool merged;
+} row_t;
+
+typedef struct {
+    const char *p1, *p2;
+    uint32_t l1, l2;
+    int64_t count, last_us;
+    bool fresh; /* not in the top before this merge */
+} pair_t;
+
+/* What the loop hands the worker and gets back. */
+typedef struct {
+    /* in */
+    pg_buf_t raw; /* the fetched rows' patterns and lists */
+    row_t *rows;
+    size_t n_rows;
+    pg_buf_t topraw; /* the top's pattern IDs */
+    pair_t *top;     /* p1/p2 are offsets into topraw until the worker resolves them */
+    size_t n_top;
+    size_t keep;
+    /* out */
+    pg_buf_t pat, n, low, lens, data; /* write_sql's parameters */
+    pg_buf_t tp1, tp2, tcnt, tlast;   /* topw_sql's */
+    bool top_changed;
+    int64_t patterns;
+    char err[256];
+    int rc;
+} job_t;
+
+struct merge {
+    const config_t *cfg;
+    pg_conn_t *conn;
+    struct event *timer;
+    mstate_t state;
+    bool drain;
+    int64_t max_patterns;
+    merge_done_fn done;
+    void *done_ud;
+    bool failing;
+    int64_t last_newest; /* newest flush_id the previous plan saw */
+    struct timeval newest_since; /* when a plan first saw it */
+    bool locked_out;             /* another engine held the merge lock */
+    bool behind;         /* the plan left due patterns for the next merge */
+    int64_t plan_entries;
+    int64_t chosen_entries;
+    pg_buf_t chosen; /* text[] literal of the patterns this merge takes */
+    int64_t n_chosen;
+    job_t job;
+    merge_stats_t st;
+    char err[512];
+    /* worker */
+    pthread_t thread;
+    bool thread_up;
+    int pipe[2];
+    struct event *ev_done;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool work, worked, stop;
+    metric_t *m_merged, *m_pending, *m_failed;
+};
+
+static void job_init(job_t *j)
+{
+    memset(j, 0, sizeof *j);
+    pg_buf_t *bufs[] = {&j->raw, &j->topraw, &j->pat,  &j->n,   &j->low, &j->lens,
+                        &j->data, &j->tp1,   &j->tp2, &j->tcnt, &j->tlast};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        pg_buf_init(bufs[i]);
+    }
+}
+
+static void job_free(job_t *j)
+{
+    pg_buf_t *bufs[] = {&j->raw, &j->topraw, &j->pat,  &j->n,   &j->low, &j->lens,
+                        &j->data, &j->tp1,   &j->tp2, &j->tcnt, &j->tlast};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        pg_buf_free(bufs[i]);
+    }
+    free(j->rows);
+    free(j->top);
+    memset(j, 0, sizeof *j);
+}
+
+/* ---- the worker: merging the lists (no libpq, no loop) ---- */
+
+static const job_t *sort_job;
+
+static int row_cmp(const void *x, const void *y)
+{
+    const row_t *a = x, *b = y;
+    const char *r = sort_job->raw.data;
+    return cooc_cmp(r + a->pat.off, a->pat.len, r + b->pat.off, b->pat.len);
+}
+
+typedef struct {
+    pair_t *v;
+    size_t n, cap;
+    const char *self;
+    uint32_t self_len;
+} changed_t;
+
+static void changed_cb(const char *id, size_t len, int64_t count, int64_t last_us, void *ud)
+{
+    changed_t *c = ud;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 1024;
+        pair_t *nv = realloc(c->v, c->cap * sizeof *nv);
+        if (nv == NULL) {
+            abort();
+        }
+        c->v = nv;
+    }
+    c->v[c->n++] = (pair_t){c->self, id, c->self_len, (uint32_t)len, count, last_us, true};
+}
+
+static int pair_key_cmp(const pair_t *a, const pair_t *b)
+{
+    int c = cooc_cmp(a->p1, a->l1, b->p1, b->l1);
+    return c != 0 ? c : cooc_cmp(a->p2, a->l2, b->p2, b->l2);
+}
+
+static int pair_key_qcmp(const void *x, const void *y)
+{
+    return pair_key_cmp(x, y);
+}
+
+/* The top's order: count descending, then pattern_id_1 and pattern_id_2 in byte order. */
+static int pair_rank_qcmp(const void *x, const void *y)
+{
+    const pair_t *a = x, *b = y;
+    if (a->count != b->count) {
+        return a->count > b->count ? -1 : 1;
+    }
+    return pair_key_cmp(a, b);
+}
+
+static void put_top(job_t *j, const pair_t *v, size_t n)
+{
+    pg_buf_t *bufs[] = {&j->tp1, &j->tp2, &j->tcnt, &j->tlast};
+    for (size_t i = 0; i < 4; i++) {
+        pg_buf_putc(bufs[i], '{');
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) {
+            for (size_t k = 0; k < 4; k++) {
+                pg_array_next(bufs[k]);
+            }
+        }
+        pg_array_text(&j->tp1, v[i].p1, v[i].l1);
+        pg_array_text(&j->tp2, v[i].p2, v[i].l2);
+        pg_array_int(&j->tcnt, v[i].count);
+        pg_array_int(&j->tlast, v[i].last_us);
+    }
+    for (size_t i = 0; i < 4; i++) {
+        pg_array_end(bufs[i]);
+    }
+}
+
+/* The new top: the old one with its merged members' new counts, and the pairs merged now that
+ * rank among the keep best. Every other pair kept its count and ranked below all old members. */
+static void update_top(job_t *j, changed_t *ch)
+{
+    for (size_t i = 0; i < j->n_top; i++) {
+        j->top[i].p1 = j->topraw.data + (size_t)(uintptr_t)j->top[i].p1;
+        j->top[i].p2 = j->topraw.data + (size_t)(uintptr_t)j->top[i].p2;
+    }
+    if (ch->n == 0) {
+        return;
+    }
+    qsort(j->top, j->n_top, sizeof *j->top, pair_key_qcmp);
+    size_t n_all = j->n_top;
+    pair_t *all = malloc((j->n_top + ch->n) * sizeof *all);
+    if (all == NULL) {
+        abort();
+    }
+    memcpy(all, j->top, j->n_top * sizeof *all);
+    bool member_moved = false;
+    for (size_t i = 0; i < ch->n; i++) {
+        pair_t *hit = bsearch(&ch->v[i], all, j->n_top, sizeof *all, pair_key_qcmp);
+        if (hit != NULL) {
+            hit->count = ch->v[i].count;
+            hit->last_us = ch->v[i].last_us;
+            member_moved = true;
+        } else {
+            all[n_all++] = ch->v[i];
+        }
+    }
+    qsort(all, n_all, sizeof *all, pair_rank_qcmp);
+    size_t keep = n_all < j->keep ? n_all : j->keep;
+    bool fresh_in = false;
+    for (size_t i = 0; i < keep; i++) {
+        fresh_in |= all[i].fresh;
+    }
+    if (member_moved || fresh_in) {
+        j->top_changed = true;
+        put_top(j, all, keep);
+    }
+    free(all);
+}
+
+static void run_job(job_t *j)
+{
+    sort_job = j;
+    qsort(j->rows, j->n_rows, sizeof *j->rows, row_cmp);
+    sort_job = NULL;
+    const char *r = j->raw.data;
+    pg_buf_t *arr[] = {&j->pat, &j->n, &j->low, &j->lens};
+    for (size_t i = 0; i < 4; i++) {
+        pg_buf_putc(arr[i], '{');
+    }
+    changed_t ch = {0};
+    cooc_src_t stack_src[32];
+    j->rc = 0;
+    for (size_t i = 0; i < j->n_rows;) {
+        size_t e = i;
+        const row_t *r0 = &j->rows[i];
+        while (e < j->n_rows && cooc_cmp(r + j->rows[e].pat.off, j->rows[e].pat.len,
+                                         r + r0->pat.off, r0->pat.len) == 0) {
+            e++;
+        }
+        size_t k = e - i;
+        cooc_src_t *src = k <= 32 ? stack_src : malloc(k * sizeof *src);
+        if (src == NULL) {
+            abort();
+        }
+        bool any_pending = false;
+        for (size_t x = 0; x < k; x++) {
+            const row_t *rw = &j->rows[i + x];
+            src[x] = (cooc_src_t){r + rw->data.off, rw->data.len, !rw->merged};
+            any_pending |= !rw->merged;
+        }
+        if (any_pending) { /* a merged row alone: its pending rows went to another merge */
+            ch.self = r + r0->pat.off;
+            ch.self_len = r0->pat.len;
+            int64_t entries, n_low;
+            size_t before = j->data.len;
+            char err[200];
+            if (cooc_merge(src, k, r + r0->pat.off, r0->pat.len, &j->data, &entries, &n_low,
+                           changed_cb, &ch, err, sizeof err) != 0) {
+                snprintf(j->err, sizeof j->err, "pattern %.*s: %s", (int)r0->pat.len,
+                         r + r0->pat.off, err);
+                j->rc = -1;
+                if (src != stack_src) {
+                    free(src);
+                }
+                break;
+            }
+            if (j->patterns > 0) {
+                for (size_t x = 0; x < 4; x++) {
+                    pg_array_next(arr[x]);
+                }
+            }
+            pg_array_text(&j->pat, r + r0->pat.off, r0->pat.len);
+            pg_array_int(&j->n, entries);
+            pg_array_int(&j->low, n_low);
+            pg_array_int(&j->lens, (int64_t)(j->data.len - before));
+            j->patterns++;
+        }
+        if (src != stack_src) {
+            free(src);
+        }
+        i = e;
+    }
+    for (size_t i = 0; i < 4; i++) {
+        pg_array_end(arr[i]);
+    }
+    if (j->rc == 0) {
+        update_top(j, &ch);
+    }
+    free(ch.v);
+}
+
+static void *worker_main(void *arg)
+{
+    merge_t *m = arg;
+    pthread_mutex_lock(&m->mu);
+    for (;;) {
+        while (!m->work && !m->stop) {
+            pthread_cond_wait(&m->cv, &m->mu);
+        }
+        if (m->stop) {
+            break;
+        }
+        pthread_mutex_unlock(&m->mu);
+        run_job(&m->job);
+        pthread_mutex_lock(&m->mu);
+        m->work = false;
+        m->worked = true;
+        ssize_t w;
+        do {
+            w = write(m->pipe[1], "w", 1);
+        } while (w < 0 && errno == EINTR);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
+/* ---- the transaction, on the loop ---- */
+
+static void step(merge_t *m, mstate_t next, const char *sql, int n, const char *const *vals,
+                 const int *lens, const int *fmts, bool binary);
+
+static void schedule(merge_t *m, long ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(m->timer, &tv);
+}
+
+static long interval(const merge_t *m)
+{
+    return m->cfg->cooccurrence_merge_ms > 0 ? (long)m->cfg->cooccurrence_merge_ms : 1000;
+}
+
+/* The merge ended (committed, nothing to do, or failed): report and plan the next. */
+static void finish(merge_t *m, bool ok, bool more)
+{
+    m->state = M_IDLE;
+    job_free(&m->job);
+    pg_buf_reset(&m->chosen);
+    if (!ok) {
+        metric_add(m->m_failed, 1);
+        if (m->drain) {
+            m->done(-1, m->err, &m->st, m->done_ud);
+            return;
+        }
+        if (!m->failing) {
+            log_warn("co-occurrence merge failed (the pairs stay pending and count in every "
+                     "answer; retrying every 5 s): %s",
+                     m->err);
+        }
+        m->failing = true;
+        schedule(m, 5000);
+        return;
+    }
+    if (m->failing) {
+        log_info("co-occurrence merge works again");
+        m->failing = false;
+    }
+    metric_set(m->m_pending, (double)m->st.pending_entries);
+    if (m->drain && m->locked_out) {
+        m->locked_out = false;
+        schedule(m, 200);
+        return;
+    }
+    m->locked_out = false;
+    if (m->drain && !more) {
+        m->done(0, NULL, &m->st, m->done_ud);
+        return;
+    }
+    schedule(m, more ? 0 : interval(m));
+}
+
+/* res NULL and err set: the connection is gone, and the transaction with it. Otherwise the
+ * transaction may be open: it is rolled back first. */
+static void fail(merge_t *m, const char *what, PGresult *res, const char *err)
+{
+    snprintf(m->err, sizeof m->err, "%s: %s", what,
+             res ? PQresultErrorMessage(res) : (err ? err : "?"));
+    bool lost = res == NULL && err != NULL;
+    if (!lost && m->state != M_BEGIN && m->state != M_ROLLBACK) {
+        step(m, M_ROLLBACK, "ROLLBACK", 0, NULL, NULL, NULL, false);
+        return;
+    }
+    finish(m, false, false);
+}
+
+typedef struct {
+    int64_t rows, bytes, entries, newest, merged_bytes;
+    const char *id;
+    int len;
+    bool due;
+} plan_t;
+
+static int plan_cmp(const void *x, const void *y)
+{
+    const plan_t *a = x, *b = y;
+    if (a->rows != b->rows) {
+        return a->rows > b->rows ? -1 : 1;
+    }
+    return a->bytes > b->bytes ? -1 : a->bytes < b->bytes ? 1 : 0;
+}
+
+/* Picks the patterns this merge takes (into m->chosen); false when none. */
+static bool choose(merge_t *m, PGresult *res)
+{
+    int n = PQntuples(res);
+    plan_t *v = calloc(n ? (size_t)n : 1, sizeof *v);
+    if (v == NULL) {
+        abort();
+    }
+    int64_t newest = -1;
+    m->st.pending_entries = 0;
+    for (int i = 0; i < n; i++) {
+        v[i] = (plan_t){atoll(PQgetvalue(res, i, 1)), atoll(PQgetvalue(res, i, 2)),
+                        atoll(PQgetvalue(res, i, 3)), atoll(PQgetvalue(res, i, 4)),
+                        atoll(PQgetvalue(res, i, 5)), PQgetvalue(res, i, 0),
+                        PQgetlength(res, i, 0), false};
+        newest = v[i].newest > newest ? v[i].newest : newest;
+        m->st.pending_entries += v[i].entries;
+    }
+    /* Nothing flushed for three intervals: ingest is quiet, merge it all. */
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    if (newest != m->last_newest) {
+        m->last_newest = newest;
+        m->newest_since = now;
+    }
+    long quiet_ms = (now.tv_sec - m->newest_since.tv_sec) * 1000 +
+                    (now.tv_usec - m->newest_since.tv_usec) / 1000;
+    bool quiet = m->drain || quiet_ms >= 3 * interval(m);
+    qsort(v, (size_t)n, sizeof *v, plan_cmp);
+    int64_t budget = 0;
+    m->n_chosen = 0;
+    m->chosen_entries = 0;
+    m->behind = false;
+    pg_buf_reset(&m->chosen);
+    pg_buf_putc(&m->chosen, '{');
+    for (int i = 0; i < n; i++) {
+        bool due = quiet || v[i].rows >= MERGE_MAX_ROWS || v[i].bytes * 2 >= v[i].merged_bytes;
+        if (!due) {
+            continue;
+        }
+        int64_t cost = v[i].bytes + v[i].merged_bytes;
+        if ((m->n_chosen > 0 && budget + cost > MERGE_BUDGET) ||
+            (m->max_patterns > 0 && m->n_chosen >= m->max_patterns)) {
+            m->behind = true;
+            break;
+        }
+        budget += cost;
+        if (m->n_chosen > 0) {
+            pg_array_next(&m->chosen);
+        }
+        pg_array_text(&m->chosen, v[i].id, (size_t)v[i].len);
+        m->n_chosen++;
+        m->chosen_entries += v[i].entries;
+    }
+    pg_array_end(&m->chosen);
+    free(v);
+    return m->n_chosen > 0;
+}
+
+static void keep_top(merge_t *m, PGresult *res)
+{
+    job_t *j = &m->job;
+    int n = PQntuples(res);
+    j->keep = n > 0 ? (size_t)atoll(PQgetvalue(res, 0, 0)) : 0;
+    j->top = calloc(n ? (size_t)n : 1, sizeof *j->top);
+    if (j->top == NULL) {
+        abort();
+    }
+    for (int i = 0; i < n; i++) {
+        if (PQgetisnull(res, i, 1)) {
+            continue;
+        }
+        pair_t *p = &j->top[j->n_top++];
+        /* offsets now, pointers once the buffer stops moving (update_top) */
+        p->l1 = (uint32_t)PQgetlength(res, i, 1);
+        p->p1 = (const char *)(uintptr_t)j->topraw.len;
+        pg_buf_put(&j->topraw, PQgetvalue(res, i, 1), p->l1);
+        p->l2 = (uint32_t)PQgetlength(res, i, 2);
+        p->p2 = (const char *)(uintptr_t)j->topraw.len;
+        pg_buf_put(&j->topraw, PQgetvalue(res, i, 2), p->l2);
+        p->count = atoll(PQgetvalue(res, i, 3));
+        p->last_us = atoll(PQgetvalue(res, i, 4));
+    }
+}
+
+static bool keep_rows(merge_t *m, PGresult *res)
+{
+    job_t *j = &m->job;
+    int n = PQntuples(res);
+    j->rows = calloc(n ? (size_t)n : 1, sizeof *j->rows);
+    if (j->rows == NULL) {
+        abort();
+    }
+    for (int i = 0; i < n; i++) {
+        if (PQgetlength(res, i, 1) != 1) {
+            return false;
+        }
+        row_t *r = &j->rows[j->n_rows++];
+        r->pat = (ref_t){j->raw.len, (uint32_t)PQgetlength(res, i, 0)};
+        pg_buf_put(&j->raw, PQgetvalue(res, i, 0), r->pat.len);
+        r->merged = PQgetvalue(res, i, 1)[0] != 0;
+        r->data = (ref_t){j->raw.len, (uint32_t)PQgetlength(res, i, 2)};
+        pg_buf_put(&j->raw, PQgetvalue(res, i, 2), r->data.len);
+    }
+    return true;
+}
+
+static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
+{
+    (void)c;
+    merge_t *m = ud;
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    switch (m->state) {
+    case M_BEGIN:
+        if (!ok) {
+            fail(m, "BEGIN", res, err);
+            return;
+        }
+        step(m, M_LOCK, MERGE_LOCK_SQL, 0, NULL, NULL, NULL, false);
+        return;
+    case M_LOCK:
+        if (!ok) {
+            fail(m, "taking the merge lock", res, err);
+            return;
+        }
+        if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+            /* another engine is merging: it takes what is due (a drain waits for it) */
+            m->behind = false;
+            m->locked_out = true;
+            step(m, M_COMMIT, "COMMIT", 0, NULL, NULL, NULL, false);
+            return;
+        }
+        step(m, M_PLAN, plan_sql, 0, NULL, NULL, NULL, false);
+        return;
+    case M_PLAN:
+        if (!ok) {
+            fail(m, "planning the merge", res, err);
+            return;
+        }
+        if (!choose(m, res)) {
+            step(m, M_COMMIT, "COMMIT", 0, NULL, NULL, NULL, false);
+            return;
+        }
+        step(m, M_TOP, top_sql, 0, NULL, NULL, NULL, false);
+        return;
+    case M_TOP: {
+        if (!ok) {
+            fail(m, "reading pattern_cooccurrence_top", res, err);
+            return;
+        }
+        keep_top(m, res);
+        const char *vals[1] = {m->chosen.data};
+        step(m, M_FETCH, fetch_sql, 1, vals, NULL, NULL, true);
+        return;
+    }
+    case M_FETCH:
+        if (!ok) {
+            fail(m, "reading the lists", res, err);
+            return;
+        }
+        if (!keep_rows(m, res)) {
+            snprintf(m->err, sizeof m->err, "reading the lists: unexpected result format");
+            step(m, M_ROLLBACK, "ROLLBACK", 0, NULL, NULL, NULL, false);
+            return;
+        }
+        m->state = M_WORK;
+        pthread_mutex_lock(&m->mu);
+        m->work = true;
+        pthread_cond_signal(&m->cv);
+        pthread_mutex_unlock(&m->mu);
+        return;
+    case M_WRITE:
+        if (!ok) {
+            fail(m, "writing the merged lists", res, err);
+            return;
+        }
+        if (m->job.top_changed) {
+            const char *vals[4] = {m->job.tp1.data, m->job.tp2.data, m->job.tcnt.data,
+                                   m->job.tlast.data};
+            step(m, M_TOPW, topw_sql, 4, vals, NULL, NULL, false);
+            return;
+        }
+        step(m, M_COMMIT, "COMMIT", 0, NULL, NULL, NULL, false);
+        return;
+    case M_TOPW:
+        if (!ok) {
+            fail(m, "writing pattern_cooccurrence_top", res, err);
+            return;
+        }
+        step(m, M_COMMIT, "COMMIT", 0, NULL, NULL, NULL, false);
+        return;
+    case M_COMMIT:
+        if (!ok) {
+            fail(m, "COMMIT", res, err);
+            return;
+        }
+        if (m->job.patterns > 0) {
+            m->st.transactions++;
+            m->st.patterns += m->job.patterns;
+            m->st.entries_in += m->chosen_entries;
+            m->st.pending_entries -= m->chosen_entries;
+            metric_add(m->m_merged, (double)m->chosen_entries);
+        }
+        finish(m, true, m->behind);
+        return;
+    case M_ROLLBACK:
+        finish(m, false, false);
+        return;
+    case M_IDLE:
+    case M_WORK:
+        break;
+    }
+}
+
+static void step(merge_t *m, mstate_t next, const char *sql, int n, const char *const *vals,
+                 const int *lens, const int *fmts, bool binary)
+{
+    m->state = next;
+    if (pg_conn_query_fmt(m->conn, sql, n, vals, lens, fmts, binary, MERGE_TIMEOUT_MS, result_cb,
+                          m) != 0) {
+        /* out of memory: the connection holds no query; drop it, which ends the transaction */
+        pg_conn_reset(m->conn, "out of memory");
+        snprintf(m->err, sizeof m->err, "cannot send a query (out of memory)");
+        finish(m, false, false);
+    }
+}
+
+static void worked_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    merge_t *m = arg;
+    char drain[16];
+    while (read(fd, drain, sizeof drain) > 0) {
+    }
+    pthread_mutex_lock(&m->mu);
+    bool worked = m->worked;
+    m->worked = false;
+    pthread_mutex_unlock(&m->mu);
+    if (!worked || m->state != M_WORK) {
+        return;
+    }
+    job_t *j = &m->job;
+    if (j->rc != 0) {
+        snprintf(m->err, sizeof m->err, "%s", j->err);
+        step(m, M_ROLLBACK, "ROLLBACK", 0, NULL, NULL, NULL, false);
+        return;
+    }
+    if (j->patterns == 0) {
+        step(m, M_COMMIT, "COMMIT", 0, NULL, NULL, NULL, false);
+        return;
+    }
+    if (j->data.len > (size_t)INT32_MAX) {
+        snprintf(m->err, sizeof m->err, "merged lists over 2 GB in one merge");
+        step(m, M_ROLLBACK, "ROLLBACK", 0, NULL, NULL, NULL, false);
+        return;
+    }
+    const char *vals[5] = {j->pat.data, j->n.data, j->low.data, j->lens.data,
+                           j->data.data ? j->data.data : ""};
+    int lens[5] = {(int)j->pat.len, (int)j->n.len, (int)j->low.len, (int)j->lens.len,
+                   (int)j->data.len};
+    int fmts[5] = {0, 0, 0, 0, 1};
+    step(m, M_WRITE, write_sql, 5, vals, lens, fmts, false);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    merge_t *m = arg;
+    if (m->state != M_IDLE) {
+        return;
+    }
+    if (!m->drain && m->cfg->cooccurrence_merge_ms <= 0) {
+        schedule(m, interval(m));
+        return;
+    }
+    job_init(&m->job);
+    m->err[0] = '\0';
+    step(m, M_BEGIN, "BEGIN", 0, NULL, NULL, NULL, false);
+}
+
+static merge_t *create(struct event_base *base, const config_t *c)
+{
+    merge_t *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        return NULL;
+    }
+    m->cfg = c;
+    m->pipe[0] = m->pipe[1] = -1;
+    m->last_newest = -2;
+    pg_buf_init(&m->chosen);
+    job_init(&m->job);
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cv, NULL);
+    m->conn = pg_conn_new(base, c->database_url, "co-occurrence merge");
+    m->timer = evtimer_new(base, tick_cb, m);
+    if (m->conn == NULL || m->timer == NULL || pipe(m->pipe) != 0 ||
+        fcntl(m->pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
+        (m->ev_done = event_new(base, m->pipe[0], EV_READ | EV_PERSIST, worked_cb, m)) == NULL ||
+        event_add(m->ev_done, NULL) != 0 ||
+        pthread_create(&m->thread, NULL, worker_main, m) != 0) {
+        merge_free(m);
+        return NULL;
+    }
+    m->thread_up = true;
+    m->m_merged = metrics_series(
+        "patterntrack_cooccurrence_merged_entries_total", METRIC_COUNTER,
+        "Pending co-occurrence entries (a pair has one in each of its patterns' rows) merged into "
+        "pattern_cooccurrence_merged.",
+        "");
+    m->m_pending = metrics_series(
+        "patterntrack_cooccurrence_pending_entries", METRIC_GAUGE,
+        "Co-occurrence entries flushed but not merged yet, as of the last merge (they count in "
+        "every answer; a figure that keeps growing means merges fall behind).",
+        "");
+    m->m_failed = metrics_series("patterntrack_cooccurrence_merge_failures_total", METRIC_COUNTER,
+                                 "Co-occurrence merges that failed.", "");
+    return m;
+}
+
+merge_t *merge_new(struct event_base *base, const config_t *c)
+{
+    merge_t *m = create(base, c);
+    if (m != NULL) {
+        schedule(m, interval(m));
+    }
+    return m;
+}
+
+merge_t *merge_drain_new(struct event_base *base, const config_t *c, int64_t max_patterns,
+                         merge_done_fn done, void *ud)
+{
+    merge_t *m = create(base, c);
+    if (m != NULL) {
+        m->drain = true;
+        m->max_patterns = max_patterns;
+        m->done = done;
+        m->done_ud = ud;
+        schedule(m, 0);
+    }
+    return m;
+}
+
+void merge_free(merge_t *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    if (m->thread_up) {
+        pthread_mutex_lock(&m->mu);
+        m->stop = true;
+        pthread_cond_signal(&m->cv);
+        pthread_mutex_unlock(&m->mu);
+        /* a job in progress finishes first: merging is bounded by MERGE_BUDGET */
+        pthread_join(m->thread, NULL);
+    }
+    if (m->ev_done) {
+        event_free(m->ev_done);
+    }
+    if (m->timer) {
+        event_free(m->timer);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (m->pipe[i] >= 0) {
+            close(m->pipe[i]);
+        }
+    }
+    pg_conn_free(m->conn);
+    job_free(&m->job);
+    pg_buf_free(&m->chosen);
+    pthread_cond_destroy(&m->cv);
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
+
+const merge_stats_t *merge_stats(const merge_t *m)
+{
+    return &m->st;
+}
