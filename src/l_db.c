@@ -13,6 +13,7 @@
 /* PostgreSQL type OIDs (pg_type.h) that get a Lua type other than string. */
 enum {
     OID_BOOL = 16,
+    OID_BYTEA = 17,
     OID_INT8 = 20,
     OID_INT2 = 21,
     OID_INT4 = 23,
@@ -96,6 +97,34 @@ static void push_text_array(lua_State *L, const char *v)
     }
 }
 
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* bytea in hex output (\x0a1b..., the server's default since 9.0) -> its bytes; anything
+ * else (escape output) as the text it came in. [-0, +1] */
+static void push_bytea(lua_State *L, const char *v, size_t n)
+{
+    if (n < 2 || v[0] != '\\' || v[1] != 'x' || n % 2 != 0) {
+        lua_pushlstring(L, v, n);
+        return;
+    }
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, (n - 2) / 2);
+    for (size_t i = 2; i < n; i += 2) {
+        int hi = hex_digit(v[i]), lo = hex_digit(v[i + 1]);
+        if (hi < 0 || lo < 0) {
+            luaL_pushresultsize(&b, 0);
+            lua_pop(L, 1);
+            lua_pushlstring(L, v, n);
+            return;
+        }
+        out[(i - 2) / 2] = (char)(hi << 4 | lo);
+    }
+    luaL_pushresultsize(&b, (n - 2) / 2);
+}
+
 static void push_value(lua_State *L, const PGresult *res, int row, int col)
 {
     if (PQgetisnull(res, row, col)) {
@@ -125,6 +154,9 @@ static void push_value(lua_State *L, const PGresult *res, int row, int col)
     case OID_TEXTARRAY:
     case OID_VARCHARARRAY:
         push_text_array(L, v);
+        break;
+    case OID_BYTEA:
+        push_bytea(L, v, (size_t)PQgetlength(res, row, col));
         break;
     default:
         lua_pushstring(L, v);

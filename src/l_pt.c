@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "l_cooc.h"
 #include "log.h"
 #include "text.h"
 
@@ -328,6 +329,7 @@ void l_pt_open(lua_State *L)
                                    {"log", l_pt_log},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
+    l_cooc_register(L);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
 }

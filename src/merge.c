@@ -426,7 +426,7 @@ static void finish(merge_t *m, bool ok, bool more)
         return;
     }
     m->locked_out = false;
-    if (m->drain && !more) {
+    if (m->drain && (!more || m->max_patterns > 0)) {
         m->done(0, NULL, &m->st, m->done_ud);
         return;
     }

@@ -29,8 +29,9 @@ typedef struct {
 /* The engine's merge: every cooccurrence_merge_ms (0: none, the setting is looked at every
  * second), back to back while behind. */
 merge_t *merge_new(struct event_base *base, const config_t *c);
-/* Merges everything pending, at most max_patterns patterns per transaction (0: no limit but
- * the size budget), then calls done (rc 0, or -1 with err) once. For `patterntrack
+/* Merges everything pending (transactions of at most the size budget each), or with
+ * max_patterns > 0 the pending rows of at most that many patterns in one transaction, then
+ * calls done (rc 0, or -1 with err) once. For `patterntrack
  * merge-cooccurrence`. */
 typedef void (*merge_done_fn)(int rc, const char *err, const merge_stats_t *st, void *ud);
 merge_t *merge_drain_new(struct event_base *base, const config_t *c, int64_t max_patterns,

@@ -271,115 +271,73 @@ local HEATMAP_DESC = "Usage per weekday and hour of day, from the hourly buckets
 
 -- ---------------------------------------------------------------- co-occurrence
 
--- The merged pairs of pattern $1 (both sides are index scans), one row per partner.
-local MERGED_PARTNERS = [[
-SELECT pattern_id_2::text AS other, cooccurrence_count AS cnt, last_seen_together AS last
-  FROM pattern_cooccurrence WHERE pattern_id_1 = $1
-UNION ALL
-SELECT pattern_id_1, cooccurrence_count, last_seen_together
-  FROM pattern_cooccurrence WHERE pattern_id_2 = $1]]
--- Its pairs flushed but not merged yet (its rows of pattern_cooccurrence_pending, see sql/010,
--- also by index): a partner once per pending flush.
-local PENDING_PARTNERS = [[
-SELECT x.other, x.cnt, pt_ts(x.l) AS last
-  FROM pattern_cooccurrence_pending p, unnest(p.partners, p.cnt, p.last_us) AS x(other, cnt, l)
- WHERE p.pattern_id = $1]]
--- Both, summed per partner.
-local PARTNERS = "SELECT other, sum(cnt)::bigint AS cnt, max(last) AS last FROM (" ..
-    MERGED_PARTNERS .. "\nUNION ALL\n" .. PENDING_PARTNERS .. ") u GROUP BY other"
--- One statement, so one round trip and one snapshot: the pattern's own usage (no row at all
--- when it is unknown), the event totals and the top $2 partners (one row of NULLs for none).
-local function partners_sql(p, order)
-    return ([[
+-- Co-occurrence is held in partner lists (sql/012): one merged row per pattern and the rows
+-- flushes left pending, each list holding both sides of its pairs. The lists are decoded and
+-- summed by pt.cooc_partners / pt.cooc_top_pairs (src/l_cooc.c); SQL would take microseconds
+-- an entry, and a popular pattern has thousands of partners.
+
+-- One statement, so one snapshot: the pattern's usage (no row at all when it is unknown), the
+-- event totals and its lists (one row with a NULL list when it has none).
+local PARTNER_LISTS = [[
 WITH me AS (SELECT coalesce(usage_count, 0)::bigint AS usage_count
               FROM pattern_lineage_nodes WHERE pattern_id = $1),
-     tot AS (%s),
-     p AS (%s),
-     r AS (SELECT p.other AS pattern_id, coalesce(n.pattern_name, p.other) AS pattern_name,
-                  coalesce(n.pattern_type, 'unknown') AS pattern_type,
-                  coalesce(n.usage_count, 0)::bigint AS usage_count, p.cnt AS count,
-                  p.last AS last_seen_together,
-                  row_number() OVER (ORDER BY %sp.cnt DESC, p.other COLLATE "C") AS rn
-             FROM p LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = p.other
-            ORDER BY rn LIMIT $2)
+     tot AS (]] .. H.EVENT_TOTALS .. [[),
+     l AS (SELECT data FROM pattern_cooccurrence_merged WHERE pattern_id = $1
+           UNION ALL
+           SELECT data FROM pattern_cooccurrence_pending WHERE pattern_id = $1)
 SELECT me.usage_count AS me_usage_count, tot.events_with_patterns,
-       tot.events_over_cooccurrence_limit, r.*
-  FROM me CROSS JOIN tot LEFT JOIN r ON true
- ORDER BY r.rn]]):format(H.EVENT_TOTALS, p, order and order .. ", " or "")
-end
--- sort=count: the partners are ranked by their own counts first and only the top $2 are looked
--- up in the catalog (a pattern with thousands of partners took 100 ms of catalog lookups for
--- the 20 it shows). Nor are they summed with the pending pairs: a partner with nothing pending
--- that is not among the top $2 of the merged pairs cannot be among the top $2 after adding
--- what is pending (counts only grow), so the candidates are the merged top $2 and the pending
--- partners, each with both parts (the merged one looked up by key).
-local COOCCURRING_BY_COUNT = partners_sql([[
-WITH pend AS (SELECT other, sum(cnt)::bigint AS cnt, max(last) AS last
-                FROM (]] .. PENDING_PARTNERS .. [[) x GROUP BY other),
-     merged AS (SELECT * FROM (]] .. MERGED_PARTNERS .. [[) a
-                 ORDER BY cnt DESC, other COLLATE "C" LIMIT $2),
-     cand AS (SELECT m.other, m.cnt + coalesce(d.cnt, 0) AS cnt,
-                     greatest(m.last, d.last) AS last
-                FROM merged m LEFT JOIN pend d ON d.other = m.other
-              UNION
-              SELECT d.other, coalesce(c.cooccurrence_count, 0) + d.cnt,
-                     greatest(c.last_seen_together, d.last)
-                FROM pend d
-                LEFT JOIN pattern_cooccurrence c
-                       ON c.pattern_id_1 = CASE WHEN $1 COLLATE "C" < d.other COLLATE "C"
-                                                THEN $1 ELSE d.other END
-                      AND c.pattern_id_2 = CASE WHEN $1 COLLATE "C" < d.other COLLATE "C"
-                                                THEN d.other ELSE $1 END)
-SELECT * FROM cand ORDER BY cnt DESC, other COLLATE "C" LIMIT $2]])
--- sort=lift ($3 = 'lift') or jaccard: every partner needs its usage. Lift orders as
--- count / usage(partner) and Jaccard as count / (usage($1) + usage(partner) - count), since N
--- and usage($1) are the same for every partner.
-local COOCCURRING = partners_sql(PARTNERS, [[
-CASE $3 WHEN 'lift' THEN p.cnt::numeric / nullif(n.usage_count, 0)
-        ELSE p.cnt::numeric / nullif((SELECT usage_count FROM me) + n.usage_count - p.cnt, 0)
-END DESC NULLS LAST]])
+       tot.events_over_cooccurrence_limit, l.data
+  FROM me CROSS JOIN tot LEFT JOIN l ON true]]
 
--- The top $1 pairs, pending ones included. A pair with nothing pending counts what it counts
--- in pattern_cooccurrence, and every pair ranked above it there (counts only grow) ranks above it
--- after adding what is pending: so the top $1 are among pattern_cooccurrence's own top $1 (kept
--- by the merges in pattern_cooccurrence_top, sql/011; $1 <= pt_cooccurrence_top_k()) and the
--- pending pairs, each with both parts summed.
-local TOP_PAIRS = [[
-WITH pend AS (SELECT pattern_id_1, pattern_id_2, sum(cooccurrence_count)::bigint AS cnt,
-                     max(last_seen_together) AS last
-                FROM pattern_cooccurrence_pending_pairs GROUP BY pattern_id_1, pattern_id_2),
-cand AS (SELECT m.pattern_id_1::text AS pattern_id_1, m.pattern_id_2::text AS pattern_id_2,
-                m.cooccurrence_count + coalesce(p.cnt, 0) AS cooccurrence_count,
-                greatest(m.last_seen_together, p.last) AS last_seen_together
-           FROM (SELECT c.* FROM pattern_cooccurrence_top t
-                   JOIN pattern_cooccurrence c
-                     ON c.pattern_id_1 = t.pattern_id_1 AND c.pattern_id_2 = t.pattern_id_2
-                  ORDER BY t.cooccurrence_count DESC, t.pattern_id_1 COLLATE "C",
-                           t.pattern_id_2 COLLATE "C"
-                  LIMIT $1) m
-           LEFT JOIN pend p ON p.pattern_id_1 = m.pattern_id_1 AND p.pattern_id_2 = m.pattern_id_2
-         UNION
-         SELECT p.pattern_id_1, p.pattern_id_2, coalesce(m.cooccurrence_count, 0) + p.cnt,
-                greatest(m.last_seen_together, p.last)
-           FROM pend p
-           LEFT JOIN pattern_cooccurrence m
-                  ON m.pattern_id_1 = p.pattern_id_1 AND m.pattern_id_2 = p.pattern_id_2),
-top AS (SELECT c.pattern_id_1, coalesce(n1.pattern_name, c.pattern_id_1) AS pattern_name_1,
-               coalesce(n1.usage_count, 0)::bigint AS usage_count_1,
-               c.pattern_id_2, coalesce(n2.pattern_name, c.pattern_id_2) AS pattern_name_2,
-               coalesce(n2.usage_count, 0)::bigint AS usage_count_2,
-               c.cooccurrence_count AS count, c.last_seen_together
-          FROM (SELECT * FROM cand
-                 ORDER BY cooccurrence_count DESC, pattern_id_1 COLLATE "C",
-                          pattern_id_2 COLLATE "C"
-                 LIMIT $1) c
-          LEFT JOIN pattern_lineage_nodes n1 ON n1.pattern_id = c.pattern_id_1
-          LEFT JOIN pattern_lineage_nodes n2 ON n2.pattern_id = c.pattern_id_2),
-tot AS (]] .. H.EVENT_TOTALS .. [[)
--- the totals in the same snapshot (one row of NULLs for the pairs when there is none)
-SELECT tot.events_with_patterns, tot.events_over_cooccurrence_limit, top.*
-  FROM tot LEFT JOIN top ON true
- ORDER BY top.count DESC, top.pattern_id_1 COLLATE "C", top.pattern_id_2 COLLATE "C"]]
+-- The partners ($1 ids, $2 counts, $3 last times, as pt.cooc_partners gives them) with their
+-- catalog rows, the top $4 in the order asked for ($5 = count, lift or jaccard; $6 = the
+-- pattern's own usage). Lift orders as count / usage(partner) and Jaccard as
+-- count / (usage($1) + usage(partner) - count): N and the pattern's usage are the same for all.
+local RANK_PARTNERS = [[
+SELECT p.other AS pattern_id, coalesce(n.pattern_name, p.other) AS pattern_name,
+       coalesce(n.pattern_type, 'unknown') AS pattern_type,
+       coalesce(n.usage_count, 0)::bigint AS usage_count, p.cnt AS count,
+       pt_ts(p.l) AS last_seen_together
+  FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS p(other, cnt, l)
+  LEFT JOIN pattern_lineage_nodes n ON n.pattern_id = p.other
+ ORDER BY CASE $5 WHEN 'count' THEN NULL
+                  WHEN 'lift' THEN p.cnt::numeric / nullif(coalesce(n.usage_count, 0), 0)
+                  ELSE p.cnt::numeric / nullif($6::bigint + coalesce(n.usage_count, 0) - p.cnt, 0)
+          END DESC NULLS LAST, p.cnt DESC, p.other COLLATE "C"
+ LIMIT $4]]
+
+-- For /cooccurrence/top, in one snapshot: a header row (the event totals, and in cnt how many
+-- pairs pattern_cooccurrence_top keeps), the top's rows and every pending list.
+local TOP_READ = [[
+SELECT 'h' AS kind, NULL::text AS a, NULL::text AS b, pt_cooccurrence_top_keep()::bigint AS cnt,
+       NULL::bigint AS l, NULL::bytea AS data, tot.events_with_patterns,
+       tot.events_over_cooccurrence_limit
+  FROM (]] .. H.EVENT_TOTALS .. [[) tot
+UNION ALL
+SELECT 't', pattern_id_1, pattern_id_2, cooccurrence_count, last_us, NULL, NULL, NULL
+  FROM pattern_cooccurrence_top
+UNION ALL
+SELECT 'p', pattern_id, NULL, NULL, NULL, data, NULL, NULL FROM pattern_cooccurrence_pending]]
+-- The lists of the patterns ($1) whose pending pairs may rank in the top but whose merged part
+-- is not in pattern_cooccurrence_top; all lists when $1 is NULL.
+local TOP_RESOLVE = [[
+SELECT 'r' AS kind, pattern_id AS a, data FROM pattern_cooccurrence_merged
+ WHERE $1::text[] IS NULL OR pattern_id = ANY($1::text[])
+UNION ALL
+SELECT 'r', pattern_id, data FROM pattern_cooccurrence_pending
+ WHERE $1::text[] IS NULL OR pattern_id = ANY($1::text[])]]
+-- The pairs pt.cooc_top_pairs chose, in its order, with their catalog rows.
+local TOP_NAMES = [[
+SELECT c.a AS pattern_id_1, coalesce(n1.pattern_name, c.a) AS pattern_name_1,
+       coalesce(n1.usage_count, 0)::bigint AS usage_count_1,
+       c.b AS pattern_id_2, coalesce(n2.pattern_name, c.b) AS pattern_name_2,
+       coalesce(n2.usage_count, 0)::bigint AS usage_count_2,
+       c.cnt AS count, pt_ts(c.l) AS last_seen_together
+  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY
+       AS c(a, b, cnt, l, rn)
+  LEFT JOIN pattern_lineage_nodes n1 ON n1.pattern_id = c.a
+  LEFT JOIN pattern_lineage_nodes n2 ON n2.pattern_id = c.b
+ ORDER BY c.rn]]
 
 local MEASURES_DESC = "lift = count * events_with_patterns / (usage_count(a) * usage_count(b)) " ..
     "(1 = together as often as chance); jaccard = count / (usage_count(a) + usage_count(b) - " ..
@@ -388,20 +346,24 @@ local MEASURES_DESC = "lift = count * events_with_patterns / (usage_count(a) * u
     "events_over_cooccurrence_limit (their uses still count)."
 
 local function cooccurring(req)
-    local id = req.params.pattern_id
-    local rows
-    if req.args.sort == "count" then
-        rows = db.query(COOCCURRING_BY_COUNT, id, req.args.limit)
-    else
-        rows = db.query(COOCCURRING, id, req.args.limit, req.args.sort)
-    end
+    local id, sort, limit = req.params.pattern_id, req.args.sort, req.args.limit
+    local rows = db.query(PARTNER_LISTS, id)
     if #rows == 0 then
         pt.fail(404, "Pattern not found: " .. id)
     end
     local me, n = rows[1].me_usage_count, rows[1].events_with_patterns
-    local out = pt.array()
+    local lists = {}
     for _, r in ipairs(rows) do
-        if r.pattern_id ~= null then
+        if r.data ~= null then
+            lists[#lists + 1] = r.data
+        end
+    end
+    local out = pt.array()
+    -- by count only the top `limit` are looked up; lift and Jaccard need every partner's usage.
+    -- The catalog is read just after the counts: a partner's usage may be a flush newer.
+    local ids, counts, lasts, np = pt.cooc_partners(lists, sort == "count" and limit or 0)
+    if np > 0 then
+        for _, r in ipairs(db.query(RANK_PARTNERS, ids, counts, lasts, limit, sort, me)) do
             local lift, jaccard = H.measures(r.count, me, r.usage_count, n)
             out[#out + 1] = { pattern_id = r.pattern_id, pattern_name = r.pattern_name,
                 pattern_type = r.pattern_type, usage_count = r.usage_count, count = r.count,
@@ -414,21 +376,36 @@ local function cooccurring(req)
 end
 
 local function top_pairs(req)
-    local rows = db.query_heavy(TOP_PAIRS, req.args.limit)
-    local n = rows[1].events_with_patterns
-    local out = pt.array()
+    local limit = req.args.limit
+    local rows = db.query_heavy(TOP_READ)
+    local head
     for _, r in ipairs(rows) do
-        if r.pattern_id_1 == null then
+        if r.kind == "h" then
+            head = r
             break
         end
-        local lift, jaccard = H.measures(r.count, r.usage_count_1, r.usage_count_2, n)
-        out[#out + 1] = { pattern_id_1 = r.pattern_id_1, pattern_name_1 = r.pattern_name_1,
-            usage_count_1 = r.usage_count_1, pattern_id_2 = r.pattern_id_2,
-            pattern_name_2 = r.pattern_name_2, usage_count_2 = r.usage_count_2, count = r.count,
-            lift = lift, jaccard = jaccard, last_seen_together = r.last_seen_together }
     end
-    return { events_with_patterns = n,
-        events_over_cooccurrence_limit = rows[1].events_over_cooccurrence_limit, pairs = out }
+    local pairs_, need = pt.cooc_top_pairs(rows, limit)
+    if not pairs_ then
+        -- true: every list (the top keeps fewer pairs than asked for)
+        local more = db.query_heavy(TOP_RESOLVE, need ~= true and H.text_array(need) or nil)
+        pairs_ = pt.cooc_top_pairs(rows, limit, need, more)
+    end
+    local out = pt.array()
+    if pairs_.n > 0 then
+        for _, r in ipairs(db.query(TOP_NAMES, pairs_.ids1, pairs_.ids2, pairs_.counts,
+            pairs_.lasts)) do
+            local lift, jaccard = H.measures(r.count, r.usage_count_1, r.usage_count_2,
+                head.events_with_patterns)
+            out[#out + 1] = { pattern_id_1 = r.pattern_id_1, pattern_name_1 = r.pattern_name_1,
+                usage_count_1 = r.usage_count_1, pattern_id_2 = r.pattern_id_2,
+                pattern_name_2 = r.pattern_name_2, usage_count_2 = r.usage_count_2,
+                count = r.count, lift = lift, jaccard = jaccard,
+                last_seen_together = r.last_seen_together }
+        end
+    end
+    return { events_with_patterns = head.events_with_patterns,
+        events_over_cooccurrence_limit = head.events_over_cooccurrence_limit, pairs = out }
 end
 
 -- ---------------------------------------------------------------- lifecycle

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import random
+import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -37,8 +38,8 @@ from fractions import Fraction
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from api_harness import (Client, Results, Server, engine_binary, free_port, fresh_db,  # noqa: E402
-                         psql, q)
+from api_harness import (ROOT, Client, Results, Server, engine_binary, free_port,  # noqa: E402
+                         fresh_db, psql, q)
 
 R = Results()
 UTC = dt.timezone.utc
@@ -593,10 +594,12 @@ def event(ids, agent, t):
 
 
 class Ctx:
-    def __init__(self, client, model, db):
+    def __init__(self, client, model, db, binary=None, config=None):
         self.c = client
         self.m = model
         self.db = db
+        self.binary = binary
+        self.config = config
 
 
 def qs(**kw):
@@ -882,26 +885,56 @@ def verify_all(ctx, label=""):
 
 
 def phase_merges(ctx):
-    """Co-occurrence answers are the same whether the flushed pairs are pending, partly merged
-    or all merged into pattern_cooccurrence (sql/010)."""
+    """Co-occurrence answers are the same whether the flushed lists are pending, partly merged
+    or all merged into pattern_cooccurrence_merged (sql/012), and whatever the size of
+    pattern_cooccurrence_top (a small one makes /cooccurrence/top read merged lists of the
+    patterns whose pending pairs might beat its pairs, or all of them)."""
     def state():
-        out = psql(ctx.db, "SELECT (SELECT count(*) FROM pattern_cooccurrence), "
-                   "(SELECT coalesce(sum(n), 0) / 2 FROM pattern_cooccurrence_pending)")
+        out = psql(ctx.db, "SELECT (SELECT count(*) FROM pattern_cooccurrence_merged), "
+                   "(SELECT count(*) FROM pattern_cooccurrence_pending), "
+                   "(SELECT count(*) FROM pattern_cooccurrence_top)")
         return tuple(int(x) for x in out.strip().split("|"))
-    merged, pending = state()
-    R.check("merging off: every pair verified above was pending", merged == 0 and pending > 0,
+
+    def merge(*args):
+        env = dict(os.environ, DATABASE_URL=ctx.db)
+        env.pop("PATTERNTRACK_ROOT", None)
+        p = subprocess.run([ctx.binary, "merge-cooccurrence", "--config", ctx.config] +
+                           list(args), cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=60)
+        R.check("patterntrack merge-cooccurrence %s exits with 0" % " ".join(args),
+                p.returncode == 0, p.stdout + p.stderr)
+        return p.stdout
+
+    def keep(n):
+        psql(ctx.db, "CREATE OR REPLACE FUNCTION pt_cooccurrence_top_keep() RETURNS INTEGER "
+             "LANGUAGE sql IMMUTABLE AS $$ SELECT %d $$; SELECT pt_rebuild_cooccurrence_top()"
+             % n)
+
+    merged, pending, _ = state()
+    R.check("merging off: every list verified above was pending", merged == 0 and pending > 0,
             (merged, pending))
-    taken = psql(ctx.db, "SELECT taken FROM pt_merge_cooccurrence(1)").strip()
-    merged, pending = state()
-    R.check("pt_merge_cooccurrence(1) took one flush's pairs, and others stay pending",
-            int(taken) > 0 and merged > 0 and pending > 0, (taken, merged, pending))
+    out = merge("--patterns", "1")
+    merged, pending, top = state()
+    R.check("merge-cooccurrence --patterns 1 merged one pattern's lists, others stay pending",
+            merged == 1 and pending > 0 and top > 0 and "of 1 patterns" in out,
+            (merged, pending, top, out))
     # The engine did not write this: answers it caches for 1 s (pt.cache) may predate it.
     time.sleep(1.1)
     verify_cooccurrence(ctx, " (part merged)")
-    psql(ctx.db, "SELECT pt_merge_cooccurrence(1000000)")
-    merged, pending = state()
-    R.check("pt_merge_cooccurrence(1000000) merged the rest", merged > 0 and pending == 0,
-            (merged, pending))
+    keep(2)
+    merge("--patterns", "3")
+    merged, pending, top = state()
+    R.check("a top of 2 pairs, 4 patterns merged, others pending",
+            merged == 4 and pending > 0 and top == 2, (merged, pending, top))
+    time.sleep(1.1)
+    verify_cooccurrence(ctx, " (top of 2)")
+    keep(1000)
+    merge()
+    merged, pending, top = state()
+    R.check("merge-cooccurrence merged the rest", merged > 4 and pending == 0, (merged, pending))
+    truth = psql(ctx.db, "SELECT count(*) FROM pattern_cooccurrence").strip()
+    R.eq("pattern_cooccurrence_top holds every merged pair (fewer than 1000)", top,
+         int(truth))
     time.sleep(1.1)
     verify_cooccurrence(ctx, " (all merged)")
 
@@ -1132,7 +1165,7 @@ def main():
         return 1
     port = free_port()
     server = Server(binary, db, port, CONFIG)
-    ctx = Ctx(Client(port), Model(), db)
+    ctx = Ctx(Client(port), Model(), db, binary, server.config)
     started = time.monotonic()
     try:
         try:
