@@ -13,10 +13,6 @@
 #include "pg.h"
 #include "text.h"
 
-#define FLUSH_NPARAMS 33
-/* values[] index of c_data, the one binary parameter */
-#define FLUSH_DATA_PARAM 31
-
 static const char flush_sql[] =
     "SELECT pt_flush($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
     "$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)";

@@ -31,7 +31,11 @@ int flush_send(flush_t *f, const agg_t *a, bool durable, flush_cb cb, void *ud)
 bool flush_busy(const flush_t *f);
 /* True when the last flush could not reach PostgreSQL. */
 bool flush_pg_down(const flush_t *f);
-/* Builds the 33 parameters of pt_flush (exposed for tests). Returns the parameter count. */
+/* pt_flush's parameters: text, but for values[FLUSH_DATA_PARAM] (c_data, the partner lists
+ * one after the other), which is bytea in binary form. */
+#define FLUSH_NPARAMS 33
+#define FLUSH_DATA_PARAM 31
+/* Builds the parameters of pt_flush (exposed for tests). Returns FLUSH_NPARAMS. */
 int flush_build(const agg_t *a, const char *group, bool durable, char **values, int *lengths);
 void flush_build_free(char **values, int n);
 

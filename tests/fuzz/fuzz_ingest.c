@@ -24,6 +24,7 @@
 
 #include "agg.h"
 #include "config.h"
+#include "cooc.h"
 #include "flush.h"
 #include "fuzz.h"
 #include "ingest.h"
@@ -181,74 +182,81 @@ static int pair_cmp(const void *x, const void *y)
     return c != 0 ? c : agg_bytes_cmp(a->pattern_2, a->len_2, b->pattern_2, b->len_2);
 }
 
-/* The co-occurrence rows (pt_flush's c_pattern, c_n, c_low, c_partners, c_cnt, c_last at
- * el[27..32]): one per pattern of the batch's pairs in byte order, its partners in byte order
- * with the c_low below it first, every pair under both its patterns with the batch's count and
- * last time, and no partner that array_in would read as NULL. */
-static void check_pair_rows(const agg_t *a, elem_t **el, size_t rows)
+/* The co-occurrence rows (pt_flush's c_pattern, c_n, c_low, c_len at el[27..30], and c_data,
+ * the rows' partner lists one after the other, c_len bytes each): one per pattern of the
+ * batch's pairs in byte order, each a well-formed list (cooc.h) of n entries, partners in byte
+ * order with the c_low below it first, every pair under both its patterns with the batch's
+ * count and last time, and the lists filling c_data exactly. */
+static void check_pair_rows(const agg_t *a, elem_t **el, size_t rows, const char *data,
+                            size_t data_len)
 {
     pairs_t ps = {.v = malloc((agg_n_pairs(a) + 1) * sizeof(agg_pair_t)), .n = 0};
     FUZZ_CHECK(ps.v != NULL);
     agg_each_pair(a, pair_into, &ps);
     qsort(ps.v, ps.n, sizeof(agg_pair_t), pair_cmp);
-    size_t sides = 0;
+    size_t sides = 0, at = 0;
     for (size_t r = 0; r < rows; r++) {
         const elem_t *pat = &el[27][r];
         FUZZ_CHECK(pat->quoted);
         FUZZ_CHECK(r == 0 ||
                    agg_bytes_cmp(el[27][r - 1].s, el[27][r - 1].len, pat->s, pat->len) < 0);
-        int64_t n = int_elem(&el[28][r]), low = int_elem(&el[29][r]);
-        elem_t *part, *cnt, *last;
-        FUZZ_CHECK(el[30][r].quoted && el[31][r].quoted && el[32][r].quoted);
-        size_t np = parse_array(el[30][r].s, el[30][r].len, &part);
-        FUZZ_CHECK(n >= 1 && (size_t)n == np && low >= 0 && low <= n);
-        FUZZ_CHECK(parse_array(el[31][r].s, el[31][r].len, &cnt) == np);
-        FUZZ_CHECK(parse_array(el[32][r].s, el[32][r].len, &last) == np);
-        for (size_t i = 0; i < np; i++) {
-            const elem_t *o = &part[i];
-            FUZZ_CHECK(o->quoted || !(o->len == 4 && strncasecmp(o->s, "null", 4) == 0));
-            FUZZ_CHECK(i == 0 || agg_bytes_cmp(part[i - 1].s, part[i - 1].len, o->s, o->len) < 0);
-            int below = agg_bytes_cmp(o->s, o->len, pat->s, pat->len);
-            FUZZ_CHECK(below != 0 && (below < 0) == ((int64_t)i < low));
-            agg_pair_t key = {.pattern_1 = below < 0 ? o->s : pat->s,
-                              .len_1 = (uint32_t)(below < 0 ? o->len : pat->len),
-                              .pattern_2 = below < 0 ? pat->s : o->s,
-                              .len_2 = (uint32_t)(below < 0 ? pat->len : o->len)};
+        int64_t n = int_elem(&el[28][r]), low = int_elem(&el[29][r]), len = int_elem(&el[30][r]);
+        FUZZ_CHECK(len >= 1 && at + (size_t)len <= data_len);
+        int64_t entries, n_low;
+        char err[128];
+        FUZZ_CHECK(cooc_check(data + at, (size_t)len, pat->s, pat->len, &entries, &n_low, err,
+                              sizeof err) == 0);
+        FUZZ_CHECK(n >= 1 && entries == n && n_low == low && low <= n);
+        cooc_iter_t it;
+        FUZZ_CHECK(cooc_iter_init(&it, data + at, (size_t)len));
+        int64_t i = 0;
+        while (cooc_iter_next(&it)) {
+            int below = agg_bytes_cmp(it.id, it.len, pat->s, pat->len);
+            FUZZ_CHECK(below != 0 && (below < 0) == (i < low));
+            agg_pair_t key = {.pattern_1 = below < 0 ? it.id : pat->s,
+                              .len_1 = (uint32_t)(below < 0 ? it.len : pat->len),
+                              .pattern_2 = below < 0 ? pat->s : it.id,
+                              .len_2 = (uint32_t)(below < 0 ? pat->len : it.len)};
             const agg_pair_t *hit = bsearch(&key, ps.v, ps.n, sizeof(agg_pair_t), pair_cmp);
             FUZZ_CHECK(hit != NULL);
-            FUZZ_CHECK(int_elem(&cnt[i]) == hit->count && int_elem(&last[i]) == hit->last_us);
+            FUZZ_CHECK(it.count == hit->count && it.last_us == hit->last_us);
+            i++;
         }
-        sides += np;
-        free_elems(part, np);
-        free_elems(cnt, np);
-        free_elems(last, np);
+        FUZZ_CHECK(it.err == NULL && i == n);
+        at += (size_t)len;
+        sides += (size_t)n;
     }
+    FUZZ_CHECK(at == data_len);
     FUZZ_CHECK(sides == 2 * ps.n);
     free(ps.v);
 }
 
-/* The 34 parameters of pt_flush, read back (see src/flush.c for their order). */
+/* The 33 parameters of pt_flush, read back (see src/flush.c for their order). */
 static void check_flush(const agg_t *a, const sums_t *s)
 {
-    char *v[34];
-    int lens[34];
+    char *v[FLUSH_NPARAMS];
+    int lens[FLUSH_NPARAMS];
     int n = flush_build(a, "pattern-usage-tracking", false, v, lens);
-    FUZZ_CHECK(n == 34);
-    FUZZ_CHECK(strcmp(v[0], "pattern-usage-tracking") == 0 && strcmp(v[33], "false") == 0);
-    elem_t *el[34] = {NULL};
-    size_t cnt[34] = {0};
+    FUZZ_CHECK(n == FLUSH_NPARAMS && FLUSH_NPARAMS == 33 && FLUSH_DATA_PARAM == 31);
+    FUZZ_CHECK(strcmp(v[0], "pattern-usage-tracking") == 0 && strcmp(v[32], "false") == 0);
+    elem_t *el[FLUSH_NPARAMS] = {NULL};
+    size_t cnt[FLUSH_NPARAMS] = {0};
     for (int i = 0; i < n; i++) {
-        FUZZ_CHECK(lens[i] >= 0 && strlen(v[i]) == (size_t)lens[i]);
+        FUZZ_CHECK(lens[i] >= 0);
+        if (i == FLUSH_DATA_PARAM) {
+            continue; /* binary: checked with the rows it holds */
+        }
+        FUZZ_CHECK(strlen(v[i]) == (size_t)lens[i]);
         FUZZ_CHECK(fuzz_utf8_ref((const uint8_t *)v[i], (size_t)lens[i]));
-        if (i >= 1 && i <= 32) {
+        if (i >= 1 && i <= 30) {
             cnt[i] = parse_array(v[i], (size_t)lens[i], &el[i]);
         }
     }
     /* rows: offsets 1-4, uses 5-9, hours 10-12, topics 13-17 and 25-26, dead letters 18-24,
-     * co-occurrence rows 27-32 */
+     * co-occurrence rows 27-30 */
     static const struct {
         int from, to;
-    } groups[] = {{1, 4}, {5, 9}, {10, 12}, {13, 17}, {18, 24}, {25, 26}, {27, 32}};
+    } groups[] = {{1, 4}, {5, 9}, {10, 12}, {13, 17}, {18, 24}, {25, 26}, {27, 30}};
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         for (int i = groups[g].from; i <= groups[g].to; i++) {
             FUZZ_CHECK(cnt[i] == cnt[groups[g].from]);
@@ -256,7 +264,7 @@ static void check_flush(const agg_t *a, const sums_t *s)
     }
     FUZZ_CHECK(cnt[1] == agg_n_offsets(a) && cnt[5] == agg_n_uses(a) && cnt[10] == agg_n_hours(a) &&
                cnt[13] == agg_n_topics(a) && cnt[18] == agg_n_dead(a));
-    check_pair_rows(a, el, cnt[27]);
+    check_pair_rows(a, el, cnt[27], v[FLUSH_DATA_PARAM], (size_t)lens[FLUSH_DATA_PARAM]);
     FUZZ_CHECK(cnt[5] == s->n);
     for (size_t i = 0; i < s->n; i++) {
         const agg_use_t *u = s->list[i];
@@ -279,7 +287,7 @@ static void check_flush(const agg_t *a, const sums_t *s)
         }
         FUZZ_CHECK(int_elem(&el[24][i]) == (int64_t)d->payload_size);
     }
-    for (int i = 1; i <= 32; i++) {
+    for (int i = 1; i <= 30; i++) {
         free_elems(el[i], cnt[i]);
     }
     flush_build_free(v, n);

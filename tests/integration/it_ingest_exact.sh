@@ -3,7 +3,7 @@
 # counted exactly: per pattern, per (pattern, agent), per hour, per topic, and every dead letter
 # is stored with its reason, and every co-occurrence pair. Then SIGTERM stops the engine cleanly
 # (exit 0). The engine does not merge co-occurrence pairs here (cooccurrence_merge_ms = 0): the
-# first check sees them all pending, and merges run by hand afterwards, in parts.
+# first check sees them all pending, and `patterntrack merge-cooccurrence` runs afterwards, in parts.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/engine.sh"
@@ -53,39 +53,54 @@ n_dl=$(pt_psql -tAc "SELECT count(*) FROM usage_dead_letters WHERE payload IS NO
 big=$(pt_psql -tAc "SELECT count(*) FROM usage_dead_letters WHERE reason = 'too large' AND truncated AND octet_length(payload) = 65536")
 [ "$big" -gt 0 ] || it_fail "oversized events are not stored truncated at 64 KiB"
 engine_stop || it_fail "SIGTERM exit status $?"
-merged=$(pt_psql -tAc "SELECT count(*) FROM pattern_cooccurrence")
+merged=$(pt_psql -tAc "SELECT count(*) FROM pattern_cooccurrence_merged")
 pending=$(pt_psql -tAc "SELECT coalesce(sum(n), 0) / 2 FROM pattern_cooccurrence_pending")
 [ "$merged" = 0 ] && [ "$pending" -gt 0 ] ||
     it_fail "with merging off every pair should be pending ($merged merged, $pending pending)"
-# Merges of at most 20,000 pairs each (a flush row is taken whole) until nothing is pending.
+# Merges of the rows of at most 300 patterns each, as `patterntrack merge-cooccurrence` does
+# them, until nothing is pending.
 merges=0
-while [ "$(pt_psql -tAc "SELECT pending FROM pt_merge_cooccurrence(20000)")" != 0 ]; do
+while [ "$(pt_psql -tAc "SELECT count(*) FROM pattern_cooccurrence_pending")" != 0 ]; do
+    (cd "$PT_IT_ROOT" && "$PT_BIN" merge-cooccurrence --patterns 300 --config "$IT_CONFIG" >/dev/null) ||
+        it_fail "patterntrack merge-cooccurrence failed"
     merges=$((merges + 1))
-    [ "$merges" -lt 1000 ] || it_fail "pt_merge_cooccurrence does not drain the pending pairs"
+    [ "$merges" -lt 1000 ] || it_fail "merge-cooccurrence does not drain the pending rows"
 done
-merges=$((merges + 1))
 [ "$merges" -ge 2 ] || it_fail "the pairs were merged in one part ($pending pending): test the parts"
 check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" || it_fail "co-occurrence differs after the merges"
-# check_truth sees a wrong pair, merged or pending (so its passes mean something)
-one_pair="(pattern_id_1, pattern_id_2) = (SELECT pattern_id_1, pattern_id_2 FROM pattern_cooccurrence
-           ORDER BY pattern_id_1, pattern_id_2 LIMIT 1)"
-pt_psql -c "UPDATE pattern_cooccurrence SET cooccurrence_count = cooccurrence_count + 1 WHERE $one_pair" >/dev/null
+# check_truth sees a wrong pair, merged or pending (so its passes mean something): the first
+# entry of one merged list counted once more (its other side, in the partner's list, is not)
+one=$(pt_psql -tAc "SELECT min(pattern_id COLLATE \"C\") FROM pattern_cooccurrence_merged")
+bump() {
+    pt_psql -v p="$one" -v d="$1" >/dev/null <<'SQL'
+UPDATE pattern_cooccurrence_merged
+   SET data = (SELECT '\x01'::bytea || string_agg(pt_cooc_entry(partner,
+                        cnt + CASE WHEN o = 1 THEN :d ELSE 0 END, last_us), ''::bytea ORDER BY o)
+                 FROM pt_cooc_entries(data) WITH ORDINALITY e(partner, cnt, last_us, o))
+ WHERE pattern_id = :'p';
+SQL
+}
+bump 1
 if check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" >/dev/null 2>&1; then
     it_fail "check_truth misses a merged pair counted once too often"
 fi
-pt_psql -c "UPDATE pattern_cooccurrence SET cooccurrence_count = cooccurrence_count - 1 WHERE $one_pair" \
-    -c "INSERT INTO pattern_cooccurrence_pending (flush_id, pattern_id, n, n_low, partners, cnt, last_us)
-        SELECT 0, a, 1, (b COLLATE \"C\" < a COLLATE \"C\")::int, ARRAY[b], ARRAY[1::bigint], ARRAY[0::bigint]
-          FROM pattern_cooccurrence,
-               LATERAL (VALUES (pattern_id_1, pattern_id_2), (pattern_id_2, pattern_id_1)) v(a, b)
-         WHERE $one_pair" >/dev/null
+bump -1
+check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" || it_fail "the merged list did not come back"
+pt_psql -v p="$one" >/dev/null <<'SQL'
+INSERT INTO pattern_cooccurrence_pending (flush_id, pattern_id, n, n_low, data)
+SELECT 0, m.pattern_id, 1, (e.partner COLLATE "C" < m.pattern_id COLLATE "C")::int,
+       '\x01'::bytea || pt_cooc_entry(e.partner, 1, 0)
+  FROM pattern_cooccurrence_merged m, pt_cooc_entries(m.data) e
+ WHERE m.pattern_id = :'p' LIMIT 1;
+SQL
 if check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" >/dev/null 2>&1; then
     it_fail "check_truth misses a pending pair counted once too often"
 fi
-pt_psql -c "TRUNCATE pattern_cooccurrence_pending" >/dev/null
-# ... and a top of pairs that is not pattern_cooccurrence's own (its merges kept it so far)
-[ "$(pt_psql -tAc "SELECT count(*) FROM pattern_cooccurrence_top")" = 100 ] ||
-    it_fail "pattern_cooccurrence_top should hold pt_cooccurrence_top_k() = 100 pairs"
+pt_psql -c "DELETE FROM pattern_cooccurrence_pending WHERE flush_id = 0" >/dev/null
+# ... and a top of pairs that is not the merged lists' own (its merges kept it so far)
+keep=$(pt_psql -tAc "SELECT least(pt_cooccurrence_top_keep(), (SELECT sum(n - n_low) FROM pattern_cooccurrence_merged))")
+[ "$(pt_psql -tAc "SELECT count(*) FROM pattern_cooccurrence_top")" = "$keep" ] ||
+    it_fail "pattern_cooccurrence_top should hold $keep pairs"
 pt_psql -c "DELETE FROM pattern_cooccurrence_top WHERE (pattern_id_1, pattern_id_2) IN
             (SELECT pattern_id_1, pattern_id_2 FROM pattern_cooccurrence_top
               ORDER BY cooccurrence_count LIMIT 1)" >/dev/null

@@ -2,13 +2,16 @@
  * exact sums across flushes, first/last times, used_by_agents without duplicates, unregistered
  * patterns created, dead letters stored, and the offset compare-and-set refusing a stale
  * writer without writing anything. */
+#include <event2/event.h>
 #include <libpq-fe.h>
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "agg.h"
 #include "check.h"
+#include "cooc.h"
 #include "flush.h"
+#include "merge.h"
 #include "migrate.h"
 #include "pg.h"
 
@@ -21,13 +24,14 @@ static void test_build(void)
     agg_note_offset(a, "topic-a", 3, -1, 42);
     agg_add_topic(a, &(agg_topic_t){.topic = "topic-a", .events = 1, .dead_letters = 1});
     agg_add_dead(a, "topic-a", 3, 41, "not json", "bad \xff byte", "\x01\xfe", 2, 100);
-    char *v[34];
-    int len[34];
+    char *v[FLUSH_NPARAMS];
+    int len[FLUSH_NPARAMS];
     int n = flush_build(a, "grp", true, v, len);
-    CHECK_EQ_INT(n, 34);
-    CHECK_EQ_STR(v[33], "true");
+    CHECK_EQ_INT(n, 33);
+    CHECK_EQ_STR(v[32], "true");
     CHECK_EQ_STR(v[25], "{0}"); /* events with patterns */
     CHECK_EQ_STR(v[27], "{}");  /* no pairs */
+    CHECK_EQ_INT(len[FLUSH_DATA_PARAM], 0);
     CHECK_EQ_STR(v[0], "grp");
     CHECK_EQ_STR(v[1], "{\"topic-a\"}");
     CHECK_EQ_STR(v[2], "{3}");
@@ -47,20 +51,46 @@ static void test_build(void)
         CHECK_EQ_INT(len[i], strlen(v[i]));
     }
     flush_build_free(v, n);
+    /* pairs: a row per pattern with its partner list; the lists back to back in c_data */
+    agg_reset(a);
+    agg_add_pair(a, "b", 1, "a", 1, 5);
+    agg_add_pair(a, "b", 1, "c", 1, 6);
+    agg_add_pair(a, "c", 1, "b", 1, 7);
+    n = flush_build(a, "grp", false, v, len);
+    CHECK_EQ_STR(v[27], "{\"a\",\"b\",\"c\"}");
+    CHECK_EQ_STR(v[28], "{1,2,1}");
+    CHECK_EQ_STR(v[29], "{0,1,1}");
+    CHECK_EQ_STR(v[30], "{19,37,19}");
+    pg_buf_t want;
+    pg_buf_init(&want);
+    cooc_put_header(&want); /* a: b 1 */
+    cooc_put(&want, "b", 1, 1, 5);
+    cooc_put_header(&want); /* b: a 1, c 2 */
+    cooc_put(&want, "a", 1, 1, 5);
+    cooc_put(&want, "c", 1, 2, 7);
+    cooc_put_header(&want); /* c: b 2 */
+    cooc_put(&want, "b", 1, 2, 7);
+    CHECK_EQ_INT(len[FLUSH_DATA_PARAM], want.len);
+    CHECK(len[FLUSH_DATA_PARAM] == (int)want.len &&
+          memcmp(v[FLUSH_DATA_PARAM], want.data, want.len) == 0);
+    pg_buf_free(&want);
+    flush_build_free(v, n);
     agg_free(a);
 }
 
 static PGresult *run_flush(PGconn *c, const agg_t *a)
 {
-    char *v[34];
-    int len[34];
+    char *v[FLUSH_NPARAMS];
+    int len[FLUSH_NPARAMS];
+    int fmt[FLUSH_NPARAMS] = {0};
+    fmt[FLUSH_DATA_PARAM] = 1;
     int n = flush_build(a, "g1", false, v, len);
     char sql[256] = "SELECT pt_flush($1";
     for (int i = 2; i <= n; i++) {
         snprintf(sql + strlen(sql), sizeof sql - strlen(sql), ",$%d", i);
     }
     strcat(sql, ")");
-    PGresult *r = PQexecParams(c, sql, n, NULL, (const char *const *)v, len, NULL, 0);
+    PGresult *r = PQexecParams(c, sql, n, NULL, (const char *const *)v, len, fmt, 0);
     flush_build_free(v, n);
     return r;
 }
@@ -72,6 +102,35 @@ static void flush_pairs(PGconn *c, agg_t *a, int64_t from, int64_t to)
     PGresult *r = run_flush(c, a);
     CHECK_EQ_STR(PQresultErrorMessage(r), "");
     PQclear(r);
+}
+
+typedef struct {
+    struct event_base *base;
+    int rc;
+    int64_t patterns;
+} merged_t;
+
+static void merged_cb(int rc, const char *err, const merge_stats_t *st, void *ud)
+{
+    merged_t *m = ud;
+    if (rc != 0) {
+        fprintf(stderr, "merge: %s\n", err);
+    }
+    m->rc = rc;
+    m->patterns = st->patterns;
+    event_base_loopexit(m->base, NULL);
+}
+
+/* Merges what is pending as the engine does (merge.c): returns the patterns merged, -1 on
+ * failure. */
+static int64_t merge_all(const config_t *cfg)
+{
+    merged_t m = {.base = event_base_new(), .rc = -1};
+    merge_t *mg = merge_drain_new(m.base, cfg, 0, merged_cb, &m);
+    event_base_dispatch(m.base);
+    merge_free(mg);
+    event_base_free(m.base);
+    return m.rc == 0 ? m.patterns : -1;
 }
 
 static const char *one(PGconn *c, const char *sql)
@@ -102,7 +161,8 @@ static void test_pg(const char *url)
     PGconn *c = PQconnectdb(url);
     CHECK(PQstatus(c) == CONNECTION_OK);
     PQclear(PQexec(c, "TRUNCATE pattern_lineage_nodes, pattern_agent_usage, pattern_usage_hourly,"
-                      " pattern_usage_daily, pattern_cooccurrence, pattern_cooccurrence_pending,"
+                      " pattern_usage_daily, pattern_cooccurrence_merged, pattern_cooccurrence_pending,"
+                      " pattern_cooccurrence_top,"
                       " agent_usage_totals,"
                       " usage_hourly_totals, usage_daily_totals, agent_type_usage,"
                       " agent_top_patterns,"
@@ -198,57 +258,58 @@ static void test_pg(const char *url)
     CHECK_EQ_STR(one(c, "SELECT usage_count FROM pattern_lineage_nodes WHERE pattern_id='reg'"),
                  "4");
 
-    /* pairs: a row per pattern, partners in byte order with the n_low below it first; pending
-     * pairs counted once each; merged exactly */
+    /* pairs: a row per pattern, partners in byte order with the n_low below it first (read by
+     * sql/012's own decoder); pending pairs counted once each; merged exactly */
+    const char *rows = "SELECT string_agg(pattern_id || '/' || n || '/' || n_low || '/' ||"
+                       " (SELECT string_agg(partner || ':' || cnt || ':' || last_us, '|')"
+                       " FROM pt_cooc_entries(data)), ' ' ORDER BY pattern_id COLLATE \"C\")"
+                       " FROM pattern_cooccurrence_pending";
     agg_reset(a);
     agg_add_pair(a, "b", 1, "a\"{,}", 5, 5 * H);
     agg_add_pair(a, "b", 1, "c", 1, 6 * H);
     agg_add_pair(a, "c", 1, "b", 1, 4 * H);
     agg_add_pair(a, "\xc3\xa9", 2, "b", 1, 7 * H);
     flush_pairs(c, a, 130, 140);
-    CHECK_EQ_STR(one(c, "SELECT string_agg(pattern_id || '/' || n || '/' || n_low || '/' ||"
-                        " array_to_string(partners, '|') || '/' || array_to_string(cnt, '|') ||"
-                        " '/' || array_to_string(last_us, '|'), ' '"
-                        " ORDER BY pattern_id COLLATE \"C\") FROM pattern_cooccurrence_pending"),
-                 "a\"{,}/1/0/b/1/18000000000 "
-                 "b/3/1/a\"{,}|c|\xc3\xa9/1|2|1/18000000000|21600000000|25200000000 "
-                 "c/1/1/b/2/21600000000 \xc3\xa9/1/1/b/1/25200000000");
+    CHECK_EQ_STR(one(c, rows), "a\"{,}/1/0/b:1:18000000000 "
+                               "b/3/1/a\"{,}:1:18000000000|c:2:21600000000|\xc3\xa9:1:25200000000 "
+                               "c/1/1/b:2:21600000000 \xc3\xa9/1/1/b:1:25200000000");
     agg_reset(a);
     agg_add_pair(a, "c", 1, "b", 1, 3 * H);
     flush_pairs(c, a, 140, 150);
     const char *pairs = "a\"{,}+b=1 b+c=3 b+\xc3\xa9=1";
-    CHECK_EQ_STR(one(c, "SELECT string_agg(p1 || '+' || p2 || '=' || s, ' ' ORDER BY p1 COLLATE"
-                        " \"C\", p2 COLLATE \"C\") FROM (SELECT pattern_id_1 AS p1, pattern_id_2 AS"
-                        " p2, sum(cooccurrence_count) AS s FROM pattern_cooccurrence_pending_pairs"
-                        " GROUP BY 1, 2) x"),
-                 pairs);
-    CHECK_EQ_STR(one(c, "SELECT taken || '/' || pending FROM pt_merge_cooccurrence(1000)"), "4/0");
-    CHECK_EQ_STR(one(c, "SELECT string_agg(pattern_id_1 || '+' || pattern_id_2 || '=' ||"
-                        " cooccurrence_count, ' ' ORDER BY pattern_id_1 COLLATE \"C\","
-                        " pattern_id_2 COLLATE \"C\") FROM pattern_cooccurrence"),
-                 pairs);
+    const char *view = "SELECT string_agg(pattern_id_1 || '+' || pattern_id_2 || '=' ||"
+                       " cooccurrence_count, ' ' ORDER BY pattern_id_1 COLLATE \"C\","
+                       " pattern_id_2 COLLATE \"C\") FROM pattern_cooccurrence";
+    CHECK_EQ_STR(one(c, view), pairs);
+    CHECK_EQ_INT(merge_all(cfg), 4);
+    CHECK_EQ_STR(one(c, "SELECT count(*) FROM pattern_cooccurrence_pending"), "0");
+    CHECK_EQ_STR(one(c, view), pairs);
     CHECK_EQ_STR(one(c, "SELECT last_seen_together = pt_ts(6*3600000000) FROM pattern_cooccurrence"
                         " WHERE pattern_id_1 = 'b' AND pattern_id_2 = 'c'"),
                  "t");
-    /* partners array_in must not misread when unquoted: NULL, white space, a backslash */
+    CHECK_EQ_STR(one(c, "SELECT string_agg(pattern_id || '/' || n || '/' || n_low, ' ' ORDER BY"
+                        " pattern_id COLLATE \"C\") FROM pattern_cooccurrence_merged"),
+                 "a\"{,}/1/0 b/3/1 c/1/1 \xc3\xa9/1/1");
+    /* c_pattern's array_in must not misread ids when unquoted: NULL, white space, a backslash */
     agg_reset(a);
     agg_add_pair(a, "NULL", 4, "x y", 3, 1 * H);
     agg_add_pair(a, "x y", 3, "p\\q", 3, 2 * H);
     agg_add_pair(a, "null", 4, "t\tab", 4, 3 * H);
     flush_pairs(c, a, 150, 160);
-    CHECK_EQ_STR(one(c, "SELECT count(*) FILTER (WHERE x IS NULL) || '/' || string_agg(x, '|'"
-                        " ORDER BY x COLLATE \"C\") FROM pattern_cooccurrence_pending,"
-                        " unnest(partners) x"),
-                 "0/NULL|null|p\\q|t\tab|x y|x y");
-    CHECK_EQ_STR(one(c, "SELECT taken FROM pt_merge_cooccurrence(1000)"), "3");
+    CHECK_EQ_STR(one(c, rows), "NULL/1/0/x y:1:3600000000 null/1/0/t\tab:1:10800000000 "
+                               "p\\q/1/0/x y:1:7200000000 t\tab/1/1/null:1:10800000000 "
+                               "x y/2/2/NULL:1:3600000000|p\\q:1:7200000000");
+    CHECK_EQ_INT(merge_all(cfg), 5);
     CHECK_EQ_STR(one(c, "SELECT string_agg(pattern_id_1 || '+' || pattern_id_2, ' ' ORDER BY"
                         " pattern_id_1 COLLATE \"C\") FROM pattern_cooccurrence WHERE"
                         " last_seen_together < pt_ts(4*3600000000)"),
                  "NULL+x y null+t\tab p\\q+x y");
-    /* pattern_cooccurrence_top across merges: 120 pairs counted 1..120 fill it with 21..120;
-     * then k019 (20) gains one and ties the last member k020 (21), ranking above it (byte
-     * order), and member k025 gains one: k019 is in, k020 out, k025 updated */
-    PQclear(PQexec(c, "TRUNCATE pattern_cooccurrence, pattern_cooccurrence_top"));
+    /* pattern_cooccurrence_top across merges, kept at 100 here: 120 pairs counted 1..120 fill
+     * it with 21..120; then k019 (20) gains one and ties the last member k020 (21), ranking
+     * above it (byte order), and member k025 gains one: k019 is in, k020 out, k025 updated */
+    PQclear(PQexec(c, "CREATE OR REPLACE FUNCTION pt_cooccurrence_top_keep() RETURNS INTEGER"
+                      " LANGUAGE sql IMMUTABLE AS $$ SELECT 100 $$"));
+    PQclear(PQexec(c, "TRUNCATE pattern_cooccurrence_merged, pattern_cooccurrence_top"));
     agg_reset(a);
     char id[8];
     for (int i = 0; i < 120; i++) {
@@ -258,7 +319,7 @@ static void test_pg(const char *url)
         }
     }
     flush_pairs(c, a, 160, 170);
-    CHECK_EQ_STR(one(c, "SELECT taken FROM pt_merge_cooccurrence(100000)"), "120");
+    CHECK_EQ_INT(merge_all(cfg), 121);
     const char *top = "SELECT count(*) || '/' || min(cooccurrence_count) || '/' ||"
                       " max(cooccurrence_count) || '/' || sum(cooccurrence_count) FROM"
                       " pattern_cooccurrence_top";
@@ -267,7 +328,7 @@ static void test_pg(const char *url)
     agg_add_pair(a, "k019", 4, "z", 1, 9 * H);
     agg_add_pair(a, "k025", 4, "z", 1, 9 * H);
     flush_pairs(c, a, 170, 180);
-    CHECK_EQ_STR(one(c, "SELECT taken FROM pt_merge_cooccurrence(100000)"), "2");
+    CHECK_EQ_INT(merge_all(cfg), 3);
     CHECK_EQ_STR(one(c, "SELECT string_agg(pattern_id_1 || '=' || cooccurrence_count, ' ' ORDER BY"
                         " pattern_id_1) FROM pattern_cooccurrence_top WHERE pattern_id_1 IN"
                         " ('k019', 'k020', 'k021', 'k025')"),
@@ -279,11 +340,21 @@ static void test_pg(const char *url)
         agg_add_pair(a, "k017", 4, "z", 1, 9 * H);
     }
     flush_pairs(c, a, 180, 190);
-    CHECK_EQ_STR(one(c, "SELECT taken FROM pt_merge_cooccurrence(100000)"), "1");
+    CHECK_EQ_INT(merge_all(cfg), 2);
     CHECK_EQ_STR(one(c, "SELECT string_agg(pattern_id_1 || '=' || cooccurrence_count, ' ' ORDER BY"
                         " pattern_id_1) FROM pattern_cooccurrence_top WHERE pattern_id_1 < 'k022'"),
                  "k017=22 k021=22");
     CHECK_EQ_STR(one(c, top), "100/22/120/7052");
+    /* the rebuild gives what the merges kept */
+    CHECK_EQ_STR(one(c, "SELECT pt_rebuild_cooccurrence_top()"), "NULL"); /* void */
+    CHECK_EQ_STR(one(c, top), "100/22/120/7052");
+    /* z's merged list holds all 120 partners, summed */
+    CHECK_EQ_STR(one(c, "SELECT n || '/' || n_low || '/' || (SELECT sum(cnt) FROM"
+                        " pt_cooc_entries(data)) FROM pattern_cooccurrence_merged"
+                        " WHERE pattern_id = 'z'"),
+                 "120/120/7266");
+    PQclear(PQexec(c, "CREATE OR REPLACE FUNCTION pt_cooccurrence_top_keep() RETURNS INTEGER"
+                      " LANGUAGE sql IMMUTABLE AS $$ SELECT 1000 $$"));
     agg_free(a);
     PQfinish(c);
     config_free(cfg);
