@@ -113,10 +113,12 @@ static const option_t options[] = {
      "Events with up to this many distinct patterns record every pair of them (co-occurrence); "
      "events with more are counted in usage_topic_stats instead. 0 turns pairs off."},
     {"cooccurrence_merge_ms", T_INT, "1000", OFF(cooccurrence_merge_ms), NULL, true, 0, 3600000,
-     "How often the pairs flushes leave pending are merged into pattern_cooccurrence (back to "
-     "back while behind). Pending pairs count in every answer: a pattern's answer reads its "
-     "pending rows, the top pairs all of them, so merges keep answers quick. 0 stops merging "
-     "(tests)."},
+     "How often the engine looks for pending co-occurrence rows to merge into "
+     "pattern_cooccurrence_merged (back to back while behind). A pattern's rows are merged "
+     "once it has 8, or their size reaches half its merged list's, or ingest has been quiet "
+     "for three intervals. Pending rows count in every answer: a pattern's answer reads its "
+     "own, the top pairs all of them. 0 stops merging (tests; patterntrack "
+     "merge-cooccurrence merges by hand)."},
     {"retention_hourly_days", T_INT, "90", OFF(retention_hourly_days), NULL, true, 1, 36500,
      "Hourly buckets older than this many days roll up into daily buckets (totals unchanged)."},
     {"pattern_lifetime_days", T_DAYS, NULL, OFF(n_lifetimes), NULL, true, 1, 36500,
