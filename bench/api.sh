@@ -74,11 +74,20 @@ SELECT n.pattern_id, date_trunc('hour', now()) - ((h * 37 + substr(n.pattern_id,
        greatest(1, n.usage_count / 30)
   FROM pattern_lineage_nodes n, generate_series(1, 30) h
 ON CONFLICT DO NOTHING;
--- co-occurrence: pattern g with its next 1 + 200000 / (g + 1000) neighbours
-INSERT INTO pattern_cooccurrence (pattern_id_1, pattern_id_2, cooccurrence_count, last_seen_together)
-SELECT 'pat-' || lpad(g::text, 6, '0'), 'pat-' || lpad((g + k)::text, 6, '0'), 1 + 100000 / (g + k), now() - (k || ' minutes')::interval
-  FROM generate_series(1, 99000) g, LATERAL generate_series(1, 1 + (200000 / (g + 1000))) k
+-- co-occurrence: pattern g with its next 1 + 200000 / (g + 1000) neighbours, as the partner
+-- lists the merges keep (sql/012), both sides of each pair, and their top
+CREATE TEMP TABLE seed_pairs AS
+SELECT 'pat-' || lpad(g::text, 6, '0') AS a, 'pat-' || lpad((g + k)::text, 6, '0') AS b,
+       (1 + 100000 / (g + k))::bigint AS c,
+       (extract(epoch FROM now() - (k || ' minutes')::interval) * 1000000)::bigint AS l
+  FROM generate_series(1, 99000) g, LATERAL generate_series(1, 1 + (200000 / (g + 1000))) k;
+INSERT INTO pattern_cooccurrence_merged (pattern_id, n, n_low, data)
+SELECT p, count(*), count(*) FILTER (WHERE o COLLATE "C" < p COLLATE "C"),
+       '\x01'::bytea || string_agg(pt_cooc_entry(o, c, l), ''::bytea ORDER BY o COLLATE "C")
+  FROM (SELECT a AS p, b AS o, c, l FROM seed_pairs UNION ALL SELECT b, a, c, l FROM seed_pairs) s
+ GROUP BY p
 ON CONFLICT DO NOTHING;
+SELECT pt_rebuild_cooccurrence_top();
 UPDATE usage_topic_stats SET events = events; -- (no rows yet; the engine adds them)
 INSERT INTO usage_topic_stats (topic, events, events_with_patterns) VALUES ('seed', 2500000, 2500000);
 -- the per-agent and per-hour totals the flush would have kept (sql/008_totals.sql)

@@ -218,8 +218,8 @@ static int side_cmp(const void *x, const void *y)
  * them, where array literals of partners cost it a parse of every element (78 us per event of 8
  * patterns). c_data goes in binary format (flush_send). Grouping here rather than in SQL: the builder thread has a core to itself, the
  * flush's backend has not. */
-static void build_pairs(const agg_t *a, pg_buf_t *pat, pg_buf_t *n, pg_buf_t *low,
-                        pg_buf_t *lens, pg_buf_t *data)
+static void build_pairs(const agg_t *a, pg_buf_t *pat, pg_buf_t *n, pg_buf_t *low, pg_buf_t *lens,
+                        pg_buf_t *data)
 {
     size_t np = agg_n_pairs(a);
     if (np == 0) {
@@ -485,8 +485,8 @@ static void built_cb(evutil_socket_t fd, short what, void *arg)
     /* c_data ($32) in binary: the partner lists as they are, not twice their size in hex */
     int formats[FLUSH_NPARAMS] = {0};
     formats[FLUSH_DATA_PARAM] = 1;
-    int rc = pg_conn_query_fmt(f->conn, flush_sql, n, (const char *const *)values, lengths,
-                               formats, false, f->timeout_ms, result_cb, f);
+    int rc = pg_conn_query_fmt(f->conn, flush_sql, n, (const char *const *)values, lengths, formats,
+                               false, f->timeout_ms, result_cb, f);
     flush_build_free(values, n);
     if (rc != 0) {
         flush_cb cb = f->cb;

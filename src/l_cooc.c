@@ -377,8 +377,7 @@ static bool on_pending(tp_t *t, str_t a, const cooc_entry_t *e, void *ud)
 static bool on_resolved(tp_t *t, str_t a, const cooc_entry_t *e, void *ud)
 {
     (void)ud;
-    pair_t p = {.a = a, .b = {e->id, e->len}, .count = e->count,
-                .last_us = e->last_us};
+    pair_t p = {.a = a, .b = {e->id, e->len}, .count = e->count, .last_us = e->last_us};
     if (!pairs_add(&t->exact, p)) {
         snprintf(t->err, sizeof t->err, "out of memory");
         return false;

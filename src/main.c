@@ -517,7 +517,8 @@ int main(int argc, char **argv)
             char *end = NULL;
             merge_patterns = i + 1 < argc ? strtoll(argv[i + 1], &end, 10) : 0;
             if (end == NULL || *end != '\0' || merge_patterns < 1) {
-                fprintf(stderr, "patterntrack: --patterns needs a number of patterns (1 or more)\n");
+                fprintf(stderr,
+                        "patterntrack: --patterns needs a number of patterns (1 or more)\n");
                 return 1;
             }
             i++;

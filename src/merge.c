@@ -120,10 +120,10 @@ struct merge {
     merge_done_fn done;
     void *done_ud;
     bool failing;
-    int64_t last_newest; /* newest flush_id the previous plan saw */
+    int64_t last_newest;         /* newest flush_id the previous plan saw */
     struct timeval newest_since; /* when a plan first saw it */
     bool locked_out;             /* another engine held the merge lock */
-    bool behind;         /* the plan left due patterns for the next merge */
+    bool behind;                 /* the plan left due patterns for the next merge */
     int64_t plan_entries;
     int64_t chosen_entries;
     pg_buf_t chosen; /* text[] literal of the patterns this merge takes */
@@ -145,8 +145,8 @@ struct merge {
 static void job_init(job_t *j)
 {
     memset(j, 0, sizeof *j);
-    pg_buf_t *bufs[] = {&j->raw, &j->topraw, &j->pat,  &j->n,   &j->low, &j->lens,
-                        &j->data, &j->tp1,   &j->tp2, &j->tcnt, &j->tlast};
+    pg_buf_t *bufs[] = {&j->raw,  &j->topraw, &j->pat, &j->n,    &j->low,  &j->lens,
+                        &j->data, &j->tp1,    &j->tp2, &j->tcnt, &j->tlast};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         pg_buf_init(bufs[i]);
     }
@@ -154,8 +154,8 @@ static void job_init(job_t *j)
 
 static void job_free(job_t *j)
 {
-    pg_buf_t *bufs[] = {&j->raw, &j->topraw, &j->pat,  &j->n,   &j->low, &j->lens,
-                        &j->data, &j->tp1,   &j->tp2, &j->tcnt, &j->tlast};
+    pg_buf_t *bufs[] = {&j->raw,  &j->topraw, &j->pat, &j->n,    &j->low,  &j->lens,
+                        &j->data, &j->tp1,    &j->tp2, &j->tcnt, &j->tlast};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         pg_buf_free(bufs[i]);
     }
@@ -477,7 +477,7 @@ static bool choose(merge_t *m, PGresult *res)
         v[i] = (plan_t){atoll(PQgetvalue(res, i, 1)), atoll(PQgetvalue(res, i, 2)),
                         atoll(PQgetvalue(res, i, 3)), atoll(PQgetvalue(res, i, 4)),
                         atoll(PQgetvalue(res, i, 5)), PQgetvalue(res, i, 0),
-                        PQgetlength(res, i, 0), false};
+                        PQgetlength(res, i, 0),       false};
         newest = v[i].newest > newest ? v[i].newest : newest;
         m->st.pending_entries += v[i].entries;
     }
@@ -763,8 +763,7 @@ static merge_t *create(struct event_base *base, const config_t *c)
     if (m->conn == NULL || m->timer == NULL || pipe(m->pipe) != 0 ||
         fcntl(m->pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
         (m->ev_done = event_new(base, m->pipe[0], EV_READ | EV_PERSIST, worked_cb, m)) == NULL ||
-        event_add(m->ev_done, NULL) != 0 ||
-        pthread_create(&m->thread, NULL, worker_main, m) != 0) {
+        event_add(m->ev_done, NULL) != 0 || pthread_create(&m->thread, NULL, worker_main, m) != 0) {
         merge_free(m);
         return NULL;
     }

@@ -15,8 +15,9 @@
 #define NF 3
 
 /* byte order matters: "\xc3\xa9" sorts above every ASCII id, "p1" below "p10" */
-static const char *const ids[NP] = {"a",  "b",   "p1",  "p10", "p2",         "p2\"q", "r\\s",
-                                    "x",  "xy",  "xyz", "z",   "\xc3\xa9t\xc3\xa9", "Z", "0"};
+static const char *const ids[NP] = {"a",    "b", "p1", "p10", "p2", "p2\"q",
+                                    "r\\s", "x", "xy", "xyz", "z",  "\xc3\xa9t\xc3\xa9",
+                                    "Z",    "0"};
 
 static uint64_t rng = 88172645463325252ULL;
 static uint64_t next_rand(void)

@@ -160,13 +160,14 @@ static void test_pg(const char *url)
     CHECK(migrate_run(cfg, 5, err, sizeof err) == 0);
     PGconn *c = PQconnectdb(url);
     CHECK(PQstatus(c) == CONNECTION_OK);
-    PQclear(PQexec(c, "TRUNCATE pattern_lineage_nodes, pattern_agent_usage, pattern_usage_hourly,"
-                      " pattern_usage_daily, pattern_cooccurrence_merged, pattern_cooccurrence_pending,"
-                      " pattern_cooccurrence_top,"
-                      " agent_usage_totals,"
-                      " usage_hourly_totals, usage_daily_totals, agent_type_usage,"
-                      " agent_top_patterns,"
-                      " usage_consumer_offsets, usage_topic_stats, usage_dead_letters"));
+    PQclear(
+        PQexec(c, "TRUNCATE pattern_lineage_nodes, pattern_agent_usage, pattern_usage_hourly,"
+                  " pattern_usage_daily, pattern_cooccurrence_merged, pattern_cooccurrence_pending,"
+                  " pattern_cooccurrence_top,"
+                  " agent_usage_totals,"
+                  " usage_hourly_totals, usage_daily_totals, agent_type_usage,"
+                  " agent_top_patterns,"
+                  " usage_consumer_offsets, usage_topic_stats, usage_dead_letters"));
     PQclear(PQexec(c, "INSERT INTO pattern_lineage_nodes (pattern_id, pattern_name, pattern_type)"
                       " VALUES ('reg', 'Registered', 'code')"));
 
