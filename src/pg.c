@@ -716,18 +716,6 @@ void pg_array_bytea(pg_buf_t *b, const char *s, size_t len)
     b->data[b->len] = '\0';
 }
 
-void pg_buf_hex(pg_buf_t *b, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    reserve(b, len * 2);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        b->data[b->len++] = hex[ch >> 4];
-        b->data[b->len++] = hex[ch & 15];
-    }
-    b->data[b->len] = '\0';
-}
-
 void pg_array_next(pg_buf_t *b)
 {
     pg_buf_putc(b, ',');

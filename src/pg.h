@@ -84,8 +84,6 @@ void pg_buf_reset(pg_buf_t *b);
 void pg_buf_putc(pg_buf_t *b, char c);
 void pg_buf_put(pg_buf_t *b, const char *s, size_t len);
 void pg_buf_printf(pg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Appends len bytes as lowercase hex digits (bytea's hex format after its \x). */
-void pg_buf_hex(pg_buf_t *b, const char *s, size_t len);
 /* Array literals: start with '{', elements separated by ',', end with '}'. */
 void pg_array_text(pg_buf_t *b, const char *s, size_t len);
 void pg_array_word(pg_buf_t *b, const char *s, size_t len);
