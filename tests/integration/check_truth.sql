@@ -13,6 +13,10 @@
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 SET TIME ZONE 'UTC';
+-- One snapshot for every table read: an engine still running may commit a flush or a
+-- co-occurrence merge between two statements (pattern_cooccurrence_top read after the lists
+-- it was kept from would be ahead of them).
+BEGIN ISOLATION LEVEL REPEATABLE READ;
 
 CREATE TEMP TABLE truth_p (pattern TEXT, count BIGINT, first_us BIGINT, last_us BIGINT);
 CREATE TEMP TABLE truth_a (pattern TEXT, agent TEXT, count BIGINT, first_us BIGINT,
@@ -347,3 +351,4 @@ SELECT line FROM (
 SELECT 'RESULT', coalesce((SELECT sum(n) FROM (SELECT DISTINCT tbl, n FROM diff) x), 0),
        (SELECT count(*) FROM truth_p), (SELECT count(*) FROM truth_a),
        (SELECT count(*) FROM truth_h), (SELECT count(*) FROM truth_c);
+COMMIT;
