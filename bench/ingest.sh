@@ -71,7 +71,7 @@ LUA
     wait_for 1800 exact
     t1=$(now)
     # Co-occurrence pairs are exact in every answer once flushed (pending ones are added), but
-    # the engine merges them into pattern_cooccurrence afterwards: the time until none is
+    # the engine merges them into pattern_cooccurrence_merged afterwards: the time until none is
     # pending is what sustained load needs.
     merged() { [ "$(psql "$DATABASE_URL" -XtAc "SELECT count(*) FROM pattern_cooccurrence_pending")" = 0 ]; }
     wait_for 1800 merged

@@ -1,7 +1,7 @@
 -- History analytics over the usage buckets: trends, time series, heatmaps, co-occurrence and
 -- lifecycle health. Every count comes from tables the flush keeps exact in the same transaction
 -- as the usage counts: pattern_usage_hourly (+ pattern_usage_daily, where hours older than
--- retention_hourly_days are rolled up), pattern_cooccurrence, pattern_agent_usage and
+-- retention_hourly_days are rolled up), the co-occurrence lists (sql/012), pattern_agent_usage and
 -- pattern_lineage_nodes. Agents have their own file (agents.lua).
 local stats = require("pt.stats")
 local H = require("pt.history")
