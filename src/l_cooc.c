@@ -488,7 +488,9 @@ static int l_cooc_top_pairs(lua_State *L)
         tp_free(&t);
         return push_need_all(L);
     }
-    qsort(t.top.v, t.top.n, sizeof *t.top.v, key_qcmp);
+    if (t.top.n > 0) { /* qsort must not see a NULL array, even empty */
+        qsort(t.top.v, t.top.n, sizeof *t.top.v, key_qcmp);
+    }
 
     if (second && !all) {
         nneed = (size_t)luaL_len(L, 3);
