@@ -7,6 +7,7 @@
 
 #include "l_pt.h"
 #include "log.h"
+#include "text.h"
 
 #define DB_MAX_PARAMS 64
 
@@ -97,11 +98,6 @@ static void push_text_array(lua_State *L, const char *v)
     }
 }
 
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* bytea in hex output (\x0a1b..., the server's default since 9.0) -> its bytes; anything
  * else (escape output) as the text it came in. [-0, +1] */
 static void push_bytea(lua_State *L, const char *v, size_t n)
@@ -113,7 +109,7 @@ static void push_bytea(lua_State *L, const char *v, size_t n)
     luaL_Buffer b;
     char *out = luaL_buffinitsize(L, &b, (n - 2) / 2);
     for (size_t i = 2; i < n; i += 2) {
-        int hi = hex_digit(v[i]), lo = hex_digit(v[i + 1]);
+        int hi = text_hex_digit(v[i]), lo = text_hex_digit(v[i + 1]);
         if (hi < 0 || lo < 0) {
             luaL_pushresultsize(&b, 0);
             lua_pop(L, 1);

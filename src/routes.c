@@ -210,20 +210,6 @@ void routes_free(routes_t *r)
     free(r);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Strict percent-decoding (evhttp_uridecode passes a malformed %xx through as text): out gets
  * len + 1 bytes at most; plus: '+' is a space (in a query, not in a path). -1 on a '%' not
  * followed by two hex digits. */
@@ -238,7 +224,7 @@ static int pct_decode(const char *s, size_t len, bool plus, char *out, size_t *o
         if (i + 2 >= len) {
             return -1;
         }
-        int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+        int hi = text_hex_digit(s[i + 1]), lo = text_hex_digit(s[i + 2]);
         if (hi < 0 || lo < 0) {
             return -1;
         }

@@ -195,3 +195,17 @@ void text_format_time(int64_t us, char *buf, size_t buflen)
     snprintf(buf, buflen, "%04lld-%02d-%02dT%02d:%02d:%02d.%06dZ", (long long)tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
 }
+
+int text_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}

@@ -10,6 +10,9 @@
 /* True when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 bool text_utf8_valid(const char *s, size_t len);
 
+/* The value of a hex digit (either case), or -1. */
+int text_hex_digit(char c);
+
 /* The times text_parse_time accepts: [0001-01-01T00:00:00Z, 10000-01-01T00:00:00Z), in seconds
  * since the epoch. */
 #define TEXT_TIME_MIN_S (-62135596800LL)

@@ -1,6 +1,7 @@
 #include "check.h"
 #include "text.h"
 
+#include <ctype.h>
 #include <time.h>
 
 /* Reference conversion through timegm: independent of text.c's own date arithmetic. */
@@ -26,6 +27,17 @@ static int64_t parse(const char *s)
 
 int main(void)
 {
+    /* hex digits of either case (percent-decoding, bytea) and nothing else */
+    const char *digits = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        CHECK_EQ_INT(text_hex_digit(digits[i]), i);
+        CHECK_EQ_INT(text_hex_digit((char)toupper((unsigned char)digits[i])), i);
+    }
+    CHECK_EQ_INT(text_hex_digit('g'), -1);
+    CHECK_EQ_INT(text_hex_digit('G'), -1);
+    CHECK_EQ_INT(text_hex_digit('/'), -1);
+    CHECK_EQ_INT(text_hex_digit(':'), -1);
+    CHECK_EQ_INT(text_hex_digit('\0'), -1);
     /* the formats seen on the bus */
     CHECK_EQ_INT(parse("2025-11-04T15:02:11.734918+00:00"),
                  ref_us(2025, 11, 4, 15, 2, 11, 734918, 0));
