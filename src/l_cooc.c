@@ -447,7 +447,13 @@ static int l_cooc_top_pairs(lua_State *L)
     str_t *need = NULL;
     size_t nneed = 0;
 
-    /* the header and the top rows */
+    /* the header and the top rows; the top's array exists even when empty, for qsort and
+     * bsearch (which must not be given NULL) */
+    t.top.cap = 64;
+    t.top.v = malloc(t.top.cap * sizeof *t.top.v);
+    if (t.top.v == NULL) {
+        return luaL_error(L, "out of memory");
+    }
     int64_t keep = -1;
     size_t n1 = (size_t)luaL_len(L, 1);
     for (size_t i = 1; i <= n1; i++) {
@@ -488,9 +494,7 @@ static int l_cooc_top_pairs(lua_State *L)
         tp_free(&t);
         return push_need_all(L);
     }
-    if (t.top.n > 0) { /* qsort must not see a NULL array, even empty */
-        qsort(t.top.v, t.top.n, sizeof *t.top.v, key_qcmp);
-    }
+    qsort(t.top.v, t.top.n, sizeof *t.top.v, key_qcmp);
 
     if (second && !all) {
         nneed = (size_t)luaL_len(L, 3);

@@ -403,6 +403,10 @@ int main(void)
     static const int limits[] = {1, 2, 3, 5, 20, 100};
     for (int trial = 0; trial < 60; trial++) {
         make_model(10 + (int)rnd(60), trial % 3 == 0 ? 3 : 1000);
+        if (trial % 5 == 4) {
+            /* nothing merged yet: an empty top, every pair pending */
+            memset(cnt[0], 0, sizeof cnt[0]);
+        }
         for (size_t k = 0; k < sizeof keeps / sizeof keeps[0]; k++) {
             for (size_t m = 0; m < sizeof limits / sizeof limits[0]; m++) {
                 check_top(L, keeps[k], limits[m], &b);
