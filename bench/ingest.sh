@@ -13,7 +13,8 @@
 # Needs `make build` and `eval "$(scripts/services up)"`. Extra pt-loadgen flags via
 # LOADGEN_ARGS (default: 10,000 patterns, 500 agents, Zipf 1.1, up to 8 references, event times
 # within the last hour as live traffic has them); extra engine options via EXTRA_CONFIG, e.g.
-# EXTRA_CONFIG='cooccurrence_max_patterns = 0,'.
+# EXTRA_CONFIG='cooccurrence_max_patterns = 0,'. PT_BENCH_LOGS=DIR keeps each run's engine log
+# there (with EXTRA_CONFIG='log_level = "debug",' it times every flush and merge).
 set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 . "$ROOT/tests/integration/lib.sh"
@@ -86,6 +87,9 @@ LUA
     results+=("$rate")
     mresults+=("$mrate")
     rss+=("$hwm")
+    if [ -n "${PT_BENCH_LOGS:-}" ]; then
+        cp "$dir/engine.log" "$PT_BENCH_LOGS/engine-$run.log"
+    fi
     rm -rf "$dir"
     export DATABASE_URL="$base/patterntrack"
 done

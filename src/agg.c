@@ -24,23 +24,29 @@ typedef struct {
     size_t vcap;
 } itab_t;
 
+/* The tables hold strings by their idx and times by their place in the batch's time table
+ * (a tref), not as pointers, lengths, hashes and int64s: a slot is a quarter to two thirds of
+ * that size, and a batch flushes more events in the same max_buffer_mb, which is what makes a
+ * flush cheaper per event (fewer (pattern, agent) rows and pattern rows per event). Counts are
+ * 32-bit: each event adds at most 1 to each slot (the ingest dedups an event's patterns) and
+ * a batch holds fewer than AGG_MAX_EVENTS. count 0: an empty slot. */
 typedef struct {
-    uint64_t hash;
-    agg_use_t u;
+    uint32_t pat, agent; /* idx in patterns, strings */
+    uint32_t count;
+    uint32_t first, last; /* trefs */
 } use_slot_t;
 
 typedef struct {
-    uint64_t hash;
-    agg_hour_t h;
+    int64_t hour;
+    uint32_t pat;
+    uint32_t count;
 } hour_slot_t;
 
-/* A pair by its patterns' idx (i1's string below i2's): a third of the size of pointers,
- * lengths and a hash, so a batch of events with many patterns holds 2.3 times as many pairs in
- * the same max_buffer_mb (and flushes bigger batches: fewer rows per event). count 0: empty. */
+/* i1's string below i2's */
 typedef struct {
     uint32_t i1, i2;
-    int64_t count;
-    int64_t last_us;
+    uint32_t count;
+    uint32_t last; /* tref */
 } pair_slot_t;
 
 struct agg {
@@ -54,6 +60,10 @@ struct agg {
     size_t hours_cap, hours_n;
     pair_slot_t *pairs;
     size_t pairs_cap, pairs_n;
+    /* The event times the slots refer to, in the order added; an event's uses and pairs share
+     * one entry (consecutive equal times do). */
+    int64_t *times;
+    size_t times_n, times_cap;
     agg_topic_t *topics;
     size_t topics_n, topics_cap;
     agg_offset_t *offsets;
@@ -200,6 +210,7 @@ void agg_free(agg_t *a)
     free(a->uses);
     free(a->hours);
     free(a->pairs);
+    free(a->times);
     free(a->topics);
     free(a->offsets);
     free(a->dead);
@@ -270,9 +281,25 @@ void agg_reset(agg_t *a)
         memset(a->pairs, 0, a->pairs_cap * sizeof(pair_slot_t));
     }
     a->pairs_n = 0;
+    if (a->times_cap > 1048576) {
+        free(a->times);
+        a->times = NULL;
+        a->times_cap = 0;
+    }
+    a->times_n = 0;
     a->topics_n = 0;
     a->offsets_n = 0;
     a->events = 0;
+}
+
+static uint64_t use_hash(const agg_t *a, uint32_t pat, uint32_t agent)
+{
+    return mix(a->patterns.byidx[pat].hash, a->strings.byidx[agent].hash);
+}
+
+static uint64_t hour_hash(const agg_t *a, uint32_t pat, int64_t hour)
+{
+    return mix(a->patterns.byidx[pat].hash, (uint64_t)hour);
 }
 
 static void uses_grow(agg_t *a)
@@ -280,9 +307,9 @@ static void uses_grow(agg_t *a)
     size_t ncap = a->uses_cap ? a->uses_cap * 2 : 1024;
     use_slot_t *ns = xcalloc(ncap, sizeof(use_slot_t));
     for (size_t i = 0; i < a->uses_cap; i++) {
-        if (a->uses[i].u.pattern != NULL) {
-            size_t j = a->uses[i].hash & (ncap - 1);
-            while (ns[j].u.pattern != NULL) {
+        if (a->uses[i].count != 0) {
+            size_t j = use_hash(a, a->uses[i].pat, a->uses[i].agent) & (ncap - 1);
+            while (ns[j].count != 0) {
                 j = (j + 1) & (ncap - 1);
             }
             ns[j] = a->uses[i];
@@ -298,9 +325,9 @@ static void hours_grow(agg_t *a)
     size_t ncap = a->hours_cap ? a->hours_cap * 2 : 1024;
     hour_slot_t *ns = xcalloc(ncap, sizeof(hour_slot_t));
     for (size_t i = 0; i < a->hours_cap; i++) {
-        if (a->hours[i].h.pattern != NULL) {
-            size_t j = a->hours[i].hash & (ncap - 1);
-            while (ns[j].h.pattern != NULL) {
+        if (a->hours[i].count != 0) {
+            size_t j = hour_hash(a, a->hours[i].pat, a->hours[i].hour) & (ncap - 1);
+            while (ns[j].count != 0) {
                 j = (j + 1) & (ncap - 1);
             }
             ns[j] = a->hours[i];
@@ -343,6 +370,34 @@ int agg_bytes_cmp(const char *x, size_t lx, const char *y, size_t ly)
     return lx < ly ? -1 : lx > ly ? 1 : 0;
 }
 
+/* The tref of time t: the last entry when it is t (an event's uses and pairs come one after
+ * the other), else a new one. */
+static uint32_t tref(agg_t *a, int64_t t)
+{
+    if (a->times_n > 0 && a->times[a->times_n - 1] == t) {
+        return (uint32_t)(a->times_n - 1);
+    }
+    if (a->times_n == a->times_cap) {
+        a->times_cap = a->times_cap ? a->times_cap * 2 : 1024;
+        a->times = xrealloc(a->times, a->times_cap * sizeof(int64_t));
+    }
+    if (a->times_n >= UINT32_MAX) {
+        abort(); /* 32 GB of times: far beyond any max_buffer_mb */
+    }
+    a->times[a->times_n] = t;
+    return (uint32_t)a->times_n++;
+}
+
+/* Adds n to a 32-bit count. Below AGG_MAX_EVENTS events (ingest_accepting) a count cannot
+ * get near UINT32_MAX; past it, stopping beats counting wrong. */
+static void count_add(uint32_t *c, int64_t n)
+{
+    if (n < 0 || (uint64_t)n > UINT32_MAX - *c) {
+        abort();
+    }
+    *c += (uint32_t)n;
+}
+
 static void add_pair_n(agg_t *a, const char *p1, size_t l1, const char *p2, size_t l2,
                        int64_t count, int64_t last_us)
 {
@@ -363,15 +418,17 @@ static void add_pair_n(agg_t *a, const char *p1, size_t l1, const char *p2, size
     while (a->pairs[j].count != 0) {
         pair_slot_t *e = &a->pairs[j];
         if (e->i1 == x && e->i2 == y) {
-            e->count += count;
-            if (last_us > e->last_us) {
-                e->last_us = last_us;
+            count_add(&e->count, count);
+            if (last_us > a->times[e->last]) {
+                e->last = tref(a, last_us);
             }
             return;
         }
         j = (j + 1) & (a->pairs_cap - 1);
     }
-    a->pairs[j] = (pair_slot_t){x, y, count, last_us};
+    pair_slot_t *e = &a->pairs[j];
+    *e = (pair_slot_t){x, y, 0, tref(a, last_us)};
+    count_add(&e->count, count);
     a->pairs_n++;
 }
 
@@ -395,25 +452,25 @@ static void add_use_range(agg_t *a, const char *pattern, size_t plen, const char
     if ((a->uses_n + 1) * 10 >= a->uses_cap * 7) {
         uses_grow(a);
     }
-    /* Interned pointers identify strings, so the pair hashes from the string hashes. */
-    uint64_t h = mix(p->hash, g->hash);
-    size_t j = h & (a->uses_cap - 1);
-    while (a->uses[j].u.pattern != NULL) {
-        agg_use_t *u = &a->uses[j].u;
-        if (u->pattern == p->s && u->agent == g->s) {
-            u->count += count;
-            if (first_us < u->first_us) {
-                u->first_us = first_us;
+    size_t j = use_hash(a, p->idx, g->idx) & (a->uses_cap - 1);
+    while (a->uses[j].count != 0) {
+        use_slot_t *u = &a->uses[j];
+        if (u->pat == p->idx && u->agent == g->idx) {
+            count_add(&u->count, count);
+            if (first_us < a->times[u->first]) {
+                u->first = tref(a, first_us);
             }
-            if (last_us > u->last_us) {
-                u->last_us = last_us;
+            if (last_us > a->times[u->last]) {
+                u->last = tref(a, last_us);
             }
             return;
         }
         j = (j + 1) & (a->uses_cap - 1);
     }
-    a->uses[j].hash = h;
-    a->uses[j].u = (agg_use_t){p->s, p->len, g->s, g->len, count, first_us, last_us};
+    use_slot_t *u = &a->uses[j];
+    *u = (use_slot_t){p->idx, g->idx, 0, tref(a, first_us), 0};
+    u->last = tref(a, last_us);
+    count_add(&u->count, count);
     a->uses_n++;
 }
 
@@ -423,18 +480,18 @@ static void add_hour(agg_t *a, const char *pattern, size_t plen, int64_t hour, i
     if ((a->hours_n + 1) * 10 >= a->hours_cap * 7) {
         hours_grow(a);
     }
-    uint64_t h = mix(p->hash, (uint64_t)hour);
-    size_t j = h & (a->hours_cap - 1);
-    while (a->hours[j].h.pattern != NULL) {
-        agg_hour_t *e = &a->hours[j].h;
-        if (e->pattern == p->s && e->hour == hour) {
-            e->count += count;
+    size_t j = hour_hash(a, p->idx, hour) & (a->hours_cap - 1);
+    while (a->hours[j].count != 0) {
+        hour_slot_t *e = &a->hours[j];
+        if (e->pat == p->idx && e->hour == hour) {
+            count_add(&e->count, count);
             return;
         }
         j = (j + 1) & (a->hours_cap - 1);
     }
-    a->hours[j].hash = h;
-    a->hours[j].h = (agg_hour_t){p->s, p->len, hour, count};
+    hour_slot_t *e = &a->hours[j];
+    *e = (hour_slot_t){hour, p->idx, 0};
+    count_add(&e->count, count);
     a->hours_n++;
 }
 
@@ -526,23 +583,25 @@ void agg_add_dead(agg_t *a, const char *topic, int32_t partition, int64_t offset
 void agg_merge(agg_t *dst, agg_t *src)
 {
     for (size_t i = 0; i < src->uses_cap; i++) {
-        const agg_use_t *u = &src->uses[i].u;
-        if (u->pattern != NULL) {
-            add_use_range(dst, u->pattern, u->pattern_len, u->agent, u->agent_len, u->count,
-                          u->first_us, u->last_us);
+        const use_slot_t *u = &src->uses[i];
+        if (u->count != 0) {
+            const istr_t *p = &src->patterns.byidx[u->pat], *g = &src->strings.byidx[u->agent];
+            add_use_range(dst, p->s, p->len, g->s, g->len, u->count, src->times[u->first],
+                          src->times[u->last]);
         }
     }
     for (size_t i = 0; i < src->hours_cap; i++) {
-        const agg_hour_t *h = &src->hours[i].h;
-        if (h->pattern != NULL) {
-            add_hour(dst, h->pattern, h->pattern_len, h->hour, h->count);
+        const hour_slot_t *h = &src->hours[i];
+        if (h->count != 0) {
+            const istr_t *p = &src->patterns.byidx[h->pat];
+            add_hour(dst, p->s, p->len, h->hour, h->count);
         }
     }
     for (size_t i = 0; i < src->pairs_cap; i++) {
         const pair_slot_t *p = &src->pairs[i];
         if (p->count != 0) {
             const istr_t *x = &src->patterns.byidx[p->i1], *y = &src->patterns.byidx[p->i2];
-            add_pair_n(dst, x->s, x->len, y->s, y->len, p->count, p->last_us);
+            add_pair_n(dst, x->s, x->len, y->s, y->len, p->count, src->times[p->last]);
         }
     }
     for (size_t i = 0; i < src->topics_n; i++) {
@@ -584,7 +643,8 @@ size_t agg_patterns(const agg_t *a)
 /* What the batch holds, not what it has reserved: a reset keeps the tables' capacity (up to
  * 131072 slots each), and counting that would keep an empty batch "full" for a small
  * max_buffer_mb, pausing consumption for good. Tables count at twice their entries (their load
- * stays between 35 % and 70 %), strings once more for their byidx; the arena at its used bytes. */
+ * stays between 35 % and 70 %), strings once more for their byidx; the arena and the times at
+ * their used bytes. */
 size_t agg_bytes(const agg_t *a)
 {
     size_t arena = 0;
@@ -593,7 +653,7 @@ size_t agg_bytes(const agg_t *a)
     }
     return arena + 3 * (a->patterns.n + a->strings.n) * sizeof(istr_t) +
            2 * a->uses_n * sizeof(use_slot_t) + 2 * a->hours_n * sizeof(hour_slot_t) +
-           2 * a->pairs_n * sizeof(pair_slot_t) + a->dead_bytes;
+           2 * a->pairs_n * sizeof(pair_slot_t) + a->times_n * sizeof(int64_t) + a->dead_bytes;
 }
 
 bool agg_empty(const agg_t *a)
@@ -609,8 +669,12 @@ void agg_count_event(agg_t *a)
 void agg_each_use(const agg_t *a, void (*fn)(const agg_use_t *, void *), void *ud)
 {
     for (size_t i = 0; i < a->uses_cap; i++) {
-        if (a->uses[i].u.pattern != NULL) {
-            fn(&a->uses[i].u, ud);
+        const use_slot_t *s = &a->uses[i];
+        if (s->count != 0) {
+            const istr_t *p = &a->patterns.byidx[s->pat], *g = &a->strings.byidx[s->agent];
+            agg_use_t u = {p->s, p->len, g->s, g->len, s->count, a->times[s->first],
+                           a->times[s->last]};
+            fn(&u, ud);
         }
     }
 }
@@ -618,8 +682,11 @@ void agg_each_use(const agg_t *a, void (*fn)(const agg_use_t *, void *), void *u
 void agg_each_hour(const agg_t *a, void (*fn)(const agg_hour_t *, void *), void *ud)
 {
     for (size_t i = 0; i < a->hours_cap; i++) {
-        if (a->hours[i].h.pattern != NULL) {
-            fn(&a->hours[i].h, ud);
+        const hour_slot_t *s = &a->hours[i];
+        if (s->count != 0) {
+            const istr_t *p = &a->patterns.byidx[s->pat];
+            agg_hour_t h = {p->s, p->len, s->hour, s->count};
+            fn(&h, ud);
         }
     }
 }
@@ -630,7 +697,7 @@ void agg_each_pair(const agg_t *a, void (*fn)(const agg_pair_t *, void *), void 
         const pair_slot_t *p = &a->pairs[i];
         if (p->count != 0) {
             const istr_t *x = &a->patterns.byidx[p->i1], *y = &a->patterns.byidx[p->i2];
-            agg_pair_t e = {x->s, x->len, y->s, y->len, p->count, p->last_us};
+            agg_pair_t e = {x->s, x->len, y->s, y->len, p->count, a->times[p->last]};
             fn(&e, ud);
         }
     }

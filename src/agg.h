@@ -11,6 +11,10 @@
 
 typedef struct agg agg_t;
 
+/* Events a batch (or two merged after a failed flush) may hold: its counts are 32-bit, and
+ * each event adds at most 1 to each (ingest_accepting stops consuming before this). */
+#define AGG_MAX_EVENTS ((size_t)1 << 31)
+
 /* Strings held by an aggregate are interned: equal strings share one pointer. */
 typedef struct {
     const char *pattern;
@@ -100,7 +104,8 @@ bool agg_empty(const agg_t *a);
  * produce several uses or none). */
 void agg_count_event(agg_t *a);
 
-/* Iterators: call fn for each element; order is unspecified. */
+/* Iterators: call fn for each element; order is unspecified. The element lasts for the call
+ * (it is built from the slot, not the slot itself): copy it to keep it. */
 void agg_each_use(const agg_t *a, void (*fn)(const agg_use_t *, void *), void *ud);
 void agg_each_hour(const agg_t *a, void (*fn)(const agg_hour_t *, void *), void *ud);
 /* Byte order, as PostgreSQL's "C" collation compares. */

@@ -651,7 +651,8 @@ void ingest_poke(ingest_t *g)
 bool ingest_accepting(const ingest_t *g)
 {
     size_t limit = (size_t)g->cfg->max_buffer_mb << 20;
-    return agg_bytes(g->cur) + agg_bytes(g->inflight) < limit;
+    return agg_bytes(g->cur) + agg_bytes(g->inflight) < limit &&
+           agg_events(g->cur) + agg_events(g->inflight) < AGG_MAX_EVENTS;
 }
 
 bool ingest_idle(const ingest_t *g)
@@ -705,8 +706,10 @@ static void flush_done_cb(flush_status_t fs, const char *err, double secs, void 
         g->flushes_ok++;
         g->last_flush_us = now_us();
         g->backoff_ms = 0;
-        log_debug("flush committed: %zu events, %zu uses, %zu hours in %.3fs",
-                  agg_events(g->inflight), agg_n_uses(g->inflight), agg_n_hours(g->inflight), secs);
+        log_debug("flush committed: %zu events, %zu uses, %zu hours, %zu pairs (%zu bytes held) in "
+                  "%.3fs",
+                  agg_events(g->inflight), agg_n_uses(g->inflight), agg_n_hours(g->inflight),
+                  agg_n_pairs(g->inflight), agg_bytes(g->inflight), secs);
         if (g->hooks.committed) {
             g->hooks.committed(g->inflight, g->hooks.ud);
         }

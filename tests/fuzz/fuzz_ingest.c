@@ -69,7 +69,8 @@ static bool name_ok(const char *s, size_t len)
 
 typedef struct {
     int64_t uses, hour_uses;
-    const agg_use_t **list; /* the uses in iteration order, as flush_build sees them */
+    agg_use_t *list; /* the uses in iteration order, as flush_build sees them (copies: the
+                      * iterator's agg_use_t lasts one call) */
     size_t n;
 } sums_t;
 
@@ -82,7 +83,7 @@ static void check_use(const agg_use_t *u, void *ud)
     s->uses += u->count;
     s->list = realloc(s->list, (s->n + 1) * sizeof *s->list);
     FUZZ_CHECK(s->list != NULL);
-    s->list[s->n++] = u;
+    s->list[s->n++] = *u;
 }
 
 /* One element of an array literal, unescaped. */
@@ -267,7 +268,7 @@ static void check_flush(const agg_t *a, const sums_t *s)
     check_pair_rows(a, el, cnt[27], v[FLUSH_DATA_PARAM], (size_t)lens[FLUSH_DATA_PARAM]);
     FUZZ_CHECK(cnt[5] == s->n);
     for (size_t i = 0; i < s->n; i++) {
-        const agg_use_t *u = s->list[i];
+        const agg_use_t *u = &s->list[i];
         FUZZ_CHECK(el[5][i].quoted && el[5][i].len == u->pattern_len &&
                    memcmp(el[5][i].s, u->pattern, u->pattern_len) == 0);
         FUZZ_CHECK(el[6][i].quoted && el[6][i].len == u->agent_len &&
