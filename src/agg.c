@@ -672,8 +672,8 @@ void agg_each_use(const agg_t *a, void (*fn)(const agg_use_t *, void *), void *u
         const use_slot_t *s = &a->uses[i];
         if (s->count != 0) {
             const istr_t *p = &a->patterns.byidx[s->pat], *g = &a->strings.byidx[s->agent];
-            agg_use_t u = {p->s, p->len, g->s, g->len, s->count, a->times[s->first],
-                           a->times[s->last]};
+            agg_use_t u = {
+                p->s, p->len, g->s, g->len, s->count, a->times[s->first], a->times[s->last]};
             fn(&u, ud);
         }
     }
