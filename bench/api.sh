@@ -75,7 +75,7 @@ SELECT n.pattern_id, date_trunc('hour', now()) - ((h * 37 + substr(n.pattern_id,
   FROM pattern_lineage_nodes n, generate_series(1, 30) h
 ON CONFLICT DO NOTHING;
 -- co-occurrence: pattern g with its next 1 + 200000 / (g + 1000) neighbours, as the partner
--- lists the merges keep (sql/012), both sides of each pair, and their top
+-- lists the merges keep (sql/012, format of sql/013), both sides of each pair, and their top
 CREATE TEMP TABLE seed_pairs AS
 SELECT 'pat-' || lpad(g::text, 6, '0') AS a, 'pat-' || lpad((g + k)::text, 6, '0') AS b,
        (1 + 100000 / (g + k))::bigint AS c,
@@ -83,7 +83,8 @@ SELECT 'pat-' || lpad(g::text, 6, '0') AS a, 'pat-' || lpad((g + k)::text, 6, '0
   FROM generate_series(1, 99000) g, LATERAL generate_series(1, 1 + (200000 / (g + 1000))) k;
 INSERT INTO pattern_cooccurrence_merged (pattern_id, n, n_low, data)
 SELECT p, count(*), count(*) FILTER (WHERE o COLLATE "C" < p COLLATE "C"),
-       '\x01'::bytea || string_agg(pt_cooc_entry(o, c, l), ''::bytea ORDER BY o COLLATE "C")
+       pt_cooc_list(array_agg(o ORDER BY o COLLATE "C"), array_agg(c ORDER BY o COLLATE "C"),
+                    array_agg(l ORDER BY o COLLATE "C"))
   FROM (SELECT a AS p, b AS o, c, l FROM seed_pairs UNION ALL SELECT b, a, c, l FROM seed_pairs) s
  GROUP BY p
 ON CONFLICT DO NOTHING;

@@ -4,37 +4,53 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cooc_put_header(pg_buf_t *b)
+void cooc_writer_init(cooc_writer_t *w, pg_buf_t *b)
 {
     pg_buf_putc(b, (char)COOC_VERSION);
+    w->b = b;
+    w->prev_len = 0;
+    w->prev_last = 0;
 }
 
-static void put_be64(unsigned char *p, int64_t v)
+static size_t put_varint(unsigned char *p, uint64_t v)
 {
-    uint64_t u = (uint64_t)v;
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (unsigned char)(u & 0xff);
-        u >>= 8;
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (unsigned char)(v | 0x80);
+        v >>= 7;
     }
+    p[n++] = (unsigned char)v;
+    return n;
 }
 
-static int64_t get_be64(const unsigned char *p)
+/* Differences of two int64 times as unsigned, wrapping: every pair of times has one. */
+static uint64_t zigzag(uint64_t d)
 {
-    uint64_t u = 0;
-    for (int i = 0; i < 8; i++) {
-        u = (u << 8) | p[i];
+    return (d << 1) ^ ((d >> 63) ? UINT64_MAX : 0);
+}
+
+static uint64_t unzigzag(uint64_t z)
+{
+    return (z >> 1) ^ ((z & 1) ? UINT64_MAX : 0);
+}
+
+void cooc_write(cooc_writer_t *w, const char *id, size_t len, int64_t count, int64_t last_us)
+{
+    unsigned char e[COOC_ENTRY_MAX];
+    size_t shared = 0;
+    while (shared < w->prev_len && shared < len && w->prev[shared] == id[shared]) {
+        shared++;
     }
-    return (int64_t)u;
-}
-
-void cooc_put(pg_buf_t *b, const char *id, size_t len, int64_t count, int64_t last_us)
-{
-    unsigned char e[1 + COOC_MAX_ID + 16];
-    e[0] = (unsigned char)len;
-    memcpy(e + 1, id, len);
-    put_be64(e + 1 + len, count);
-    put_be64(e + 9 + len, last_us);
-    pg_buf_put(b, (const char *)e, len + COOC_ENTRY_FIXED);
+    e[0] = (unsigned char)shared;
+    e[1] = (unsigned char)(len - shared);
+    memcpy(e + 2, id + shared, len - shared);
+    size_t n = 2 + len - shared;
+    n += put_varint(e + n, (uint64_t)count);
+    n += put_varint(e + n, zigzag((uint64_t)last_us - (uint64_t)w->prev_last));
+    pg_buf_put(w->b, (const char *)e, n);
+    memcpy(w->prev + shared, id + shared, len - shared);
+    w->prev_len = len;
+    w->prev_last = last_us;
 }
 
 int cooc_cmp(const char *x, size_t lx, const char *y, size_t ly)
@@ -49,7 +65,13 @@ int cooc_cmp(const char *x, size_t lx, const char *y, size_t ly)
 bool cooc_iter_init(cooc_iter_t *it, const void *list, size_t n)
 {
     const unsigned char *p = list;
-    *it = (cooc_iter_t){.p = p, .end = p + n};
+    it->p = p;
+    it->end = p + n;
+    it->id = NULL;
+    it->len = 0;
+    it->count = 0;
+    it->last_us = 0;
+    it->err = NULL;
     if (n < 1 || p[0] != COOC_VERSION) {
         it->err = n < 1 ? "empty partner list" : "unknown partner list version";
         it->p = it->end;
@@ -59,34 +81,75 @@ bool cooc_iter_init(cooc_iter_t *it, const void *list, size_t n)
     return true;
 }
 
+static bool stop(cooc_iter_t *it, const char *err)
+{
+    it->err = err;
+    it->p = it->end;
+    return false;
+}
+
+static bool get_varint(cooc_iter_t *it, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+        if (it->p >= it->end) {
+            return stop(it, "truncated partner list");
+        }
+        unsigned char b = *it->p++;
+        if (shift == 63 && b > 1) {
+            break;
+        }
+        r |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            *v = r;
+            return true;
+        }
+    }
+    return stop(it, "partner list varint over 64 bits");
+}
+
 bool cooc_iter_next(cooc_iter_t *it)
 {
     if (it->p >= it->end) {
         return false;
     }
-    size_t len = it->p[0];
-    if (len == 0 || (size_t)(it->end - it->p) < len + COOC_ENTRY_FIXED) {
-        it->err = len == 0 ? "empty partner in a partner list" : "truncated partner list";
-        it->p = it->end;
+    if (it->end - it->p < 2) {
+        return stop(it, "truncated partner list");
+    }
+    size_t shared = it->p[0], n = it->p[1];
+    if (shared > it->len) {
+        return stop(it, "partner list prefix longer than the partner before");
+    }
+    if (n == 0 || shared + n > COOC_MAX_ID) {
+        return stop(it, n == 0 ? "empty partner in a partner list"
+                               : "partner over 255 bytes in a partner list");
+    }
+    if ((size_t)(it->end - it->p) < 2 + n) {
+        return stop(it, "truncated partner list");
+    }
+    const unsigned char *suffix = it->p + 2;
+    /* In order when the new bytes sort above the partner's bytes at the same place (or the
+     * partner before ends there): the shared prefix is equal by construction. */
+    if (it->id != NULL && shared < it->len) {
+        size_t m = it->len - shared < n ? it->len - shared : n;
+        int c = memcmp(it->buf + shared, suffix, m);
+        if (c > 0 || (c == 0 && it->len - shared >= n)) {
+            return stop(it, "partner list out of order");
+        }
+    }
+    it->p += 2 + n;
+    uint64_t count, dlast;
+    if (!get_varint(it, &count) || !get_varint(it, &dlast)) {
         return false;
     }
-    const char *id = (const char *)it->p + 1;
-    if (it->id != NULL && cooc_cmp(it->id, it->len, id, len) >= 0) {
-        it->err = "partner list out of order";
-        it->p = it->end;
-        return false;
+    if (count < 1 || count > INT64_MAX) {
+        return stop(it, count < 1 ? "partner list count below 1" : "partner list count over 2^63");
     }
-    int64_t count = get_be64(it->p + 1 + len);
-    if (count < 1) {
-        it->err = "partner list count below 1";
-        it->p = it->end;
-        return false;
-    }
-    it->id = id;
-    it->len = len;
-    it->count = count;
-    it->last_us = get_be64(it->p + 9 + len);
-    it->p += len + COOC_ENTRY_FIXED;
+    memcpy(it->buf + shared, suffix, n);
+    it->id = it->buf;
+    it->len = shared + n;
+    it->count = (int64_t)count;
+    it->last_us = (int64_t)((uint64_t)it->last_us + unzigzag(dlast));
     return true;
 }
 
@@ -133,19 +196,22 @@ int cooc_merge(const cooc_src_t *src, size_t k, const char *self, size_t self_le
             goto done;
         }
     }
-    cooc_put_header(out);
+    cooc_writer_t w;
+    cooc_writer_init(&w, out);
+    char id[COOC_MAX_ID]; /* a copy: the iterators' ids change as they advance */
     for (;;) {
-        const char *id = NULL;
-        size_t len = 0;
+        const cooc_iter_t *least = NULL;
         for (size_t i = 0; i < k; i++) {
-            if (live[i] && (id == NULL || cooc_cmp(it[i].id, it[i].len, id, len) < 0)) {
-                id = it[i].id;
-                len = it[i].len;
+            if (live[i] &&
+                (least == NULL || cooc_cmp(it[i].id, it[i].len, least->id, least->len) < 0)) {
+                least = &it[i];
             }
         }
-        if (id == NULL) {
+        if (least == NULL) {
             break;
         }
+        size_t len = least->len;
+        memcpy(id, least->id, len);
         int64_t count = 0, last = INT64_MIN;
         bool from_pending = false;
         for (size_t i = 0; i < k; i++) {
@@ -159,14 +225,13 @@ int cooc_merge(const cooc_src_t *src, size_t k, const char *self, size_t self_le
             last = it[i].last_us > last ? it[i].last_us : last;
             from_pending |= src[i].pending;
         }
-        cooc_put(out, id, len, count, last);
+        cooc_write(&w, id, len, count, last);
         bool below = cooc_cmp(id, len, self, self_len) < 0;
         e++;
         low += below;
         if (from_pending && !below && changed != NULL) {
             changed(id, len, count, last, ud);
         }
-        /* id stays valid: it points into an input, not into an iterator */
         for (size_t i = 0; i < k; i++) {
             if (live[i] && cooc_cmp(it[i].id, it[i].len, id, len) == 0) {
                 live[i] = cooc_iter_next(&it[i]);
@@ -195,8 +260,9 @@ void cooc_list_free(cooc_list_t *l)
     if (l == NULL) {
         return;
     }
-    pg_buf_free(&l->buf);
+    free(l->ids);
     free(l->v);
+    l->ids = NULL;
     l->v = NULL;
     l->n = 0;
 }
@@ -204,29 +270,47 @@ void cooc_list_free(cooc_list_t *l)
 int cooc_list_build(cooc_list_t *l, const cooc_src_t *src, size_t k, char *err, size_t errlen)
 {
     memset(l, 0, sizeof *l);
-    pg_buf_init(&l->buf);
+    pg_buf_t merged;
+    pg_buf_init(&merged);
     int64_t n, low;
-    if (cooc_merge(src, k, "", 0, &l->buf, &n, &low, NULL, NULL, err, errlen) != 0) {
-        cooc_list_free(l);
-        return -1;
+    int rc = -1;
+    if (cooc_merge(src, k, "", 0, &merged, &n, &low, NULL, NULL, err, errlen) != 0) {
+        goto done;
+    }
+    /* Two passes over the merged list: the partners' bytes, then the entries pointing into
+     * them (one allocation that does not move). */
+    size_t bytes = 0;
+    cooc_iter_t it;
+    if (cooc_iter_init(&it, merged.data, merged.len)) {
+        while (cooc_iter_next(&it)) {
+            bytes += it.len;
+        }
     }
     l->v = malloc(((size_t)n > 0 ? (size_t)n : 1) * sizeof *l->v);
-    if (l->v == NULL) {
+    l->ids = malloc(bytes > 0 ? bytes : 1);
+    if (l->v == NULL || l->ids == NULL) {
         snprintf(err, errlen, "out of memory");
-        cooc_list_free(l);
-        return -1;
+        goto done;
     }
-    /* the merged list is in its final buffer now: entries may point into it */
-    cooc_iter_t it;
-    if (!cooc_iter_init(&it, l->buf.data, l->buf.len)) {
+    size_t at = 0;
+    if (cooc_iter_init(&it, merged.data, merged.len)) {
+        while (cooc_iter_next(&it) && l->n < (size_t)n) {
+            memcpy(l->ids + at, it.id, it.len);
+            l->v[l->n++] = (cooc_entry_t){l->ids + at, (uint32_t)it.len, it.count, it.last_us};
+            at += it.len;
+        }
+    }
+    if (it.err != NULL) {
         snprintf(err, errlen, "%s", it.err);
+        goto done;
+    }
+    rc = 0;
+done:
+    pg_buf_free(&merged);
+    if (rc != 0) {
         cooc_list_free(l);
-        return -1;
     }
-    while (cooc_iter_next(&it)) {
-        l->v[l->n++] = (cooc_entry_t){it.id, (uint32_t)it.len, it.count, it.last_us};
-    }
-    return 0;
+    return rc;
 }
 
 const cooc_entry_t *cooc_list_find(const cooc_list_t *l, const char *id, size_t len)

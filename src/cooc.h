@@ -3,8 +3,15 @@
  * ranking. One list holds the partners of one pattern (both sides of each pair are kept, one in
  * each pattern's list), sorted by partner in byte order, as PostgreSQL's "C" collation sorts:
  *
- *   byte 0        COOC_VERSION
- *   each entry    u8 length (1..255) | the partner's bytes | be64 count (> 0) | be64 last_us
+ *   byte 0        COOC_VERSION (2)
+ *   each entry    u8 shared | u8 n | n bytes | varint count | varint zigzag(last_us - last_us
+ *                 of the entry before, 0 before the first)
+ *
+ * The partner is the previous entry's first `shared` bytes followed by the n bytes (n >= 1,
+ * shared + n <= 255); varints are LEB128 (7 bits a byte, low first, at most 10 bytes). Sorted
+ * partners share their prefixes and a list's times lie close together, so an entry of a
+ * pattern ID like "pat-000123" takes about 9 bytes where version 1's fixed layout took 27: that
+ * is what a flush sends, PostgreSQL stores and writes to its WAL, and a merge reads and writes.
  *
  * A pair's count is the sum over its pattern's lists (one merged row and the rows flushes left
  * pending), its last time their maximum. Owns no connection and no SQL; knows nothing of Lua. */
@@ -17,29 +24,40 @@
 
 #include "pg.h"
 
-#define COOC_VERSION 1
+#define COOC_VERSION 2
 #define COOC_MAX_ID 255
-/* Bytes of an entry besides its partner's. */
-#define COOC_ENTRY_FIXED 17
+/* Bytes an entry takes at most. */
+#define COOC_ENTRY_MAX (2 + COOC_MAX_ID + 20)
 
-/* Starts a list: appends the version byte. */
-void cooc_put_header(pg_buf_t *b);
+/* Writes one list (entries refer to the one before). */
+typedef struct {
+    pg_buf_t *b;
+    char prev[COOC_MAX_ID];
+    size_t prev_len;
+    int64_t prev_last;
+} cooc_writer_t;
+
+/* Starts a list at the end of b: appends the version byte. */
+void cooc_writer_init(cooc_writer_t *w, pg_buf_t *b);
 /* Appends an entry; entries must come in strictly increasing partner order (not checked here:
- * cooc_check and every reader check it). len is 1..COOC_MAX_ID. */
-void cooc_put(pg_buf_t *b, const char *id, size_t len, int64_t count, int64_t last_us);
+ * cooc_check and every reader check it). len is 1..COOC_MAX_ID, count > 0. */
+void cooc_write(cooc_writer_t *w, const char *id, size_t len, int64_t count, int64_t last_us);
 
 typedef struct {
     const unsigned char *p, *end;
-    const char *id; /* the current entry, pointing into the list */
+    const char *id; /* the current entry: points into buf, valid until the next call */
     size_t len;
     int64_t count, last_us;
     const char *err; /* set when the list is malformed; iteration then stops */
+    char buf[COOC_MAX_ID];
 } cooc_iter_t;
 
 /* False (with it->err) when the list does not start with COOC_VERSION. */
 bool cooc_iter_init(cooc_iter_t *it, const void *list, size_t n);
 /* The next entry; false at the end of the list or on a malformed entry (it->err says which:
- * truncated, empty or out-of-order partner, count below 1). */
+ * truncated, a shared prefix longer than the partner before, an empty, too long or
+ * out-of-order partner, a count below 1, a varint over 64 bits). The iterator must not be copied
+ * while in use (id points into it). */
 bool cooc_iter_next(cooc_iter_t *it);
 /* Walks a whole list: its entries, how many sort below self (n_low), or -1 with err. */
 int cooc_check(const void *list, size_t n, const char *self, size_t self_len, int64_t *entries,
@@ -73,9 +91,9 @@ typedef struct {
     int64_t count, last_us;
 } cooc_entry_t;
 
-/* A merged, decoded list: entries in partner order, pointing into buf (owned). */
+/* A merged, decoded list: entries in partner order, their partners in ids (owned). */
 typedef struct {
-    pg_buf_t buf;
+    char *ids;
     cooc_entry_t *v;
     size_t n;
 } cooc_list_t;

@@ -237,11 +237,12 @@ static void build_pairs(const agg_t *a, pg_buf_t *pat, pg_buf_t *n, pg_buf_t *lo
         const side_t *s0 = &x.v[i];
         size_t j = i, n_low = 0;
         pg_buf_reset(&list);
-        cooc_put_header(&list);
+        cooc_writer_t w;
+        cooc_writer_init(&w, &list);
         for (; j < x.n && x.v[j].pat == s0->pat; j++) {
             const side_t *e = &x.v[j];
             n_low += e->low;
-            cooc_put(&list, e->other, e->other_len, e->count, e->last_us);
+            cooc_write(&w, e->other, e->other_len, e->count, e->last_us);
         }
         if (row > 0) {
             pg_array_next(pat);

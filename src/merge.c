@@ -175,9 +175,13 @@ static int row_cmp(const void *x, const void *y)
     return cooc_cmp(r + a->pat.off, a->pat.len, r + b->pat.off, b->pat.len);
 }
 
+/* The pairs a merge changed. Their partners are copied (cooc_merge's ids last one call), into
+ * ids by offset (offs[i]: ids moves while it grows); v[i].p2 is set once all are in. */
 typedef struct {
     pair_t *v;
+    size_t *offs;
     size_t n, cap;
+    pg_buf_t ids;
     const char *self;
     uint32_t self_len;
 } changed_t;
@@ -188,12 +192,16 @@ static void changed_cb(const char *id, size_t len, int64_t count, int64_t last_u
     if (c->n == c->cap) {
         c->cap = c->cap ? c->cap * 2 : 1024;
         pair_t *nv = realloc(c->v, c->cap * sizeof *nv);
-        if (nv == NULL) {
+        size_t *no = realloc(c->offs, c->cap * sizeof *no);
+        if (nv == NULL || no == NULL) {
             abort();
         }
         c->v = nv;
+        c->offs = no;
     }
-    c->v[c->n++] = (pair_t){c->self, id, c->self_len, (uint32_t)len, count, last_us, true};
+    c->offs[c->n] = c->ids.len;
+    pg_buf_put(&c->ids, id, len);
+    c->v[c->n++] = (pair_t){c->self, NULL, c->self_len, (uint32_t)len, count, last_us, true};
 }
 
 static int pair_key_cmp(const pair_t *a, const pair_t *b)
@@ -292,6 +300,7 @@ static void run_job(job_t *j)
         pg_buf_putc(arr[i], '{');
     }
     changed_t ch = {0};
+    pg_buf_init(&ch.ids);
     cooc_src_t stack_src[32];
     j->rc = 0;
     for (size_t i = 0; i < j->n_rows;) {
@@ -347,10 +356,15 @@ static void run_job(job_t *j)
     for (size_t i = 0; i < 4; i++) {
         pg_array_end(arr[i]);
     }
+    for (size_t i = 0; i < ch.n; i++) {
+        ch.v[i].p2 = ch.ids.data + ch.offs[i];
+    }
     if (j->rc == 0) {
         update_top(j, &ch);
     }
     free(ch.v);
+    free(ch.offs);
+    pg_buf_free(&ch.ids);
 }
 
 static void *worker_main(void *arg)

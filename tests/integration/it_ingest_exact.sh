@@ -74,8 +74,9 @@ one=$(pt_psql -tAc "SELECT min(pattern_id COLLATE \"C\") FROM pattern_cooccurren
 bump() {
     pt_psql -v p="$one" -v d="$1" >/dev/null <<'SQL'
 UPDATE pattern_cooccurrence_merged
-   SET data = (SELECT '\x01'::bytea || string_agg(pt_cooc_entry(partner,
-                        cnt + CASE WHEN o = 1 THEN :d ELSE 0 END, last_us), ''::bytea ORDER BY o)
+   SET data = (SELECT pt_cooc_list(array_agg(partner ORDER BY o),
+                                   array_agg(cnt + CASE WHEN o = 1 THEN :d ELSE 0 END ORDER BY o),
+                                   array_agg(last_us ORDER BY o))
                  FROM pt_cooc_entries(data) WITH ORDINALITY e(partner, cnt, last_us, o))
  WHERE pattern_id = :'p';
 SQL
@@ -89,7 +90,7 @@ check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" || it_fail "the merged list did not
 pt_psql -v p="$one" >/dev/null <<'SQL'
 INSERT INTO pattern_cooccurrence_pending (flush_id, pattern_id, n, n_low, data)
 SELECT 0, m.pattern_id, 1, (e.partner COLLATE "C" < m.pattern_id COLLATE "C")::int,
-       '\x01'::bytea || pt_cooc_entry(e.partner, 1, 0)
+       pt_cooc_list(ARRAY[e.partner], ARRAY[1::bigint], ARRAY[0::bigint])
   FROM pattern_cooccurrence_merged m, pt_cooc_entries(m.data) e
  WHERE m.pattern_id = :'p' LIMIT 1;
 SQL

@@ -73,10 +73,11 @@ static bool list_of(int f, int x, pg_buf_t *b)
         }
     }
     pg_buf_reset(b);
-    cooc_put_header(b);
+    cooc_writer_t w;
+    cooc_writer_init(&w, b);
     for (int i = 0; i < n; i++) {
-        cooc_put(b, ids[order[i]], strlen(ids[order[i]]), cnt[f][x][order[i]],
-                 last[f][x][order[i]]);
+        cooc_write(&w, ids[order[i]], strlen(ids[order[i]]), cnt[f][x][order[i]],
+                   last[f][x][order[i]]);
     }
     return n > 0;
 }
@@ -349,40 +350,121 @@ static void check_partners(lua_State *L, int x, int limit, pg_buf_t *b)
     lua_settop(L, 0);
 }
 
+static int check_bytes(const char *list, size_t n)
+{
+    char err[128];
+    int64_t e, low;
+    return cooc_check(list, n, "c", 1, &e, &low, err, sizeof err);
+}
+
 static void test_malformed(void)
 {
     pg_buf_t b;
     pg_buf_init(&b);
     char err[128];
     int64_t n, low;
-    cooc_put_header(&b);
-    cooc_put(&b, "b", 1, 3, 10);
-    cooc_put(&b, "d", 1, 1, 20);
+    cooc_writer_t w;
+    cooc_writer_init(&w, &b);
+    cooc_write(&w, "b", 1, 3, 10);
+    cooc_write(&w, "d", 1, 1, 20);
     CHECK(cooc_check(b.data, b.len, "c", 1, &n, &low, err, sizeof err) == 0);
     CHECK_EQ_INT(n, 2);
     CHECK_EQ_INT(low, 1);
-    /* truncated */
-    CHECK(cooc_check(b.data, b.len - 1, "c", 1, &n, &low, err, sizeof err) < 0);
+    /* truncated anywhere */
+    for (size_t cut = 0; cut < b.len; cut++) {
+        /* cut after the header or the first entry: a shorter list, valid */
+        CHECK(cooc_check(b.data, cut, "c", 1, &n, &low, err, sizeof err) < 0 || cut == 1 ||
+              cut == 6);
+    }
     /* out of order */
     pg_buf_reset(&b);
-    cooc_put_header(&b);
-    cooc_put(&b, "d", 1, 1, 20);
-    cooc_put(&b, "b", 1, 3, 10);
+    cooc_writer_init(&w, &b);
+    cooc_write(&w, "d", 1, 1, 20);
+    cooc_write(&w, "b", 1, 3, 10);
     CHECK(cooc_check(b.data, b.len, "c", 1, &n, &low, err, sizeof err) < 0);
     /* count below 1 */
     pg_buf_reset(&b);
-    cooc_put_header(&b);
-    cooc_put(&b, "b", 1, 0, 10);
+    cooc_writer_init(&w, &b);
+    cooc_write(&w, "b", 1, 0, 10);
     CHECK(cooc_check(b.data, b.len, "c", 1, &n, &low, err, sizeof err) < 0);
-    /* wrong version */
-    const char v2[] = {2};
-    CHECK(cooc_check(v2, 1, "c", 1, &n, &low, err, sizeof err) < 0);
+    /* by hand, each a valid list but for one thing */
+#define BYTES(s) s, sizeof s - 1
+    CHECK(check_bytes(BYTES("\x02\x00\x02xy\x01\x00\x01\x01z\x01\x00")) == 0); /* xy, xz */
+    CHECK(check_bytes(BYTES("\x01\x00\x02xy\x01\x00")) < 0);                   /* version 1 */
+    CHECK(check_bytes(BYTES("\x02\x00\x02xy\x01\x00\x03\x01z\x01\x00")) < 0);  /* shared 3 > 2 */
+    CHECK(check_bytes(BYTES("\x02\x00\x00\x01\x00")) < 0);                     /* empty partner */
+    CHECK(check_bytes(BYTES("\x02\x00\x02xy\x01\x00\x01\x01"
+                            "a\x01\x00")) < 0);                                /* xa < xy */
+    CHECK(check_bytes(BYTES("\x02\x00\x02xy\x01\x00\x02\x01z\x01\x00")) == 0); /* xyz */
+    CHECK(check_bytes(BYTES("\x02\x00\x02xy\x01\x00\x01\x01y\x01\x00")) < 0);  /* xy again */
+    CHECK(check_bytes(BYTES("\x02\x00\x02xy\x01\x00\x00\x01x\x01\x00")) < 0);  /* x < xy */
+    CHECK(check_bytes(BYTES("\x02\x00\x01x\x80\x80\x80\x80\x80\x80\x80\x80\x80\x02\x00")) < 0);
+    CHECK(check_bytes(BYTES("\x02\x00\x01x\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01\x00")) < 0);
+    CHECK(check_bytes(BYTES("\x02\x00\x01x\x01\x80")) < 0); /* varint cut */
+#undef BYTES
+    /* shared + n over 255 */
+    pg_buf_reset(&b);
+    char id[256];
+    memset(id, 'q', sizeof id);
+    cooc_writer_init(&w, &b);
+    cooc_write(&w, id, 255, 1, 0);
+    CHECK(cooc_check(b.data, b.len, "c", 1, &n, &low, err, sizeof err) == 0);
+    pg_buf_putc(&b, (char)255);
+    pg_buf_putc(&b, 1);
+    pg_buf_putc(&b, 'r');
+    pg_buf_putc(&b, 1);
+    pg_buf_putc(&b, 0);
+    CHECK(cooc_check(b.data, b.len, "c", 1, &n, &low, err, sizeof err) < 0);
+    pg_buf_free(&b);
+}
+
+/* Every value survives the encoding: long shared prefixes, extreme counts and times (their
+ * differences wrap), against what was written. */
+static void test_roundtrip(void)
+{
+    static const struct {
+        const char *id;
+        int64_t count, last;
+    } e[] = {
+        {"a", 1, 0},
+        {"pat-000001", INT64_MAX, INT64_MIN},
+        {"pat-000001x", 127, INT64_MAX},
+        {"pat-000002", 128, -1},
+        {"pat-0001", 16383, 1700000000000000},
+        {"pat-00010", 16384, 1700000003600000},
+        {"pat-1", 2, -1700000000000000},
+        {"\xc3\xa9t\xc3\xa9", 3, 5},
+    };
+    size_t ne = sizeof e / sizeof e[0];
+    pg_buf_t b;
+    pg_buf_init(&b);
+    cooc_writer_t w;
+    cooc_writer_init(&w, &b);
+    for (size_t i = 0; i < ne; i++) {
+        cooc_write(&w, e[i].id, strlen(e[i].id), e[i].count, e[i].last);
+    }
+    cooc_iter_t it;
+    CHECK(cooc_iter_init(&it, b.data, b.len));
+    size_t i = 0;
+    while (cooc_iter_next(&it)) {
+        CHECK(i < ne);
+        if (i >= ne) {
+            break;
+        }
+        CHECK(it.len == strlen(e[i].id) && memcmp(it.id, e[i].id, it.len) == 0);
+        CHECK_EQ_INT(it.count, e[i].count);
+        CHECK_EQ_INT(it.last_us, e[i].last);
+        i++;
+    }
+    CHECK(it.err == NULL);
+    CHECK_EQ_INT(i, ne);
     pg_buf_free(&b);
 }
 
 int main(void)
 {
     test_malformed();
+    test_roundtrip();
     lua_State *L = luaL_newstate();
     luaL_openlibs(L);
     l_pt_open(L);
