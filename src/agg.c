@@ -703,6 +703,60 @@ void agg_each_pair(const agg_t *a, void (*fn)(const agg_pair_t *, void *), void 
     }
 }
 
+static int istr_bytes_cmp(const void *x, const void *y)
+{
+    const istr_t *a = x, *b = y;
+    return agg_bytes_cmp(a->s, a->len, b->s, b->len);
+}
+
+typedef struct {
+    uint64_t key; /* rank of the pattern, then of the partner */
+    uint32_t slot;
+} side_key_t;
+
+static int side_key_cmp(const void *x, const void *y)
+{
+    uint64_t a = ((const side_key_t *)x)->key, b = ((const side_key_t *)y)->key;
+    return a < b ? -1 : a > b;
+}
+
+/* Sorting integer ranks, not strings: the patterns are ranked once (a few thousand strings),
+ * then each side is a 64-bit key. */
+void agg_each_side(const agg_t *a, void (*fn)(const agg_side_t *, void *), void *ud)
+{
+    if (a->pairs_n == 0) {
+        return;
+    }
+    size_t np = a->patterns.n;
+    istr_t *order = xcalloc(np, sizeof *order); /* the patterns in byte order */
+    uint32_t *rank = xcalloc(np, sizeof *rank);
+    memcpy(order, a->patterns.byidx, np * sizeof *order);
+    qsort(order, np, sizeof *order, istr_bytes_cmp);
+    for (size_t r = 0; r < np; r++) {
+        rank[order[r].idx] = (uint32_t)r;
+    }
+    side_key_t *v = xcalloc(2 * a->pairs_n, sizeof *v);
+    size_t n = 0;
+    for (size_t i = 0; i < a->pairs_cap; i++) {
+        const pair_slot_t *p = &a->pairs[i];
+        if (p->count != 0) {
+            uint64_t r1 = rank[p->i1], r2 = rank[p->i2];
+            v[n++] = (side_key_t){r1 << 32 | r2, (uint32_t)i};
+            v[n++] = (side_key_t){r2 << 32 | r1, (uint32_t)i};
+        }
+    }
+    qsort(v, n, sizeof *v, side_key_cmp);
+    for (size_t i = 0; i < n; i++) {
+        const pair_slot_t *p = &a->pairs[v[i].slot];
+        const istr_t *x = &order[v[i].key >> 32], *y = &order[v[i].key & 0xffffffffu];
+        agg_side_t e = {x->s, y->s, x->len, y->len, p->count, a->times[p->last]};
+        fn(&e, ud);
+    }
+    free(v);
+    free(rank);
+    free(order);
+}
+
 size_t agg_n_pairs(const agg_t *a)
 {
     return a->pairs_n;

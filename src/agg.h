@@ -111,6 +111,15 @@ void agg_each_hour(const agg_t *a, void (*fn)(const agg_hour_t *, void *), void 
 /* Byte order, as PostgreSQL's "C" collation compares. */
 int agg_bytes_cmp(const char *x, size_t lx, const char *y, size_t ly);
 void agg_each_pair(const agg_t *a, void (*fn)(const agg_pair_t *, void *), void *ud);
+/* A pair as one of its patterns sees it. */
+typedef struct {
+    const char *pattern, *partner;
+    uint32_t pattern_len, partner_len;
+    int64_t count, last_us;
+} agg_side_t;
+/* Each pair twice, once under each of its patterns, ordered by pattern then partner in byte
+ * order: the partner lists of a flush (cooc.h). Takes 32 bytes a pair while it runs. */
+void agg_each_side(const agg_t *a, void (*fn)(const agg_side_t *, void *), void *ud);
 size_t agg_n_pairs(const agg_t *a);
 size_t agg_n_uses(const agg_t *a);
 size_t agg_n_hours(const agg_t *a);

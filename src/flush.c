@@ -181,84 +181,61 @@ typedef struct {
     bool any;
 } hours_ctx_t;
 
-/* A pair as one of its two patterns sees it. */
-typedef struct {
-    const char *pat, *other;
-    uint32_t pat_len, other_len;
-    int64_t count, last_us;
-    bool low; /* other < pat in byte order */
-} side_t;
-
-typedef struct {
-    side_t *v;
-    size_t n;
-} sides_t;
-
-static void side_cb(const agg_pair_t *p, void *ud)
-{
-    sides_t *x = ud;
-    /* pattern_1 < pattern_2 (agg.h): the second side's partner is the lower one */
-    x->v[x->n++] =
-        (side_t){p->pattern_1, p->pattern_2, p->len_1, p->len_2, p->count, p->last_us, false};
-    x->v[x->n++] =
-        (side_t){p->pattern_2, p->pattern_1, p->len_2, p->len_1, p->count, p->last_us, true};
-}
-
-static int side_cmp(const void *x, const void *y)
-{
-    const side_t *a = x, *b = y;
-    /* interned: one pointer per distinct string */
-    int c = a->pat == b->pat ? 0 : agg_bytes_cmp(a->pat, a->pat_len, b->pat, b->pat_len);
-    return c != 0 ? c : agg_bytes_cmp(a->other, a->other_len, b->other, b->other_len);
-}
-
 /* The rows of pattern_cooccurrence_pending (sql/012): one per pattern of the batch's pairs,
  * its partners as a partner list (cooc.h), n entries of which n_low sort below the pattern. The
  * lists go in one bytea (c_data) cut by their lengths (c_len): the flush's backend copies
  * them, where array literals of partners cost it a parse of every element (78 us per event of 8
- * patterns). c_data goes in binary format (flush_send). Grouping here rather than in SQL: the builder thread has a core to itself, the
- * flush's backend has not. */
+ * patterns). c_data goes in binary format (flush_send). Grouping here rather than in SQL: the
+ * builder thread has a core to itself, the flush's backend has not. */
+typedef struct {
+    pg_buf_t *pat, *n, *low, *lens, *data;
+    const char *cur; /* the pattern whose list is being written (interned: one pointer each) */
+    uint32_t cur_len;
+    size_t start, entries, n_low, rows;
+    cooc_writer_t w;
+} pairs_ctx_t;
+
+static void end_row(pairs_ctx_t *x)
+{
+    if (x->rows > 0) {
+        pg_array_next(x->pat);
+        pg_array_next(x->n);
+        pg_array_next(x->low);
+        pg_array_next(x->lens);
+    }
+    pg_array_text(x->pat, x->cur, x->cur_len);
+    pg_array_int(x->n, (int64_t)x->entries);
+    pg_array_int(x->low, (int64_t)x->n_low);
+    pg_array_int(x->lens, (int64_t)(x->data->len - x->start));
+    x->rows++;
+}
+
+static void side_cb(const agg_side_t *e, void *ud)
+{
+    pairs_ctx_t *x = ud;
+    if (e->pattern != x->cur) {
+        if (x->cur != NULL) {
+            end_row(x);
+        }
+        x->cur = e->pattern;
+        x->cur_len = e->pattern_len;
+        x->start = x->data->len;
+        x->entries = x->n_low = 0;
+        cooc_writer_init(&x->w, x->data);
+    }
+    x->entries++;
+    x->n_low += agg_bytes_cmp(e->partner, e->partner_len, e->pattern, e->pattern_len) < 0;
+    cooc_write(&x->w, e->partner, e->partner_len, e->count, e->last_us);
+}
+
 static void build_pairs(const agg_t *a, pg_buf_t *pat, pg_buf_t *n, pg_buf_t *low, pg_buf_t *lens,
                         pg_buf_t *data)
 {
-    size_t np = agg_n_pairs(a);
-    if (np == 0) {
-        return;
+    pairs_ctx_t x = {.pat = pat, .n = n, .low = low, .lens = lens, .data = data};
+    agg_each_side(a, side_cb, &x);
+    if (x.cur != NULL) {
+        end_row(&x);
     }
-    sides_t x = {.v = malloc(2 * np * sizeof(side_t)), .n = 0};
-    if (x.v == NULL) {
-        abort();
-    }
-    agg_each_pair(a, side_cb, &x);
-    qsort(x.v, x.n, sizeof(side_t), side_cmp);
-    pg_buf_t list;
-    pg_buf_init(&list);
-    for (size_t i = 0, row = 0; i < x.n; row++) {
-        const side_t *s0 = &x.v[i];
-        size_t j = i, n_low = 0;
-        pg_buf_reset(&list);
-        cooc_writer_t w;
-        cooc_writer_init(&w, &list);
-        for (; j < x.n && x.v[j].pat == s0->pat; j++) {
-            const side_t *e = &x.v[j];
-            n_low += e->low;
-            cooc_write(&w, e->other, e->other_len, e->count, e->last_us);
-        }
-        if (row > 0) {
-            pg_array_next(pat);
-            pg_array_next(n);
-            pg_array_next(low);
-            pg_array_next(lens);
-        }
-        pg_array_text(pat, s0->pat, s0->pat_len);
-        pg_array_int(n, (int64_t)(j - i));
-        pg_array_int(low, (int64_t)n_low);
-        pg_array_int(lens, (int64_t)list.len);
-        pg_buf_put(data, list.data, list.len);
-        i = j;
-    }
-    pg_buf_free(&list);
-    free(x.v);
 }
 
 static void hour_cb(const agg_hour_t *h, void *ud)

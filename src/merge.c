@@ -184,11 +184,67 @@ typedef struct {
     pg_buf_t ids;
     const char *self;
     uint32_t self_len;
+    /* Only pairs that may still make the top are kept: a count below thr cannot (keep better
+     * pairs are known), and at limit the kept ones are pruned to the keep best counts. A merge
+     * of everything pending changes millions of pairs; the top needs its keep best. */
+    int64_t thr;
+    size_t keep, limit;
 } changed_t;
+
+static int count_desc(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return a > b ? -1 : a < b;
+}
+
+/* The keep best counts among the kept pairs are all >= the keep-th best; a pair below it has
+ * keep pairs above it, so it is not in the top after this merge (an old member below it had a
+ * count no higher before). Ties stay: the top breaks them by ID. */
+static void prune(changed_t *c)
+{
+    int64_t *cnt = malloc(c->n * sizeof *cnt);
+    if (cnt == NULL) {
+        abort();
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        cnt[i] = c->v[i].count;
+    }
+    qsort(cnt, c->n, sizeof *cnt, count_desc);
+    int64_t k = cnt[c->keep - 1];
+    free(cnt);
+    if (k > c->thr) {
+        c->thr = k;
+        pg_buf_t ids;
+        pg_buf_init(&ids);
+        size_t m = 0;
+        for (size_t i = 0; i < c->n; i++) {
+            if (c->v[i].count >= k) {
+                c->v[m] = c->v[i];
+                c->offs[m++] = ids.len;
+                pg_buf_put(&ids, c->ids.data + c->offs[i], c->v[i].l2);
+            }
+        }
+        c->n = m;
+        pg_buf_free(&c->ids);
+        c->ids = ids;
+    }
+    if (c->n * 2 > c->limit) {
+        c->limit *= 2; /* ties at the threshold: room for them */
+    }
+}
 
 static void changed_cb(const char *id, size_t len, int64_t count, int64_t last_us, void *ud)
 {
     changed_t *c = ud;
+    if (count < c->thr) {
+        return;
+    }
+    if (c->n == c->limit && c->keep > 0) {
+        prune(c);
+        if (count < c->thr) {
+            return;
+        }
+    }
     if (c->n == c->cap) {
         c->cap = c->cap ? c->cap * 2 : 1024;
         pair_t *nv = realloc(c->v, c->cap * sizeof *nv);
@@ -301,6 +357,14 @@ static void run_job(job_t *j)
     }
     changed_t ch = {0};
     pg_buf_init(&ch.ids);
+    ch.keep = j->keep;
+    ch.limit = 4 * j->keep > 4096 ? 4 * j->keep : 4096;
+    if (j->keep > 0 && j->n_top >= j->keep) {
+        ch.thr = INT64_MAX; /* the top is full: only what beats its last may enter */
+        for (size_t i = 0; i < j->n_top; i++) {
+            ch.thr = j->top[i].count < ch.thr ? j->top[i].count : ch.thr;
+        }
+    }
     cooc_src_t stack_src[32];
     j->rc = 0;
     for (size_t i = 0; i < j->n_rows;) {
