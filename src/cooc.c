@@ -173,18 +173,22 @@ int cooc_check(const void *list, size_t n, const char *self, size_t self_len, in
     return 0;
 }
 
-/* Sources with at most this many lists are merged by scanning every head per entry; a pattern's
- * lists are its merged row and the few flushes pending since (merges bound them). */
-int cooc_merge(const cooc_src_t *src, size_t k, const char *self, size_t self_len, pg_buf_t *out,
-               int64_t *entries, int64_t *n_low, cooc_changed_fn changed, void *ud, char *err,
-               size_t errlen)
+/* One entry of k merged lists: the partner (valid for the call), its summed count and latest
+ * time, and whether a pending source contributed. */
+typedef void (*emit_fn)(const char *id, size_t len, int64_t count, int64_t last_us,
+                        bool from_pending, void *ud);
+
+/* The k-way merge both cooc_merge (which encodes) and cooc_list_build (which keeps entries)
+ * stand on. A pattern's lists are its merged row and the few flushes pending since (merges bound
+ * them), so each entry scans every head rather than keeping a heap. */
+static int merge_walk(const cooc_src_t *src, size_t k, emit_fn emit, void *ud, char *err,
+                      size_t errlen)
 {
     cooc_iter_t stack_it[16];
     bool stack_live[16];
     cooc_iter_t *it = k <= 16 ? stack_it : malloc(k * sizeof *it);
     bool *live = k <= 16 ? stack_live : malloc(k * sizeof *live);
     int rc = -1;
-    int64_t e = 0, low = 0;
     if (it == NULL || live == NULL) {
         snprintf(err, errlen, "out of memory");
         goto done;
@@ -196,8 +200,6 @@ int cooc_merge(const cooc_src_t *src, size_t k, const char *self, size_t self_le
             goto done;
         }
     }
-    cooc_writer_t w;
-    cooc_writer_init(&w, out);
     char id[COOC_MAX_ID]; /* a copy: the iterators' ids change as they advance */
     for (;;) {
         const cooc_iter_t *least = NULL;
@@ -225,13 +227,7 @@ int cooc_merge(const cooc_src_t *src, size_t k, const char *self, size_t self_le
             last = it[i].last_us > last ? it[i].last_us : last;
             from_pending |= src[i].pending;
         }
-        cooc_write(&w, id, len, count, last);
-        bool below = cooc_cmp(id, len, self, self_len) < 0;
-        e++;
-        low += below;
-        if (from_pending && !below && changed != NULL) {
-            changed(id, len, count, last, ud);
-        }
+        emit(id, len, count, last, from_pending, ud);
         for (size_t i = 0; i < k; i++) {
             if (live[i] && cooc_cmp(it[i].id, it[i].len, id, len) == 0) {
                 live[i] = cooc_iter_next(&it[i]);
@@ -242,8 +238,6 @@ int cooc_merge(const cooc_src_t *src, size_t k, const char *self, size_t self_le
             }
         }
     }
-    *entries = e;
-    *n_low = low;
     rc = 0;
 done:
     if (it != stack_it) {
@@ -253,6 +247,42 @@ done:
         free(live);
     }
     return rc;
+}
+
+typedef struct {
+    cooc_writer_t w;
+    const char *self;
+    size_t self_len;
+    int64_t entries, n_low;
+    cooc_changed_fn changed;
+    void *ud;
+} encode_t;
+
+static void encode_emit(const char *id, size_t len, int64_t count, int64_t last_us,
+                        bool from_pending, void *ud)
+{
+    encode_t *x = ud;
+    cooc_write(&x->w, id, len, count, last_us);
+    bool below = cooc_cmp(id, len, x->self, x->self_len) < 0;
+    x->entries++;
+    x->n_low += below;
+    if (from_pending && !below && x->changed != NULL) {
+        x->changed(id, len, count, last_us, x->ud);
+    }
+}
+
+int cooc_merge(const cooc_src_t *src, size_t k, const char *self, size_t self_len, pg_buf_t *out,
+               int64_t *entries, int64_t *n_low, cooc_changed_fn changed, void *ud, char *err,
+               size_t errlen)
+{
+    encode_t x = {.self = self, .self_len = self_len, .changed = changed, .ud = ud};
+    cooc_writer_init(&x.w, out);
+    if (merge_walk(src, k, encode_emit, &x, err, errlen) != 0) {
+        return -1;
+    }
+    *entries = x.entries;
+    *n_low = x.n_low;
+    return 0;
 }
 
 void cooc_list_free(cooc_list_t *l)
@@ -267,50 +297,61 @@ void cooc_list_free(cooc_list_t *l)
     l->n = 0;
 }
 
+/* Entries as the walk gives them, their partners into one buffer by offset (it moves while it
+ * grows; the pointers are set at the end). */
+typedef struct {
+    cooc_list_t *l;
+    pg_buf_t ids;
+    size_t cap;
+    bool oom;
+} collect_t;
+
+static void collect_emit(const char *id, size_t len, int64_t count, int64_t last_us,
+                         bool from_pending, void *ud)
+{
+    (void)from_pending;
+    collect_t *x = ud;
+    cooc_list_t *l = x->l;
+    if (x->oom) {
+        return;
+    }
+    if (l->n == x->cap) {
+        size_t cap = x->cap * 2;
+        cooc_entry_t *v = realloc(l->v, cap * sizeof *v);
+        if (v == NULL) {
+            x->oom = true;
+            return;
+        }
+        l->v = v;
+        x->cap = cap;
+    }
+    l->v[l->n++] =
+        (cooc_entry_t){(const char *)(uintptr_t)x->ids.len, (uint32_t)len, count, last_us};
+    pg_buf_put(&x->ids, id, len);
+}
+
 int cooc_list_build(cooc_list_t *l, const cooc_src_t *src, size_t k, char *err, size_t errlen)
 {
     memset(l, 0, sizeof *l);
-    pg_buf_t merged;
-    pg_buf_init(&merged);
-    int64_t n, low;
-    int rc = -1;
-    if (cooc_merge(src, k, "", 0, &merged, &n, &low, NULL, NULL, err, errlen) != 0) {
-        goto done;
-    }
-    /* Two passes over the merged list: the partners' bytes, then the entries pointing into
-     * them (one allocation that does not move). */
-    size_t bytes = 0;
-    cooc_iter_t it;
-    if (cooc_iter_init(&it, merged.data, merged.len)) {
-        while (cooc_iter_next(&it)) {
-            bytes += it.len;
+    /* v exists even when empty: callers may hand it to qsort or bsearch */
+    collect_t x = {.l = l, .cap = 64};
+    pg_buf_init(&x.ids);
+    l->v = malloc(x.cap * sizeof *l->v);
+    x.oom = l->v == NULL;
+    if (x.oom || merge_walk(src, k, collect_emit, &x, err, errlen) != 0 || x.oom) {
+        if (x.oom) {
+            snprintf(err, errlen, "out of memory");
         }
-    }
-    l->v = malloc(((size_t)n > 0 ? (size_t)n : 1) * sizeof *l->v);
-    l->ids = malloc(bytes > 0 ? bytes : 1);
-    if (l->v == NULL || l->ids == NULL) {
-        snprintf(err, errlen, "out of memory");
-        goto done;
-    }
-    size_t at = 0;
-    if (cooc_iter_init(&it, merged.data, merged.len)) {
-        while (cooc_iter_next(&it) && l->n < (size_t)n) {
-            memcpy(l->ids + at, it.id, it.len);
-            l->v[l->n++] = (cooc_entry_t){l->ids + at, (uint32_t)it.len, it.count, it.last_us};
-            at += it.len;
-        }
-    }
-    if (it.err != NULL) {
-        snprintf(err, errlen, "%s", it.err);
-        goto done;
-    }
-    rc = 0;
-done:
-    pg_buf_free(&merged);
-    if (rc != 0) {
+        pg_buf_free(&x.ids);
         cooc_list_free(l);
+        return -1;
     }
-    return rc;
+    /* the buffer is final: offsets become pointers (ids owns it; pg_buf_t's data is malloc'd) */
+    l->ids = x.ids.data;
+    for (size_t i = 0; i < l->n; i++) {
+        l->v[i].id = l->ids + (uintptr_t)l->v[i].id;
+    }
+    return 0;
 }
 
 const cooc_entry_t *cooc_list_find(const cooc_list_t *l, const char *id, size_t len)
