@@ -13,13 +13,95 @@
 SELECT pg_advisory_xact_lock(7412503912);
 LOCK TABLE pattern_cooccurrence_pending, pattern_cooccurrence_merged IN EXCLUSIVE MODE;
 
-DROP VIEW IF EXISTS pattern_cooccurrence;
-DROP VIEW IF EXISTS pattern_cooccurrence_pending_pairs;
-ALTER FUNCTION pt_cooc_entries(BYTEA, INTEGER) RENAME TO pt_cooc_entries_v1;
+
+-- A varint of a value 0 .. 2^64-1, as hex.
+CREATE OR REPLACE FUNCTION pt_cooc_varint_hex(p_v NUMERIC)
+RETURNS TEXT
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
+$$
+DECLARE
+    v_v NUMERIC := p_v;
+    v_r TEXT := '';
+BEGIN
+    IF v_v < 0 OR v_v >= 2::numeric ^ 64 THEN
+        RAISE EXCEPTION 'varint out of range: %', p_v;
+    END IF;
+    WHILE v_v >= 128 LOOP
+        v_r := v_r || lpad(to_hex((v_v % 128)::integer + 128), 2, '0');
+        v_v := div(v_v, 128);
+    END LOOP;
+    RETURN v_r || lpad(to_hex(v_v::integer), 2, '0');
+END
+$$;
+
+-- A partner list (format 2) from its entries, partners in strictly increasing byte order: for
+-- anyone who must write lists by hand (and for the conversion below), e.g.
+--   SELECT pt_cooc_list(array_agg(p ORDER BY p COLLATE "C"), array_agg(c ORDER BY p COLLATE "C"),
+--                       array_agg(l ORDER BY p COLLATE "C")) FROM ...
+CREATE OR REPLACE FUNCTION pt_cooc_list(p_partners TEXT[], p_counts BIGINT[], p_lasts BIGINT[])
+RETURNS BYTEA
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
+$$
+DECLARE
+    v_hex    TEXT[] := ARRAY['02'];
+    v_prev   BYTEA := ''::bytea;
+    v_cur    BYTEA;
+    v_last   BIGINT := 0;
+    v_shared INTEGER;
+    v_d      NUMERIC;
+    v_n      INTEGER := coalesce(cardinality(p_partners), 0);
+BEGIN
+    IF v_n <> coalesce(cardinality(p_counts), 0) OR v_n <> coalesce(cardinality(p_lasts), 0) THEN
+        RAISE EXCEPTION 'pt_cooc_list: % partners, % counts, % times', v_n,
+            coalesce(cardinality(p_counts), 0), coalesce(cardinality(p_lasts), 0);
+    END IF;
+    FOR i IN 1..v_n LOOP
+        v_cur := convert_to(p_partners[i], 'UTF8');
+        IF octet_length(v_cur) NOT BETWEEN 1 AND 255 OR p_counts[i] IS NULL OR p_counts[i] < 1
+           OR p_lasts[i] IS NULL OR (i > 1 AND v_cur <= v_prev) THEN
+            RAISE EXCEPTION 'pt_cooc_list: entry % (%): partners must be 1-255 bytes in increasing '
+                            'byte order, counts >= 1, times not null', i, p_partners[i];
+        END IF;
+        v_shared := 0;
+        WHILE v_shared < octet_length(v_prev) AND v_shared < octet_length(v_cur)
+              AND get_byte(v_prev, v_shared) = get_byte(v_cur, v_shared) LOOP
+            v_shared := v_shared + 1;
+        END LOOP;
+        v_d := p_lasts[i]::numeric - v_last;
+        v_hex := v_hex || (lpad(to_hex(v_shared), 2, '0')
+                           || lpad(to_hex(octet_length(v_cur) - v_shared), 2, '0')
+                           || encode(substring(v_cur FROM v_shared + 1), 'hex')
+                           || pt_cooc_varint_hex(p_counts[i])
+                           || pt_cooc_varint_hex(CASE WHEN v_d >= 0 THEN 2 * v_d
+                                                      ELSE -2 * v_d - 1 END));
+        v_prev := v_cur;
+        v_last := p_lasts[i];
+    END LOOP;
+    RETURN decode(array_to_string(v_hex, ''), 'hex');
+END
+$$;
+
+-- Every list rewritten, read by 012's pt_cooc_entries (format 1) before it is replaced below.
+ALTER TABLE pattern_cooccurrence_merged DROP CONSTRAINT IF EXISTS pattern_cooccurrence_merged_data_check;
+ALTER TABLE pattern_cooccurrence_pending DROP CONSTRAINT IF EXISTS pattern_cooccurrence_pending_data_check;
+UPDATE pattern_cooccurrence_merged
+   SET data = (SELECT pt_cooc_list(array_agg(e.partner ORDER BY e.o), array_agg(e.cnt ORDER BY e.o),
+                                   array_agg(e.last_us ORDER BY e.o))
+                 FROM pt_cooc_entries(data) WITH ORDINALITY AS e(partner, cnt, last_us, o));
+UPDATE pattern_cooccurrence_pending
+   SET data = (SELECT pt_cooc_list(array_agg(e.partner ORDER BY e.o), array_agg(e.cnt ORDER BY e.o),
+                                   array_agg(e.last_us ORDER BY e.o))
+                 FROM pt_cooc_entries(data) WITH ORDINALITY AS e(partner, cnt, last_us, o));
+ALTER TABLE pattern_cooccurrence_merged ADD CONSTRAINT pattern_cooccurrence_merged_data_check
+    CHECK (get_byte(data, 0) = 2);
+ALTER TABLE pattern_cooccurrence_pending ADD CONSTRAINT pattern_cooccurrence_pending_data_check
+    CHECK (get_byte(data, 0) = 2);
 DROP FUNCTION IF EXISTS pt_cooc_entry(TEXT, BIGINT, BIGINT);
 
--- The entries of a partner list after the first p_skip (n_low skips those below the row's
--- pattern, leaving each pair once), as rows. Checks what src/cooc.c checks.
+-- The lists are format 2 now: pt_cooc_entries reads that (the views of 012 call it), and
+-- 012's writer of format 1 entries goes. The entries of a partner list after the first p_skip
+-- (n_low skips those below the row's pattern, leaving each pair once), as rows. Checks what
+-- src/cooc.c checks.
 CREATE OR REPLACE FUNCTION pt_cooc_entries(p_list BYTEA, p_skip INTEGER DEFAULT 0)
 RETURNS TABLE (partner TEXT, cnt BIGINT, last_us BIGINT)
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
@@ -93,102 +175,3 @@ BEGIN
     END LOOP;
 END
 $$;
-
--- A varint of a value 0 .. 2^64-1, as hex.
-CREATE OR REPLACE FUNCTION pt_cooc_varint_hex(p_v NUMERIC)
-RETURNS TEXT
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
-$$
-DECLARE
-    v_v NUMERIC := p_v;
-    v_r TEXT := '';
-BEGIN
-    IF v_v < 0 OR v_v >= 2::numeric ^ 64 THEN
-        RAISE EXCEPTION 'varint out of range: %', p_v;
-    END IF;
-    WHILE v_v >= 128 LOOP
-        v_r := v_r || lpad(to_hex((v_v % 128)::integer + 128), 2, '0');
-        v_v := div(v_v, 128);
-    END LOOP;
-    RETURN v_r || lpad(to_hex(v_v::integer), 2, '0');
-END
-$$;
-
--- A partner list (format 2) from its entries, partners in strictly increasing byte order: for
--- anyone who must write lists by hand (and for the conversion below), e.g.
---   SELECT pt_cooc_list(array_agg(p ORDER BY p COLLATE "C"), array_agg(c ORDER BY p COLLATE "C"),
---                       array_agg(l ORDER BY p COLLATE "C")) FROM ...
-CREATE OR REPLACE FUNCTION pt_cooc_list(p_partners TEXT[], p_counts BIGINT[], p_lasts BIGINT[])
-RETURNS BYTEA
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS
-$$
-DECLARE
-    v_hex    TEXT[] := ARRAY['02'];
-    v_prev   BYTEA := ''::bytea;
-    v_cur    BYTEA;
-    v_last   BIGINT := 0;
-    v_shared INTEGER;
-    v_d      NUMERIC;
-    v_n      INTEGER := coalesce(cardinality(p_partners), 0);
-BEGIN
-    IF v_n <> coalesce(cardinality(p_counts), 0) OR v_n <> coalesce(cardinality(p_lasts), 0) THEN
-        RAISE EXCEPTION 'pt_cooc_list: % partners, % counts, % times', v_n,
-            coalesce(cardinality(p_counts), 0), coalesce(cardinality(p_lasts), 0);
-    END IF;
-    FOR i IN 1..v_n LOOP
-        v_cur := convert_to(p_partners[i], 'UTF8');
-        IF octet_length(v_cur) NOT BETWEEN 1 AND 255 OR p_counts[i] IS NULL OR p_counts[i] < 1
-           OR p_lasts[i] IS NULL OR (i > 1 AND v_cur <= v_prev) THEN
-            RAISE EXCEPTION 'pt_cooc_list: entry % (%): partners must be 1-255 bytes in increasing '
-                            'byte order, counts >= 1, times not null', i, p_partners[i];
-        END IF;
-        v_shared := 0;
-        WHILE v_shared < octet_length(v_prev) AND v_shared < octet_length(v_cur)
-              AND get_byte(v_prev, v_shared) = get_byte(v_cur, v_shared) LOOP
-            v_shared := v_shared + 1;
-        END LOOP;
-        v_d := p_lasts[i]::numeric - v_last;
-        v_hex := v_hex || (lpad(to_hex(v_shared), 2, '0')
-                           || lpad(to_hex(octet_length(v_cur) - v_shared), 2, '0')
-                           || encode(substring(v_cur FROM v_shared + 1), 'hex')
-                           || pt_cooc_varint_hex(p_counts[i])
-                           || pt_cooc_varint_hex(CASE WHEN v_d >= 0 THEN 2 * v_d
-                                                      ELSE -2 * v_d - 1 END));
-        v_prev := v_cur;
-        v_last := p_lasts[i];
-    END LOOP;
-    RETURN decode(array_to_string(v_hex, ''), 'hex');
-END
-$$;
-
-ALTER TABLE pattern_cooccurrence_merged DROP CONSTRAINT IF EXISTS pattern_cooccurrence_merged_data_check;
-ALTER TABLE pattern_cooccurrence_pending DROP CONSTRAINT IF EXISTS pattern_cooccurrence_pending_data_check;
-UPDATE pattern_cooccurrence_merged
-   SET data = (SELECT pt_cooc_list(array_agg(e.partner ORDER BY e.o), array_agg(e.cnt ORDER BY e.o),
-                                   array_agg(e.last_us ORDER BY e.o))
-                 FROM pt_cooc_entries_v1(data) WITH ORDINALITY AS e(partner, cnt, last_us, o));
-UPDATE pattern_cooccurrence_pending
-   SET data = (SELECT pt_cooc_list(array_agg(e.partner ORDER BY e.o), array_agg(e.cnt ORDER BY e.o),
-                                   array_agg(e.last_us ORDER BY e.o))
-                 FROM pt_cooc_entries_v1(data) WITH ORDINALITY AS e(partner, cnt, last_us, o));
-ALTER TABLE pattern_cooccurrence_merged ADD CONSTRAINT pattern_cooccurrence_merged_data_check
-    CHECK (get_byte(data, 0) = 2);
-ALTER TABLE pattern_cooccurrence_pending ADD CONSTRAINT pattern_cooccurrence_pending_data_check
-    CHECK (get_byte(data, 0) = 2);
-DROP FUNCTION pt_cooc_entries_v1(BYTEA, INTEGER);
-
--- As in 012.
-CREATE VIEW pattern_cooccurrence_pending_pairs AS
-SELECT p.flush_id, p.pattern_id AS pattern_id_1, e.partner AS pattern_id_2,
-       e.cnt AS cooccurrence_count, pt_ts(e.last_us) AS last_seen_together
-  FROM pattern_cooccurrence_pending p, pt_cooc_entries(p.data, p.n_low) e;
-
-CREATE VIEW pattern_cooccurrence AS
-SELECT pattern_id_1, pattern_id_2, sum(cnt)::bigint AS cooccurrence_count,
-       pt_ts(max(last_us)) AS last_seen_together
-  FROM (SELECT m.pattern_id AS pattern_id_1, e.partner AS pattern_id_2, e.cnt, e.last_us
-          FROM pattern_cooccurrence_merged m, pt_cooc_entries(m.data, m.n_low) e
-        UNION ALL
-        SELECT p.pattern_id, e.partner, e.cnt, e.last_us
-          FROM pattern_cooccurrence_pending p, pt_cooc_entries(p.data, p.n_low) e) u
- GROUP BY pattern_id_1, pattern_id_2;
