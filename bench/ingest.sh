@@ -15,6 +15,12 @@
 # within the last hour as live traffic has them); extra engine options via EXTRA_CONFIG, e.g.
 # EXTRA_CONFIG='cooccurrence_max_patterns = 0,'. PT_BENCH_LOGS=DIR keeps each run's engine log
 # there (with EXTRA_CONFIG='log_level = "debug",' it times every flush and merge).
+# PT_BENCH_KEEP=1 keeps the last run's database (pt_bench) for measurements on real tables.
+#
+# CPU per event, from /proc, over each run (engine start .. everything merged, backlog; first
+# event produced .. merged, live): PostgreSQL (the postmaster, every backend and background
+# process, and the children it reaped meanwhile), the engine (all its threads, its whole life)
+# and the Kafka broker (the JVM), each in microseconds of CPU per event.
 set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 . "$ROOT/tests/integration/lib.sh"
@@ -30,6 +36,39 @@ rss=()
 
 now() { date +%s.%N; }
 
+# cpu_ticks PID [CHILDREN]: utime + stime of PID in clock ticks; with CHILDREN=1 also the
+# times of its children, live (read from /proc) and reaped (cutime + cstime).
+cpu_ticks() {
+    local pid=$1 kids=${2:-0}
+    awk -v pid="$pid" -v kids="$kids" '
+        function fields(line) { sub(/^.*\) /, "", line); return split(line, f, " ") }
+        FNR == 1 {
+            fields($0)
+            # after "pid (comm) ": f[2] ppid, f[12] utime, f[13] stime, f[14]/f[15] children
+            if (FILENAME == "/proc/" pid "/stat") { t += f[12] + f[13]; if (kids) t += f[14] + f[15] }
+            else if (kids && f[2] == pid) { t += f[12] + f[13] }
+        }
+        END { printf "%d\n", t }' /proc/[0-9]*/stat 2>/dev/null
+}
+pg_pid() { head -n1 "$ROOT/var/pg/data/postmaster.pid"; }
+kafka_pid() { cat "$ROOT/var/kafka/kafka.pid"; }
+hz=$(getconf CLK_TCK)
+# Every poll below is a psql connection, whose backend's CPU counts as PostgreSQL's: poll every
+# half second rather than wait_for's 0.2 s (about 2 ms of PostgreSQL CPU a poll here).
+poll() {
+    local limit=$1 start=$SECONDS
+    shift
+    until "$@" >/dev/null 2>&1; do
+        if [ $((SECONDS - start)) -ge "$limit" ]; then
+            echo "ingest.sh: gave up waiting for: $*" >&2
+            return 1
+        fi
+        sleep 0.5
+    done
+}
+pgcpu=()
+encpu=()
+kcpu=()
 for run in $(seq 1 "$RUNS"); do
     psql "$DATABASE_URL" -Xq -c "DROP DATABASE IF EXISTS pt_bench WITH (FORCE)" -c "CREATE DATABASE pt_bench" >/dev/null
     export DATABASE_URL="$base/pt_bench"
@@ -55,6 +94,8 @@ LUA
     if [ "$MODE" = backlog ]; then
         # shellcheck disable=SC2086
         "$PT_LOADGEN" --topic-prefix "$prefix" --events "$EVENTS" --seed "$run" --truth "$dir/truth.tsv" --quiet $LOADGEN_ARGS
+        pg0=$(cpu_ticks "$(pg_pid)" 1)
+        k0=$(cpu_ticks "$(kafka_pid)")
         t0=$(now)
         (cd "$ROOT" && exec "$BIN" run --config "$dir/config.lua") 2>"$dir/engine.log" &
         pid=$!
@@ -63,26 +104,36 @@ LUA
         pid=$!
         ready() { grep -q "consuming" "$dir/engine.log"; }
         wait_for 60 ready
+        pg0=$(cpu_ticks "$(pg_pid)" 1)
+        k0=$(cpu_ticks "$(kafka_pid)")
         t0=$(now)
         # shellcheck disable=SC2086
         "$PT_LOADGEN" --topic-prefix "$prefix" --events "$EVENTS" --seed "$run" --truth "$dir/truth.tsv" --quiet $LOADGEN_ARGS
     fi
     total=$(truth_total "$dir/truth.tsv")
     exact() { [ "$(db_total)" = "$total" ]; }
-    wait_for 1800 exact
+    poll 1800 exact
     t1=$(now)
     # Co-occurrence pairs are exact in every answer once flushed (pending ones are added), but
     # the engine merges them into pattern_cooccurrence_merged afterwards: the time until none is
     # pending is what sustained load needs.
     merged() { [ "$(psql "$DATABASE_URL" -XtAc "SELECT count(*) FROM pattern_cooccurrence_pending")" = 0 ]; }
-    wait_for 1800 merged
+    poll 1800 merged
     t2=$(now)
+    pg1=$(cpu_ticks "$(pg_pid)" 1)
+    k1=$(cpu_ticks "$(kafka_pid)")
+    en1=$(cpu_ticks "$pid")
     hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
     kill -TERM "$pid"
     wait "$pid"
     check_truth "$dir/truth.tsv" "$prefix" >/dev/null
     rate=$(awk -v n="$EVENTS" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
     mrate=$(awk -v n="$EVENTS" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.0f", n / (b - a) }')
+    per_event() { awk -v t="$1" -v hz="$hz" -v n="$EVENTS" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }'; }
+    pgcpu+=("$(per_event $((pg1 - pg0)))")
+    encpu+=("$(per_event "$en1")")
+    kcpu+=("$(per_event $((k1 - k0)))")
+    echo "run $run: CPU per event: PostgreSQL ${pgcpu[-1]} us, engine ${encpu[-1]} us, Kafka ${kcpu[-1]} us" >&2
     echo "run $run: $EVENTS events in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s = $rate events/s, peak RSS $((hwm / 1024)) MB, totals exact; co-occurrence merged after $(awk -v a="$t0" -v b="$t2" 'BEGIN { printf "%.2f", b - a }') s = $mrate events/s" >&2
     results+=("$rate")
     mresults+=("$mrate")
@@ -93,5 +144,8 @@ LUA
     rm -rf "$dir"
     export DATABASE_URL="$base/patterntrack"
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo "mode=$MODE events=$EVENTS runs=$RUNS median_events_per_s=$(median "${results[@]}") median_merged_events_per_s=$(median "${mresults[@]}") median_peak_rss_mb=$(( $(median "${rss[@]}") / 1024 ))"
+if [ -z "${PT_BENCH_KEEP:-}" ]; then
+    psql "$DATABASE_URL" -Xq -c "DROP DATABASE IF EXISTS pt_bench WITH (FORCE)" >/dev/null
+fi
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "mode=$MODE events=$EVENTS runs=$RUNS median_events_per_s=$(median "${results[@]}") median_merged_events_per_s=$(median "${mresults[@]}") median_peak_rss_mb=$(( $(median "${rss[@]}") / 1024 )) median_cpu_us_per_event: postgres=$(median "${pgcpu[@]}") engine=$(median "${encpu[@]}") kafka=$(median "${kcpu[@]}")"
