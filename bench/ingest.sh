@@ -117,7 +117,7 @@ LUA
     # Co-occurrence pairs are exact in every answer once flushed (pending ones are added), but
     # the engine merges them into pattern_cooccurrence_merged afterwards: the time until none is
     # pending is what sustained load needs.
-    merged() { [ "$(psql "$DATABASE_URL" -XtAc "SELECT count(*) FROM pattern_cooccurrence_pending")" = 0 ]; }
+    merged() { [ "$(psql "$DATABASE_URL" -XtAc "SELECT (SELECT count(*) FROM pattern_lists_pending) + (SELECT count(*) FROM agent_lists_pending)")" = 0 ]; }
     poll 1800 merged
     t2=$(now)
     pg1=$(cpu_ticks "$(pg_pid)" 1)

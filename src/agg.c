@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text.h"
+
 /* Interned strings live in an arena of chunks that agg_reset keeps for reuse. */
 typedef struct chunk {
     struct chunk *next;
@@ -92,20 +94,6 @@ static void *xcalloc(size_t n, size_t sz)
     return q;
 }
 
-/* FNV-1a, then a final mix so that the low bits used for slots are well spread. */
-static uint64_t hash_bytes(const char *s, size_t len, uint64_t seed)
-{
-    uint64_t h = 1469598103934665603ULL ^ seed;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    return h;
-}
-
 static uint64_t mix(uint64_t a, uint64_t b)
 {
     uint64_t h = a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
@@ -158,7 +146,7 @@ static const istr_t *intern(agg_t *a, itab_t *t, const char *s, size_t len)
     if ((t->n + 1) * 10 >= t->cap * 7) {
         itab_grow(t);
     }
-    uint64_t h = hash_bytes(s, len, 0);
+    uint64_t h = text_hash(s, len, 0);
     size_t j = h & (t->cap - 1);
     while (t->slots[j].s != NULL) {
         istr_t *e = &t->slots[j];
@@ -755,6 +743,55 @@ void agg_each_side(const agg_t *a, void (*fn)(const agg_side_t *, void *), void 
     free(v);
     free(rank);
     free(order);
+}
+
+/* The ranks of an interning table's strings in byte order: rank[idx]. Owned by the caller. */
+static uint32_t *ranks(const itab_t *t)
+{
+    istr_t *order = xcalloc(t->n ? t->n : 1, sizeof *order);
+    uint32_t *rank = xcalloc(t->n ? t->n : 1, sizeof *rank);
+    memcpy(order, t->byidx, t->n * sizeof *order);
+    qsort(order, t->n, sizeof *order, istr_bytes_cmp);
+    for (size_t r = 0; r < t->n; r++) {
+        rank[order[r].idx] = (uint32_t)r;
+    }
+    free(order);
+    return rank;
+}
+
+void agg_each_use_sorted(const agg_t *a, bool by_agent, void (*fn)(const agg_use_t *, void *),
+                         void *ud)
+{
+    if (a->uses_n == 0) {
+        return;
+    }
+    uint32_t *pr = ranks(&a->patterns), *sr = ranks(&a->strings);
+    side_key_t *v = xcalloc(a->uses_n, sizeof *v);
+    size_t n = 0;
+    for (size_t i = 0; i < a->uses_cap; i++) {
+        const use_slot_t *u = &a->uses[i];
+        if (u->count != 0) {
+            uint64_t p = pr[u->pat], g = sr[u->agent];
+            v[n++] = (side_key_t){by_agent ? g << 32 | p : p << 32 | g, (uint32_t)i};
+        }
+    }
+    qsort(v, n, sizeof *v, side_key_cmp);
+    for (size_t i = 0; i < n; i++) {
+        const use_slot_t *s = &a->uses[v[i].slot];
+        const istr_t *p = &a->patterns.byidx[s->pat], *g = &a->strings.byidx[s->agent];
+        agg_use_t u = {p->s, p->len, g->s, g->len, s->count, a->times[s->first], a->times[s->last]};
+        fn(&u, ud);
+    }
+    free(v);
+    free(sr);
+    free(pr);
+}
+
+void agg_each_pattern(const agg_t *a, void (*fn)(const char *, uint32_t, void *), void *ud)
+{
+    for (size_t i = 0; i < a->patterns.n; i++) {
+        fn(a->patterns.byidx[i].s, a->patterns.byidx[i].len, ud);
+    }
 }
 
 size_t agg_n_pairs(const agg_t *a)

@@ -107,6 +107,12 @@ void agg_count_event(agg_t *a);
 /* Iterators: call fn for each element; order is unspecified. The element lasts for the call
  * (it is built from the slot, not the slot itself): copy it to keep it. */
 void agg_each_use(const agg_t *a, void (*fn)(const agg_use_t *, void *), void *ud);
+/* The uses ordered by pattern then agent (by_agent: agent then pattern), in byte order: a
+ * flush's partner lists of patterns and of agents. Takes 16 bytes a use while it runs. */
+void agg_each_use_sorted(const agg_t *a, bool by_agent, void (*fn)(const agg_use_t *, void *),
+                         void *ud);
+/* Each distinct pattern (interned: one pointer per pattern for the aggregate's life). */
+void agg_each_pattern(const agg_t *a, void (*fn)(const char *, uint32_t, void *), void *ud);
 void agg_each_hour(const agg_t *a, void (*fn)(const agg_hour_t *, void *), void *ud);
 /* Byte order, as PostgreSQL's "C" collation compares. */
 int agg_bytes_cmp(const char *x, size_t lx, const char *y, size_t ly);

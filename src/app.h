@@ -9,11 +9,11 @@
 #include <time.h>
 
 #include "config.h"
+#include "fold.h"
 #include "http.h"
 #include "ingest.h"
 #include "kafka.h"
 #include "maint.h"
-#include "merge.h"
 #include "pg.h"
 #include "reload.h"
 #include "routes.h"
@@ -29,7 +29,7 @@ typedef struct app {
     routes_t *routes;
     http_t *http;
     maint_t *maint;
-    merge_t *merge;
+    fold_t *fold;
     reload_t *reload;
     struct event *ev_term, *ev_int, *ev_deadline;
     struct event *ev_lag; /* event loop lag probe */

@@ -112,13 +112,15 @@ static const option_t options[] = {
     {"cooccurrence_max_patterns", T_INT, "32", OFF(cooccurrence_max_patterns), NULL, true, 0, 1000,
      "Events with up to this many distinct patterns record every pair of them (co-occurrence); "
      "events with more are counted in usage_topic_stats instead. 0 turns pairs off."},
-    {"cooccurrence_merge_ms", T_INT, "1000", OFF(cooccurrence_merge_ms), NULL, true, 0, 3600000,
-     "How often the engine looks for pending co-occurrence rows to merge into "
-     "pattern_cooccurrence_merged (back to back while behind). A pattern's rows are merged "
-     "once it has 8, or their size reaches half its merged list's, or ingest has been quiet "
-     "for three intervals. Pending rows count in every answer: a pattern's answer reads its "
-     "own, the top pairs all of them. 0 stops merging (tests; patterntrack "
-     "merge-cooccurrence merges by hand)."},
+    {"fold_interval_ms", T_INT, "1000", OFF(fold_interval_ms), NULL, true, 0, 3600000,
+     "How often the engine looks for the partner lists flushes left pending (a pattern's agents "
+     "and co-occurring patterns, an agent's patterns) to fold into each owner's folded list "
+     "(back to back while behind). An owner's rows are folded once it has 8, or their size "
+     "reaches half its folded list's, or ingest has been quiet for three intervals. Pending "
+     "rows count in every answer. 0 stops folding (tests; patterntrack fold folds by hand)."},
+    {"cooccurrence_merge_ms", T_INT, NULL, OFF(fold_interval_ms), NULL, true, 0, 3600000,
+     "The name fold_interval_ms had before the (pattern, agent) counts were folded too; still "
+     "accepted."},
     {"retention_hourly_days", T_INT, "90", OFF(retention_hourly_days), NULL, true, 1, 36500,
      "Hourly buckets older than this many days roll up into daily buckets (totals unchanged)."},
     {"pattern_lifetime_days", T_DAYS, NULL, OFF(n_lifetimes), NULL, true, 1, 36500,

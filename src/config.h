@@ -57,7 +57,7 @@ typedef struct config {
     int64_t pg_pool_size;
     int64_t pg_prepared_statements;
     int64_t cooccurrence_max_patterns;
-    int64_t cooccurrence_merge_ms;
+    int64_t fold_interval_ms;
     int64_t retention_hourly_days;
     char *log_level;
     size_t n_topics;

@@ -6,8 +6,14 @@
 
 void cooc_writer_init(cooc_writer_t *w, pg_buf_t *b)
 {
-    pg_buf_putc(b, (char)COOC_VERSION);
+    cooc_writer_init_v(w, b, COOC_VERSION);
+}
+
+void cooc_writer_init_v(cooc_writer_t *w, pg_buf_t *b, int version)
+{
+    pg_buf_putc(b, (char)version);
     w->b = b;
+    w->version = version;
     w->prev_len = 0;
     w->prev_last = 0;
 }
@@ -36,6 +42,12 @@ static uint64_t unzigzag(uint64_t z)
 
 void cooc_write(cooc_writer_t *w, const char *id, size_t len, int64_t count, int64_t last_us)
 {
+    cooc_write_usage(w, id, len, count, last_us, last_us);
+}
+
+void cooc_write_usage(cooc_writer_t *w, const char *id, size_t len, int64_t count, int64_t first_us,
+                      int64_t last_us)
+{
     unsigned char e[COOC_ENTRY_MAX];
     size_t shared = 0;
     while (shared < w->prev_len && shared < len && w->prev[shared] == id[shared]) {
@@ -47,6 +59,10 @@ void cooc_write(cooc_writer_t *w, const char *id, size_t len, int64_t count, int
     size_t n = 2 + len - shared;
     n += put_varint(e + n, (uint64_t)count);
     n += put_varint(e + n, zigzag((uint64_t)last_us - (uint64_t)w->prev_last));
+    if (w->version == COOC_USAGE_VERSION) {
+        /* first <= last: how long before the last the first was, unsigned */
+        n += put_varint(e + n, (uint64_t)last_us - (uint64_t)first_us);
+    }
     pg_buf_put(w->b, (const char *)e, n);
     memcpy(w->prev + shared, id + shared, len - shared);
     w->prev_len = len;
@@ -71,8 +87,10 @@ bool cooc_iter_init(cooc_iter_t *it, const void *list, size_t n)
     it->len = 0;
     it->count = 0;
     it->last_us = 0;
+    it->first_us = 0;
     it->err = NULL;
-    if (n < 1 || p[0] != COOC_VERSION) {
+    it->version = n < 1 ? 0 : p[0];
+    if (n < 1 || (p[0] != COOC_VERSION && p[0] != COOC_USAGE_VERSION)) {
         it->err = n < 1 ? "empty partner list" : "unknown partner list version";
         it->p = it->end;
         return false;
@@ -138,8 +156,9 @@ bool cooc_iter_next(cooc_iter_t *it)
         }
     }
     it->p += 2 + n;
-    uint64_t count, dlast;
-    if (!get_varint(it, &count) || !get_varint(it, &dlast)) {
+    uint64_t count, dlast, dfirst = 0;
+    if (!get_varint(it, &count) || !get_varint(it, &dlast) ||
+        (it->version == COOC_USAGE_VERSION && !get_varint(it, &dfirst))) {
         return false;
     }
     if (count < 1 || count > INT64_MAX) {
@@ -150,6 +169,10 @@ bool cooc_iter_next(cooc_iter_t *it)
     it->len = shared + n;
     it->count = (int64_t)count;
     it->last_us = (int64_t)((uint64_t)it->last_us + unzigzag(dlast));
+    it->first_us = (int64_t)((uint64_t)it->last_us - dfirst);
+    if (it->first_us > it->last_us) {
+        return stop(it, "partner list first time after its last");
+    }
     return true;
 }
 
@@ -173,16 +196,16 @@ int cooc_check(const void *list, size_t n, const char *self, size_t self_len, in
     return 0;
 }
 
-/* One entry of k merged lists: the partner (valid for the call), its summed count and latest
- * time, and whether a pending source contributed. */
-typedef void (*emit_fn)(const char *id, size_t len, int64_t count, int64_t last_us,
-                        bool from_pending, void *ud);
+/* One entry of k merged lists: the partner (valid for the call), its summed count, earliest
+ * and latest time, and whether a pending source contributed. */
+typedef void (*emit_fn)(const char *id, size_t len, int64_t count, int64_t first_us,
+                        int64_t last_us, bool from_pending, void *ud);
 
 /* The k-way merge both cooc_merge (which encodes) and cooc_list_build (which keeps entries)
  * stand on. A pattern's lists are its merged row and the few flushes pending since (merges bound
  * them), so each entry scans every head rather than keeping a heap. */
-static int merge_walk(const cooc_src_t *src, size_t k, emit_fn emit, void *ud, char *err,
-                      size_t errlen)
+static int merge_walk(const cooc_src_t *src, size_t k, emit_fn emit, void *ud, int *version,
+                      char *err, size_t errlen)
 {
     cooc_iter_t stack_it[16];
     bool stack_live[16];
@@ -193,12 +216,18 @@ static int merge_walk(const cooc_src_t *src, size_t k, emit_fn emit, void *ud, c
         snprintf(err, errlen, "out of memory");
         goto done;
     }
+    *version = 0;
     for (size_t i = 0; i < k; i++) {
         live[i] = cooc_iter_init(&it[i], src[i].data, src[i].len) && cooc_iter_next(&it[i]);
         if (it[i].err != NULL) {
             snprintf(err, errlen, "%s", it[i].err);
             goto done;
         }
+        if (i > 0 && it[i].version != *version) {
+            snprintf(err, errlen, "lists of versions %d and %d merged", *version, it[i].version);
+            goto done;
+        }
+        *version = it[i].version;
     }
     char id[COOC_MAX_ID]; /* a copy: the iterators' ids change as they advance */
     for (;;) {
@@ -214,7 +243,7 @@ static int merge_walk(const cooc_src_t *src, size_t k, emit_fn emit, void *ud, c
         }
         size_t len = least->len;
         memcpy(id, least->id, len);
-        int64_t count = 0, last = INT64_MIN;
+        int64_t count = 0, last = INT64_MIN, first = INT64_MAX;
         bool from_pending = false;
         for (size_t i = 0; i < k; i++) {
             if (!live[i] || cooc_cmp(it[i].id, it[i].len, id, len) != 0) {
@@ -225,9 +254,10 @@ static int merge_walk(const cooc_src_t *src, size_t k, emit_fn emit, void *ud, c
                 goto done;
             }
             last = it[i].last_us > last ? it[i].last_us : last;
+            first = it[i].first_us < first ? it[i].first_us : first;
             from_pending |= src[i].pending;
         }
-        emit(id, len, count, last, from_pending, ud);
+        emit(id, len, count, first, last, from_pending, ud);
         for (size_t i = 0; i < k; i++) {
             if (live[i] && cooc_cmp(it[i].id, it[i].len, id, len) == 0) {
                 live[i] = cooc_iter_next(&it[i]);
@@ -258,11 +288,11 @@ typedef struct {
     void *ud;
 } encode_t;
 
-static void encode_emit(const char *id, size_t len, int64_t count, int64_t last_us,
-                        bool from_pending, void *ud)
+static void encode_emit(const char *id, size_t len, int64_t count, int64_t first_us,
+                        int64_t last_us, bool from_pending, void *ud)
 {
     encode_t *x = ud;
-    cooc_write(&x->w, id, len, count, last_us);
+    cooc_write_usage(&x->w, id, len, count, first_us, last_us);
     bool below = cooc_cmp(id, len, x->self, x->self_len) < 0;
     x->entries++;
     x->n_low += below;
@@ -276,8 +306,13 @@ int cooc_merge(const cooc_src_t *src, size_t k, const char *self, size_t self_le
                size_t errlen)
 {
     encode_t x = {.self = self, .self_len = self_len, .changed = changed, .ud = ud};
-    cooc_writer_init(&x.w, out);
-    if (merge_walk(src, k, encode_emit, &x, err, errlen) != 0) {
+    /* the version byte is the sources' (checked by the walk, which writes nothing before it) */
+    int version = COOC_VERSION;
+    if (k > 0 && src[0].len > 0) {
+        version = ((const unsigned char *)src[0].data)[0];
+    }
+    cooc_writer_init_v(&x.w, out, version);
+    if (merge_walk(src, k, encode_emit, &x, &version, err, errlen) != 0) {
         return -1;
     }
     *entries = x.entries;
@@ -306,8 +341,8 @@ typedef struct {
     bool oom;
 } collect_t;
 
-static void collect_emit(const char *id, size_t len, int64_t count, int64_t last_us,
-                         bool from_pending, void *ud)
+static void collect_emit(const char *id, size_t len, int64_t count, int64_t first_us,
+                         int64_t last_us, bool from_pending, void *ud)
 {
     (void)from_pending;
     collect_t *x = ud;
@@ -325,8 +360,8 @@ static void collect_emit(const char *id, size_t len, int64_t count, int64_t last
         l->v = v;
         x->cap = cap;
     }
-    l->v[l->n++] =
-        (cooc_entry_t){(const char *)(uintptr_t)x->ids.len, (uint32_t)len, count, last_us};
+    l->v[l->n++] = (cooc_entry_t){(const char *)(uintptr_t)x->ids.len, (uint32_t)len, count,
+                                  first_us, last_us};
     pg_buf_put(&x->ids, id, len);
 }
 
@@ -338,7 +373,8 @@ int cooc_list_build(cooc_list_t *l, const cooc_src_t *src, size_t k, char *err, 
     pg_buf_init(&x.ids);
     l->v = malloc(x.cap * sizeof *l->v);
     x.oom = l->v == NULL;
-    if (x.oom || merge_walk(src, k, collect_emit, &x, err, errlen) != 0 || x.oom) {
+    int version;
+    if (x.oom || merge_walk(src, k, collect_emit, &x, &version, err, errlen) != 0 || x.oom) {
         if (x.oom) {
             snprintf(err, errlen, "out of memory");
         }

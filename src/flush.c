@@ -9,65 +9,131 @@
 #include <unistd.h>
 
 #include "cooc.h"
+#include "known.h"
 #include "log.h"
 #include "pg.h"
 #include "text.h"
 
 static const char flush_sql[] =
     "SELECT pt_flush($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
-    "$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)";
+    "$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, "
+    "$35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49)";
 
-/* The parameters of a large flush are tens of megabytes of array text: building them took
- * 30-120 ms, and on the event loop that was 30-120 ms without HTTP answers or Kafka reads at
- * every flush. A builder thread makes them while the loop goes on; the aggregate is the
- * in-flight batch, which nothing changes until this flush has ended. */
+static const char types_sql[] =
+    "SELECT pattern_id, coalesce(pattern_type, 'unknown') FROM pattern_lineage_nodes "
+    "WHERE pattern_id = ANY($1::text[])";
+
+/* Keys known committed that the engine keeps (known.h): about 24 bytes each at most. */
+#define KNOWN_MAX_KEYS ((size_t)1 << 20)
+/* Flushes in a row that PT410 sends back before the flush gives up for this attempt. */
+#define MAX_TYPE_RETRIES 3
+
+/* The parameters of a large flush are megabytes: building them on the event loop was tens of
+ * milliseconds without HTTP answers or Kafka reads at every flush. A builder thread makes them
+ * while the loop goes on; the aggregate is the in-flight batch, which nothing changes until this
+ * flush has ended. known (the keys and types the engine knows the database holds) is used by
+ * the builder while it builds and by the loop before (types read) and after (keys committed). */
+typedef enum {
+    B_TYPES, /* list the batch's patterns whose type is not known */
+    B_PARAMS /* build pt_flush's parameters */
+} bjob_t;
+
 struct flush {
     pg_conn_t *conn;
     char *group;
     const config_t *cfg;
+    known_t *known;
     flush_cb cb;
     void *ud;
+    const agg_t *agg; /* the batch in flight */
+    bool durable;
+    int type_retries;
     struct timespec started;
     int64_t timeout_ms; /* this attempt's */
     int timeouts;       /* attempts in a row that ran out of time */
     /* builder thread; the fields below the mutex are shared with it */
     pthread_t thread;
     bool thread_up;
-    int pipe[2]; /* the builder writes a byte when parameters are ready */
+    int pipe[2]; /* the builder writes a byte when a job is done */
     struct event *ev_built;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    const agg_t *job; /* to build, or NULL */
-    bool durable;
-    bool built;
+    bool job;    /* a job for the builder */
+    bjob_t kind; /* which */
+    bool built;  /* done, for the loop */
     bool stop;
     char *values[FLUSH_NPARAMS];
     int lengths[FLUSH_NPARAMS];
     int n;
+    pg_buf_t missing;       /* B_TYPES: a text[] literal of the patterns, */
+    const char **missing_v; /* and the patterns themselves (interned by the batch) */
+    uint32_t *missing_len;
+    size_t missing_n, missing_cap;
 };
+
+typedef struct {
+    flush_t *f;
+    bool any;
+} missing_ctx_t;
+
+static void missing_cb(const char *pattern, uint32_t len, void *ud)
+{
+    missing_ctx_t *x = ud;
+    flush_t *f = x->f;
+    size_t tl;
+    if (known_type(f->known, pattern, len, &tl) != NULL) {
+        return;
+    }
+    if (f->missing_n == f->missing_cap) {
+        f->missing_cap = f->missing_cap ? f->missing_cap * 2 : 1024;
+        f->missing_v = realloc(f->missing_v, f->missing_cap * sizeof *f->missing_v);
+        f->missing_len = realloc(f->missing_len, f->missing_cap * sizeof *f->missing_len);
+        if (f->missing_v == NULL || f->missing_len == NULL) {
+            abort();
+        }
+    }
+    f->missing_v[f->missing_n] = pattern;
+    f->missing_len[f->missing_n++] = len;
+    if (x->any) {
+        pg_array_next(&f->missing);
+    }
+    pg_array_text(&f->missing, pattern, len);
+    x->any = true;
+}
 
 static void *builder_main(void *arg)
 {
     flush_t *f = arg;
     pthread_mutex_lock(&f->mu);
     for (;;) {
-        while (f->job == NULL && !f->stop) {
+        while (!f->job && !f->stop) {
             pthread_cond_wait(&f->cv, &f->mu);
         }
         if (f->stop) {
             break;
         }
-        const agg_t *a = f->job;
-        bool durable = f->durable;
+        bjob_t kind = f->kind;
         pthread_mutex_unlock(&f->mu);
         char *values[FLUSH_NPARAMS];
         int lengths[FLUSH_NPARAMS];
-        int n = flush_build(a, f->group, durable, values, lengths);
+        int n = 0;
+        if (kind == B_TYPES) {
+            pg_buf_reset(&f->missing);
+            pg_buf_putc(&f->missing, '{');
+            f->missing_n = 0;
+            missing_ctx_t x = {f, false};
+            agg_each_pattern(f->agg, missing_cb, &x);
+            pg_array_end(&f->missing);
+        } else {
+            n = flush_build(f->agg, f->group, f->durable, f->known, values, lengths);
+        }
         pthread_mutex_lock(&f->mu);
-        memcpy(f->values, values, sizeof values);
-        memcpy(f->lengths, lengths, sizeof lengths);
-        f->n = n;
-        f->job = NULL;
+        if (kind == B_PARAMS) {
+            memcpy(f->values, values, sizeof values);
+            memcpy(f->lengths, lengths, sizeof lengths);
+            f->n = n;
+        }
+        f->job = false;
         f->built = true;
         ssize_t w;
         do {
@@ -89,10 +155,12 @@ flush_t *flush_new(struct event_base *base, const config_t *c)
     f->pipe[0] = f->pipe[1] = -1;
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
+    pg_buf_init(&f->missing);
     f->conn = pg_conn_new(base, c->database_url, "flush");
     f->group = strdup(c->kafka_group_id);
+    f->known = known_new(KNOWN_MAX_KEYS);
     f->cfg = c;
-    if (f->conn == NULL || f->group == NULL || pipe(f->pipe) != 0 ||
+    if (f->conn == NULL || f->group == NULL || f->known == NULL || pipe(f->pipe) != 0 ||
         fcntl(f->pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
         (f->ev_built = event_new(base, f->pipe[0], EV_READ | EV_PERSIST, built_cb, f)) == NULL ||
         event_add(f->ev_built, NULL) != 0) {
@@ -119,7 +187,7 @@ void flush_free(flush_t *f)
         pthread_mutex_unlock(&f->mu);
         pthread_join(f->thread, NULL);
     }
-    if (f->built) {
+    if (f->built && f->kind == B_PARAMS) {
         flush_build_free(f->values, f->n);
     }
     if (f->ev_built) {
@@ -133,6 +201,10 @@ void flush_free(flush_t *f)
     pthread_cond_destroy(&f->cv);
     pthread_mutex_destroy(&f->mu);
     pg_conn_free(f->conn);
+    known_free(f->known);
+    pg_buf_free(&f->missing);
+    free(f->missing_v);
+    free(f->missing_len);
     free(f->group);
     free(f);
 }
@@ -147,128 +219,286 @@ bool flush_pg_down(const flush_t *f)
     return pg_conn_broken(f->conn);
 }
 
-typedef struct {
-    pg_buf_t pat, agent, cnt, first, last;
-    bool any;
-} uses_ctx_t;
-
-static void sep(pg_buf_t *b, bool first)
+size_t flush_known_keys(const flush_t *f)
 {
-    if (!first) {
-        pg_array_next(b);
+    return known_n_keys(f->known);
+}
+
+/* A parameter under construction: an array literal (or, for x_data, raw bytes). */
+typedef struct {
+    pg_buf_t b;
+    size_t n;
+} arr_t;
+
+static void arr_sep(arr_t *a)
+{
+    if (a->n++ > 0) {
+        pg_array_next(&a->b);
     }
 }
 
-static void use_cb(const agg_use_t *u, void *ud)
+/* Unquoted where array_in allows: less for PostgreSQL to parse. */
+static void arr_text(arr_t *a, const char *s, size_t len)
 {
-    uses_ctx_t *x = ud;
-    bool first = !x->any;
-    sep(&x->pat, first);
-    sep(&x->agent, first);
-    sep(&x->cnt, first);
-    sep(&x->first, first);
-    sep(&x->last, first);
-    pg_array_text(&x->pat, u->pattern, u->pattern_len);
-    pg_array_text(&x->agent, u->agent, u->agent_len);
-    pg_array_int(&x->cnt, u->count);
-    pg_array_int(&x->first, u->first_us);
-    pg_array_int(&x->last, u->last_us);
-    x->any = true;
+    arr_sep(a);
+    pg_array_word(&a->b, s, len);
 }
 
-typedef struct {
-    pg_buf_t pat, hour, cnt;
-    bool any;
-} hours_ctx_t;
+static void arr_int(arr_t *a, int64_t v)
+{
+    arr_sep(a);
+    pg_array_int(&a->b, v);
+}
 
-/* The rows of pattern_cooccurrence_pending (sql/012): one per pattern of the batch's pairs,
- * its partners as a partner list (cooc.h), n entries of which n_low sort below the pattern. The
- * lists go in one bytea (c_data) cut by their lengths (c_len): the flush's backend copies
- * them, where array literals of partners cost it a parse of every element (78 us per event of 8
- * patterns). c_data goes in binary format (flush_send). Grouping here rather than in SQL: the
- * builder thread has a core to itself, the flush's backend has not. */
+/* A pattern's co-occurrence list, written before the patterns' agents lists are: its slice of
+ * the partner bytes. */
 typedef struct {
-    pg_buf_t *pat, *n, *low, *lens, *data;
-    const char *cur; /* the pattern whose list is being written (interned: one pointer each) */
-    uint32_t cur_len;
-    size_t start, entries, n_low, rows;
+    const char *pattern; /* interned by the aggregate: one pointer per pattern */
+    uint32_t pattern_len;
+    size_t off, len, n, n_low;
+} plist_t;
+
+typedef struct {
+    plist_t *v;
+    size_t n, cap;
+    pg_buf_t data;
     cooc_writer_t w;
-} pairs_ctx_t;
-
-static void end_row(pairs_ctx_t *x)
-{
-    if (x->rows > 0) {
-        pg_array_next(x->pat);
-        pg_array_next(x->n);
-        pg_array_next(x->low);
-        pg_array_next(x->lens);
-    }
-    pg_array_text(x->pat, x->cur, x->cur_len);
-    pg_array_int(x->n, (int64_t)x->entries);
-    pg_array_int(x->low, (int64_t)x->n_low);
-    pg_array_int(x->lens, (int64_t)(x->data->len - x->start));
-    x->rows++;
-}
+    size_t start;
+} partners_t;
 
 static void side_cb(const agg_side_t *e, void *ud)
 {
-    pairs_ctx_t *x = ud;
-    if (e->pattern != x->cur) {
-        if (x->cur != NULL) {
-            end_row(x);
+    partners_t *x = ud;
+    plist_t *cur = x->n > 0 ? &x->v[x->n - 1] : NULL;
+    if (cur == NULL || e->pattern != cur->pattern) {
+        if (cur != NULL) {
+            cur->len = x->data.len - cur->off;
         }
-        x->cur = e->pattern;
-        x->cur_len = e->pattern_len;
-        x->start = x->data->len;
-        x->entries = x->n_low = 0;
-        cooc_writer_init(&x->w, x->data);
+        if (x->n == x->cap) {
+            x->cap = x->cap ? x->cap * 2 : 1024;
+            x->v = realloc(x->v, x->cap * sizeof *x->v);
+            if (x->v == NULL) {
+                abort();
+            }
+        }
+        cur = &x->v[x->n++];
+        *cur = (plist_t){e->pattern, e->pattern_len, x->data.len, 0, 0, 0};
+        cooc_writer_init(&x->w, &x->data);
     }
-    x->entries++;
-    x->n_low += agg_bytes_cmp(e->partner, e->partner_len, e->pattern, e->pattern_len) < 0;
+    cur->n++;
+    cur->n_low += agg_bytes_cmp(e->partner, e->partner_len, e->pattern, e->pattern_len) < 0;
     cooc_write(&x->w, e->partner, e->partner_len, e->count, e->last_us);
 }
 
-static void build_pairs(const agg_t *a, pg_buf_t *pat, pg_buf_t *n, pg_buf_t *low, pg_buf_t *lens,
-                        pg_buf_t *data)
+/* Sums of one agent's uses of one pattern_type. */
+typedef struct {
+    const char *agent; /* interned by the aggregate */
+    const char *type;  /* interned by known: one pointer per type */
+    uint32_t agent_len, type_len;
+    int64_t count, first, last;
+} ytot_t;
+
+typedef struct {
+    ytot_t *slots;
+    size_t cap, n;
+} ymap_t;
+
+static ytot_t *ymap_get(ymap_t *m, const char *agent, uint32_t alen, const char *type,
+                        uint32_t tlen)
 {
-    pairs_ctx_t x = {.pat = pat, .n = n, .low = low, .lens = lens, .data = data};
-    agg_each_side(a, side_cb, &x);
-    if (x.cur != NULL) {
-        end_row(&x);
+    if ((m->n + 1) * 2 >= m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 256;
+        ytot_t *s = calloc(cap, sizeof *s);
+        if (s == NULL) {
+            abort();
+        }
+        for (size_t i = 0; i < m->cap; i++) {
+            if (m->slots[i].agent != NULL) {
+                size_t j =
+                    ((uintptr_t)m->slots[i].agent * 31 + (uintptr_t)m->slots[i].type) & (cap - 1);
+                while (s[j].agent != NULL) {
+                    j = (j + 1) & (cap - 1);
+                }
+                s[j] = m->slots[i];
+            }
+        }
+        free(m->slots);
+        m->slots = s;
+        m->cap = cap;
     }
+    size_t j = ((uintptr_t)agent * 31 + (uintptr_t)type) & (m->cap - 1);
+    while (m->slots[j].agent != NULL) {
+        if (m->slots[j].agent == agent && m->slots[j].type == type) {
+            return &m->slots[j];
+        }
+        j = (j + 1) & (m->cap - 1);
+    }
+    m->n++;
+    m->slots[j] = (ytot_t){agent, type, alen, tlen, 0, INT64_MAX, INT64_MIN};
+    return &m->slots[j];
+}
+
+typedef struct {
+    arr_t *p;
+    known_t *known;
+    partners_t *partners;
+    size_t next_partner;
+    ymap_t y;
+    /* the owner being written (a pattern in the first pass, an agent in the second) */
+    const char *cur;
+    uint32_t cur_len;
+    const char *cur_type;
+    uint32_t cur_type_len;
+    int64_t count, first, last;
+    size_t entries, start;
+    cooc_writer_t w;
+} lists_ctx_t;
+
+/* Rows of patterns that have pairs but no uses (not from the ingest, whose pairs come with their
+ * uses; from an aggregate built by hand) sorting before `pattern` (NULL: all that are left). */
+static void partners_only(lists_ctx_t *x, const char *pattern, uint32_t len)
+{
+    arr_t *p = x->p;
+    partners_t *pp = x->partners;
+    while (x->next_partner < pp->n) {
+        const plist_t *pl = &pp->v[x->next_partner];
+        if (pattern != NULL && (pl->pattern == pattern ||
+                                agg_bytes_cmp(pl->pattern, pl->pattern_len, pattern, len) > 0)) {
+            return;
+        }
+        arr_text(&p[FLUSH_P_L_PATTERN], pl->pattern, pl->pattern_len);
+        arr_int(&p[FLUSH_P_L_N_AGENTS], 0);
+        arr_int(&p[FLUSH_P_L_AGENTS_LEN], 0);
+        pg_buf_put(&p[FLUSH_P_X_DATA].b, pp->data.data + pl->off, pl->len);
+        arr_int(&p[FLUSH_P_L_N_PARTNERS], (int64_t)pl->n);
+        arr_int(&p[FLUSH_P_L_N_LOW], (int64_t)pl->n_low);
+        arr_int(&p[FLUSH_P_L_PARTNERS_LEN], (int64_t)pl->len);
+        x->next_partner++;
+    }
+}
+
+static void end_pattern(lists_ctx_t *x)
+{
+    arr_t *p = x->p;
+    arr_text(&p[FLUSH_P_P_ID], x->cur, x->cur_len);
+    arr_text(&p[FLUSH_P_P_TYPE], x->cur_type, x->cur_type_len);
+    arr_int(&p[FLUSH_P_P_COUNT], x->count);
+    arr_int(&p[FLUSH_P_P_FIRST], x->first);
+    arr_int(&p[FLUSH_P_P_LAST], x->last);
+    arr_text(&p[FLUSH_P_L_PATTERN], x->cur, x->cur_len);
+    arr_int(&p[FLUSH_P_L_N_AGENTS], (int64_t)x->entries);
+    arr_int(&p[FLUSH_P_L_AGENTS_LEN], (int64_t)(p[FLUSH_P_X_DATA].b.len - x->start));
+    /* its co-occurrence list, if it has one: the partner lists are in the same byte order */
+    partners_t *pp = x->partners;
+    const plist_t *pl = x->next_partner < pp->n ? &pp->v[x->next_partner] : NULL;
+    if (pl != NULL && pl->pattern == x->cur) {
+        pg_buf_put(&p[FLUSH_P_X_DATA].b, pp->data.data + pl->off, pl->len);
+        arr_int(&p[FLUSH_P_L_N_PARTNERS], (int64_t)pl->n);
+        arr_int(&p[FLUSH_P_L_N_LOW], (int64_t)pl->n_low);
+        arr_int(&p[FLUSH_P_L_PARTNERS_LEN], (int64_t)pl->len);
+        x->next_partner++;
+    } else {
+        arr_int(&p[FLUSH_P_L_N_PARTNERS], 0);
+        arr_int(&p[FLUSH_P_L_N_LOW], 0);
+        arr_int(&p[FLUSH_P_L_PARTNERS_LEN], 0);
+    }
+}
+
+/* First pass, uses by pattern then agent: each pattern's totals and list of agents, the keys
+ * not known to be committed, and the (agent, pattern_type) sums. */
+static void by_pattern_cb(const agg_use_t *u, void *ud)
+{
+    lists_ctx_t *x = ud;
+    if (u->pattern != x->cur) {
+        if (x->cur != NULL) {
+            end_pattern(x);
+        }
+        partners_only(x, u->pattern, u->pattern_len);
+        x->cur = u->pattern;
+        x->cur_len = u->pattern_len;
+        size_t tl = 0;
+        const char *t = known_type(x->known, u->pattern, u->pattern_len, &tl);
+        /* not read: take "unknown"; if the catalog says otherwise, pt_flush says PT410 */
+        x->cur_type = t != NULL ? t : "unknown";
+        x->cur_type_len = t != NULL ? (uint32_t)tl : 7;
+        x->count = 0;
+        x->first = INT64_MAX;
+        x->last = INT64_MIN;
+        x->entries = 0;
+        x->start = x->p[FLUSH_P_X_DATA].b.len;
+        cooc_writer_init_v(&x->w, &x->p[FLUSH_P_X_DATA].b, COOC_USAGE_VERSION);
+    }
+    x->count += u->count;
+    x->first = u->first_us < x->first ? u->first_us : x->first;
+    x->last = u->last_us > x->last ? u->last_us : x->last;
+    x->entries++;
+    cooc_write_usage(&x->w, u->agent, u->agent_len, u->count, u->first_us, u->last_us);
+    if (!known_key(x->known, u->pattern, u->pattern_len, u->agent, u->agent_len)) {
+        arr_text(&x->p[FLUSH_P_K_PATTERN], u->pattern, u->pattern_len);
+        arr_text(&x->p[FLUSH_P_K_AGENT], u->agent, u->agent_len);
+        known_stage(x->known, u->pattern, u->pattern_len, u->agent, u->agent_len);
+    }
+    ytot_t *y = ymap_get(&x->y, u->agent, u->agent_len, x->cur_type, x->cur_type_len);
+    y->count += u->count;
+    y->first = u->first_us < y->first ? u->first_us : y->first;
+    y->last = u->last_us > y->last ? u->last_us : y->last;
+}
+
+static void end_agent(lists_ctx_t *x)
+{
+    arr_t *p = x->p;
+    arr_text(&p[FLUSH_P_A_AGENT], x->cur, x->cur_len);
+    arr_int(&p[FLUSH_P_A_COUNT], x->count);
+    arr_int(&p[FLUSH_P_A_FIRST], x->first);
+    arr_int(&p[FLUSH_P_A_LAST], x->last);
+    arr_text(&p[FLUSH_P_M_AGENT], x->cur, x->cur_len);
+    arr_int(&p[FLUSH_P_M_N], (int64_t)x->entries);
+    arr_int(&p[FLUSH_P_M_LEN], (int64_t)(p[FLUSH_P_X_DATA].b.len - x->start));
+}
+
+/* Second pass, uses by agent then pattern: each agent's totals and list of patterns. */
+static void by_agent_cb(const agg_use_t *u, void *ud)
+{
+    lists_ctx_t *x = ud;
+    if (u->agent != x->cur) {
+        if (x->cur != NULL) {
+            end_agent(x);
+        }
+        x->cur = u->agent;
+        x->cur_len = u->agent_len;
+        x->count = 0;
+        x->first = INT64_MAX;
+        x->last = INT64_MIN;
+        x->entries = 0;
+        x->start = x->p[FLUSH_P_X_DATA].b.len;
+        cooc_writer_init_v(&x->w, &x->p[FLUSH_P_X_DATA].b, COOC_USAGE_VERSION);
+    }
+    x->count += u->count;
+    x->first = u->first_us < x->first ? u->first_us : x->first;
+    x->last = u->last_us > x->last ? u->last_us : x->last;
+    x->entries++;
+    cooc_write_usage(&x->w, u->pattern, u->pattern_len, u->count, u->first_us, u->last_us);
 }
 
 static void hour_cb(const agg_hour_t *h, void *ud)
 {
-    hours_ctx_t *x = ud;
-    bool first = !x->any;
-    sep(&x->pat, first);
-    sep(&x->hour, first);
-    sep(&x->cnt, first);
-    pg_array_text(&x->pat, h->pattern, h->pattern_len);
-    pg_array_int(&x->hour, h->hour);
-    pg_array_int(&x->cnt, h->count);
-    x->any = true;
-}
-
-static void open_arrays(pg_buf_t *bufs, int n)
-{
-    for (int i = 0; i < n; i++) {
-        pg_buf_init(&bufs[i]);
-        pg_buf_putc(&bufs[i], '{');
-    }
+    arr_t *p = ud;
+    arr_text(&p[FLUSH_P_H_PATTERN], h->pattern, h->pattern_len);
+    arr_int(&p[FLUSH_P_H_HOUR], h->hour);
+    arr_int(&p[FLUSH_P_H_COUNT], h->count);
 }
 
 /* Text for a dead letter's detail: PostgreSQL text must be UTF-8. */
-static void put_detail(pg_buf_t *b, const char *s)
+static void put_detail(arr_t *a, const char *s)
 {
+    arr_sep(a);
     if (s == NULL) {
-        pg_buf_put(b, "NULL", 4);
+        pg_buf_put(&a->b, "NULL", 4);
         return;
     }
     size_t n = strlen(s);
     if (text_utf8_valid(s, n)) {
-        pg_array_text(b, s, n);
+        pg_array_text(&a->b, s, n);
         return;
     }
     char *copy = malloc(n + 1);
@@ -278,85 +508,95 @@ static void put_detail(pg_buf_t *b, const char *s)
     for (size_t i = 0; i < n; i++) {
         copy[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
     }
-    pg_array_text(b, copy, n);
+    pg_array_text(&a->b, copy, n);
     free(copy);
 }
 
-int flush_build(const agg_t *a, const char *group, bool durable, char **values, int *lengths)
+int flush_build(const agg_t *a, const char *group, bool durable, known_t *known, char **values,
+                int *lengths)
 {
-    pg_buf_t b[FLUSH_NPARAMS - 2];
-    open_arrays(b, FLUSH_NPARAMS - 2);
-    /* offsets: b[0..3] */
+    arr_t p[FLUSH_NPARAMS];
+    for (int i = 0; i < FLUSH_NPARAMS; i++) {
+        pg_buf_init(&p[i].b);
+        p[i].n = 0;
+        if (i != FLUSH_P_GROUP && i != FLUSH_P_X_DATA && i != FLUSH_P_DURABLE) {
+            pg_buf_putc(&p[i].b, '{');
+        }
+    }
+    pg_buf_put(&p[FLUSH_P_GROUP].b, group, strlen(group));
+    pg_buf_put(&p[FLUSH_P_DURABLE].b, durable ? "true" : "false", durable ? 4 : 5);
     for (size_t i = 0; i < agg_n_offsets(a); i++) {
         const agg_offset_t *o = agg_offset_at(a, i);
-        for (int k = 0; k < 4 && i > 0; k++) {
-            pg_array_next(&b[k]);
-        }
-        pg_array_text(&b[0], o->topic, strlen(o->topic));
-        pg_array_int(&b[1], o->partition);
-        pg_array_int(&b[2], o->expected);
-        pg_array_int(&b[3], o->next);
+        arr_text(&p[FLUSH_P_O_TOPIC], o->topic, strlen(o->topic));
+        arr_int(&p[FLUSH_P_O_PART], o->partition);
+        arr_int(&p[FLUSH_P_O_EXPECTED], o->expected);
+        arr_int(&p[FLUSH_P_O_NEXT], o->next);
     }
-    /* uses: b[4..8] */
-    uses_ctx_t uc = {.pat = b[4], .agent = b[5], .cnt = b[6], .first = b[7], .last = b[8]};
-    agg_each_use(a, use_cb, &uc);
-    b[4] = uc.pat;
-    b[5] = uc.agent;
-    b[6] = uc.cnt;
-    b[7] = uc.first;
-    b[8] = uc.last;
-    /* hours: b[9..11] */
-    hours_ctx_t hc = {.pat = b[9], .hour = b[10], .cnt = b[11]};
-    agg_each_hour(a, hour_cb, &hc);
-    b[9] = hc.pat;
-    b[10] = hc.hour;
-    b[11] = hc.cnt;
-    /* topics: b[12..16], b[24..25] */
+    agg_each_hour(a, hour_cb, p);
+    /* The co-occurrence lists first (their own buffer), then per pattern its agents and its
+     * co-occurrence list into x_data, then per agent its patterns. */
+    partners_t partners = {0};
+    pg_buf_init(&partners.data);
+    agg_each_side(a, side_cb, &partners);
+    if (partners.n > 0) {
+        partners.v[partners.n - 1].len = partners.data.len - partners.v[partners.n - 1].off;
+    }
+    lists_ctx_t x = {.p = p, .known = known, .partners = &partners};
+    agg_each_use_sorted(a, false, by_pattern_cb, &x);
+    if (x.cur != NULL) {
+        end_pattern(&x);
+    }
+    partners_only(&x, NULL, 0);
+    pg_buf_free(&partners.data);
+    free(partners.v);
+    for (size_t i = 0; i < x.y.cap; i++) {
+        const ytot_t *y = &x.y.slots[i];
+        if (y->agent != NULL) {
+            arr_text(&p[FLUSH_P_Y_AGENT], y->agent, y->agent_len);
+            arr_text(&p[FLUSH_P_Y_TYPE], y->type, y->type_len);
+            arr_int(&p[FLUSH_P_Y_COUNT], y->count);
+            arr_int(&p[FLUSH_P_Y_FIRST], y->first);
+            arr_int(&p[FLUSH_P_Y_LAST], y->last);
+        }
+    }
+    free(x.y.slots);
+    x.cur = NULL;
+    agg_each_use_sorted(a, true, by_agent_cb, &x);
+    if (x.cur != NULL) {
+        end_agent(&x);
+    }
     for (size_t i = 0; i < agg_n_topics(a); i++) {
         const agg_topic_t *t = agg_topic_at(a, i);
-        if (i > 0) {
-            for (int k = 12; k < 17; k++) {
-                pg_array_next(&b[k]);
-            }
-            pg_array_next(&b[24]);
-            pg_array_next(&b[25]);
-        }
-        pg_array_text(&b[12], t->topic, strlen(t->topic));
-        pg_array_int(&b[13], t->events);
-        pg_array_int(&b[14], t->without_patterns);
-        pg_array_int(&b[15], t->dead_letters);
-        pg_array_int(&b[16], t->flagged);
-        pg_array_int(&b[24], t->with_patterns);
-        pg_array_int(&b[25], t->over_pair_limit);
+        arr_text(&p[FLUSH_P_T_TOPIC], t->topic, strlen(t->topic));
+        arr_int(&p[FLUSH_P_T_EVENTS], t->events);
+        arr_int(&p[FLUSH_P_T_WITHOUT], t->without_patterns);
+        arr_int(&p[FLUSH_P_T_DEAD], t->dead_letters);
+        arr_int(&p[FLUSH_P_T_FLAGGED], t->flagged);
+        arr_int(&p[FLUSH_P_T_WITH], t->with_patterns);
+        arr_int(&p[FLUSH_P_T_OVER], t->over_pair_limit);
     }
-    /* pairs: b[26..29] arrays, b[30] one bytea (not an array: no braces) */
-    pg_buf_reset(&b[30]);
-    build_pairs(a, &b[26], &b[27], &b[28], &b[29], &b[30]);
-    /* dead letters: b[17..23] */
     for (size_t i = 0; i < agg_n_dead(a); i++) {
         const agg_dead_t *d = agg_dead_at(a, i);
-        for (int k = 17; k < 24 && i > 0; k++) {
-            pg_array_next(&b[k]);
-        }
-        pg_array_text(&b[17], d->topic, strlen(d->topic));
-        pg_array_int(&b[18], d->partition);
-        pg_array_int(&b[19], d->offset);
-        pg_array_text(&b[20], d->reason, strlen(d->reason));
-        put_detail(&b[21], d->detail);
-        pg_array_bytea(&b[22], d->payload, d->payload_len);
-        pg_array_int(&b[23], (int64_t)d->payload_size);
+        arr_text(&p[FLUSH_P_D_TOPIC], d->topic, strlen(d->topic));
+        arr_int(&p[FLUSH_P_D_PART], d->partition);
+        arr_int(&p[FLUSH_P_D_OFFSET], d->offset);
+        arr_text(&p[FLUSH_P_D_REASON], d->reason, strlen(d->reason));
+        put_detail(&p[FLUSH_P_D_DETAIL], d->detail);
+        arr_sep(&p[FLUSH_P_D_PAYLOAD]);
+        pg_array_bytea(&p[FLUSH_P_D_PAYLOAD].b, d->payload, d->payload_len);
+        arr_int(&p[FLUSH_P_D_SIZE], (int64_t)d->payload_size);
     }
-    values[0] = strdup(group);
-    lengths[0] = (int)strlen(group);
-    for (int i = 0; i < FLUSH_NPARAMS - 2; i++) {
-        if (i != 30) {
-            pg_array_end(&b[i]);
+    for (int i = 0; i < FLUSH_NPARAMS; i++) {
+        if (i != FLUSH_P_GROUP && i != FLUSH_P_X_DATA && i != FLUSH_P_DURABLE) {
+            pg_array_end(&p[i].b);
         }
-        values[i + 1] = b[i].data;
-        lengths[i + 1] = (int)b[i].len;
+        if (p[i].b.data == NULL) {
+            pg_buf_putc(&p[i].b, '\0'); /* an empty x_data: a value, not NULL */
+            p[i].b.len = 0;
+        }
+        values[i] = p[i].b.data;
+        lengths[i] = (int)p[i].b.len;
     }
-    values[FLUSH_NPARAMS - 1] = strdup(durable ? "true" : "false");
-    lengths[FLUSH_NPARAMS - 1] = (int)strlen(values[FLUSH_NPARAMS - 1]);
     return FLUSH_NPARAMS;
 }
 
@@ -380,39 +620,71 @@ static int64_t attempt_timeout(const flush_t *f)
     return f->cfg->flush_timeout_ms << (f->timeouts < 3 ? f->timeouts : 3);
 }
 
-static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
+static void start_job(flush_t *f, bjob_t kind)
 {
-    flush_t *f = ud;
+    pthread_mutex_lock(&f->mu);
+    f->kind = kind;
+    f->job = true;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* The flush ends: cb once, and the staged keys become known only if it committed. */
+static void finish(flush_t *f, flush_status_t st, const char *err)
+{
     flush_cb cb = f->cb;
     void *cud = f->ud;
     f->cb = NULL;
     f->ud = NULL;
+    f->agg = NULL;
+    if (st == FLUSH_OK) {
+        known_commit(f->known);
+    } else {
+        known_drop(f->known);
+    }
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     double secs =
         (double)(now.tv_sec - f->started.tv_sec) + (double)(now.tv_nsec - f->started.tv_nsec) / 1e9;
+    cb(st, err, secs, cud);
+}
+
+static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
+{
+    flush_t *f = ud;
     if (res == NULL) {
         if (pg_conn_timed_out(c)) {
             /* A flush that needs longer than flush_timeout_ms (a large batch against a large
              * database) would otherwise be abandoned at every attempt and never commit: each
              * timeout in a row doubles the next attempt's time, up to 8 times the setting. */
             f->timeouts++;
-            log_warn("flush ran out of time after %.1f s (flush_timeout_ms); the next attempt may "
-                     "take up to %lld ms",
-                     secs, (long long)attempt_timeout(f));
+            log_warn("flush ran out of time (flush_timeout_ms); the next attempt may take up to "
+                     "%lld ms",
+                     (long long)attempt_timeout(f));
         }
-        cb(FLUSH_RETRY, err, secs, cud);
+        finish(f, FLUSH_RETRY, err);
         return;
     }
     f->timeouts = 0;
     if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-        cb(FLUSH_OK, NULL, secs, cud);
+        f->type_retries = 0;
+        finish(f, FLUSH_OK, NULL);
         return;
     }
     const char *state = pg_sqlstate(res);
     const char *msg = PQresultErrorMessage(res);
     if (strcmp(state, "PT409") == 0) {
-        cb(FLUSH_CONFLICT, msg, secs, cud);
+        finish(f, FLUSH_CONFLICT, msg);
+        return;
+    }
+    if (strcmp(state, "PT410") == 0 && f->type_retries < MAX_TYPE_RETRIES) {
+        /* A registration changed a pattern's type since it was read: read the batch's types
+         * again and build the flush anew (its staged keys are staged again). */
+        f->type_retries++;
+        log_info("flush: %s; reading the batch's pattern types again", msg);
+        known_drop(f->known);
+        known_forget_types(f->known);
+        start_job(f, B_TYPES);
         return;
     }
     if (!transient(state)) {
@@ -420,7 +692,7 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
          * The batch is kept and retried, so nothing is lost, but someone must look. */
         log_error("flush failed with SQLSTATE %s (retrying; this needs attention): %s", state, msg);
     }
-    cb(FLUSH_RETRY, msg, secs, cud);
+    finish(f, FLUSH_RETRY, msg);
 }
 
 int flush_send(flush_t *f, const agg_t *a, bool durable, flush_cb cb, void *ud)
@@ -430,16 +702,33 @@ int flush_send(flush_t *f, const agg_t *a, bool durable, flush_cb cb, void *ud)
     }
     f->cb = cb;
     f->ud = ud;
-    clock_gettime(CLOCK_MONOTONIC, &f->started);
-    pthread_mutex_lock(&f->mu);
-    f->job = a;
+    f->agg = a;
     f->durable = durable;
-    pthread_cond_signal(&f->cv);
-    pthread_mutex_unlock(&f->mu);
+    clock_gettime(CLOCK_MONOTONIC, &f->started);
+    start_job(f, B_TYPES);
     return 0;
 }
 
-/* The builder is done: send the query. */
+static void types_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
+{
+    (void)c;
+    flush_t *f = ud;
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        finish(f, FLUSH_RETRY, res ? PQresultErrorMessage(res) : err);
+        return;
+    }
+    /* absent from the catalog: the flush creates the pattern without a type */
+    for (size_t i = 0; i < f->missing_n; i++) {
+        known_set_type(f->known, f->missing_v[i], f->missing_len[i], "unknown", 7);
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        known_set_type(f->known, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0),
+                       PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1));
+    }
+    start_job(f, B_PARAMS);
+}
+
+/* The builder is done: look the types up, or send the flush. */
 static void built_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -449,6 +738,7 @@ static void built_cb(evutil_socket_t fd, short what, void *arg)
     }
     pthread_mutex_lock(&f->mu);
     bool built = f->built;
+    bjob_t kind = f->kind;
     char *values[FLUSH_NPARAMS];
     int lengths[FLUSH_NPARAMS];
     int n = f->n;
@@ -456,21 +746,28 @@ static void built_cb(evutil_socket_t fd, short what, void *arg)
     memcpy(lengths, f->lengths, sizeof lengths);
     f->built = false;
     pthread_mutex_unlock(&f->mu);
-    if (!built) {
+    if (!built || f->cb == NULL) {
         return;
     }
     f->timeout_ms = attempt_timeout(f);
-    /* c_data ($32) in binary: the partner lists as they are, not twice their size in hex */
+    if (kind == B_TYPES) {
+        if (f->missing_n == 0) {
+            start_job(f, B_PARAMS);
+            return;
+        }
+        const char *vals[1] = {f->missing.data};
+        if (pg_conn_query(f->conn, types_sql, 1, vals, NULL, f->timeout_ms, types_cb, f) != 0) {
+            finish(f, FLUSH_RETRY, "cannot start the type lookup (out of memory)");
+        }
+        return;
+    }
+    /* x_data in binary: the lists as they are, not twice their size in hex */
     int formats[FLUSH_NPARAMS] = {0};
     formats[FLUSH_DATA_PARAM] = 1;
     int rc = pg_conn_query_fmt(f->conn, flush_sql, n, (const char *const *)values, lengths, formats,
                                false, f->timeout_ms, result_cb, f);
     flush_build_free(values, n);
     if (rc != 0) {
-        flush_cb cb = f->cb;
-        void *cud = f->ud;
-        f->cb = NULL;
-        f->ud = NULL;
-        cb(FLUSH_RETRY, "cannot start the flush query (out of memory)", 0.0, cud);
+        finish(f, FLUSH_RETRY, "cannot start the flush query (out of memory)");
     }
 }

@@ -9,10 +9,12 @@
 #include "cooc.h"
 #include "pg.h"
 
-/* The co-occurrence answers read partner lists (sql/012) that SQL can only decode at several
- * microseconds an entry; a popular pattern has thousands of partners. These functions do the
- * decoding, summing and ranking here and hand back text-array literals that the route binds
- * in its next query (the catalog lookup of the few pairs it shows). */
+/* The answers that read partner lists (pattern_lists, agent_lists: a pattern's agents and
+ * co-occurring patterns, an agent's patterns) get them from SQL as bytes, which SQL can only
+ * decode at several microseconds an entry; a popular pattern has thousands of partners, a busy
+ * agent thousands of patterns. These functions do the decoding, summing and ranking here and
+ * hand back text-array literals that the route binds in its next query (the catalog lookup of
+ * the few entries it shows). */
 
 #define MAX_LIMIT 10000
 
@@ -41,99 +43,245 @@ static int64_t field_int(lua_State *L, int t, const char *key)
     return ok ? (int64_t)v : 0;
 }
 
-/* Three literals for unnest($1::text[], $2::bigint[], $3::bigint[]) and their length. */
+/* Literals for unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) (ids, counts,
+ * first and last times) and their length. */
 typedef struct {
-    pg_buf_t ids, counts, lasts;
+    pg_buf_t ids, counts, firsts, lasts;
     size_t n;
 } lits_t;
 
 static void lits_init(lits_t *o)
 {
-    pg_buf_init(&o->ids);
-    pg_buf_init(&o->counts);
-    pg_buf_init(&o->lasts);
-    pg_buf_putc(&o->ids, '{');
-    pg_buf_putc(&o->counts, '{');
-    pg_buf_putc(&o->lasts, '{');
+    pg_buf_t *b[] = {&o->ids, &o->counts, &o->firsts, &o->lasts};
+    for (size_t i = 0; i < 4; i++) {
+        pg_buf_init(b[i]);
+        pg_buf_putc(b[i], '{');
+    }
     o->n = 0;
 }
 
-static void lits_add(lits_t *o, const char *id, size_t len, int64_t count, int64_t last_us)
+static void lits_add(lits_t *o, const char *id, size_t len, int64_t count, int64_t first_us,
+                     int64_t last_us)
 {
     if (o->n++ > 0) {
         pg_array_next(&o->ids);
         pg_array_next(&o->counts);
+        pg_array_next(&o->firsts);
         pg_array_next(&o->lasts);
     }
     pg_array_text(&o->ids, id, len);
     pg_array_int(&o->counts, count);
+    pg_array_int(&o->firsts, first_us);
     pg_array_int(&o->lasts, last_us);
+}
+
+static void lits_end(lits_t *o)
+{
+    pg_array_end(&o->ids);
+    pg_array_end(&o->counts);
+    pg_array_end(&o->firsts);
+    pg_array_end(&o->lasts);
 }
 
 static void lits_free(lits_t *o)
 {
     pg_buf_free(&o->ids);
     pg_buf_free(&o->counts);
+    pg_buf_free(&o->firsts);
     pg_buf_free(&o->lasts);
 }
 
-/* ---- pt.cooc_partners ---- */
+/* ---- pt.list_entries ---- */
 
-/* pt.cooc_partners(lists, limit) -> ids, counts, lasts, n: the partners of one pattern summed
- * over its lists (an array of bytea strings: its merged row and its pending ones), the `limit`
- * with the highest counts (ties by partner, byte order) best first, or all of them in partner
- * order when limit is 0. Raises on a malformed list. [-2, +4] */
-static int l_cooc_partners(lua_State *L)
+static int by_last(size_t a, size_t b, void *ud)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_Integer limit = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, limit >= 0 && limit <= MAX_LIMIT, 2, "out of range");
-    size_t k = (size_t)luaL_len(L, 1);
+    const cooc_entry_t *v = ud;
+    if (v[a].last_us != v[b].last_us) {
+        return v[a].last_us > v[b].last_us ? -1 : 1;
+    }
+    return cooc_cmp(v[a].id, v[a].len, v[b].id, v[b].len);
+}
+
+/* The summed entries of the lists in the table at idx (bytea strings of one version), into l.
+ * Raises on a malformed list. [-0, +0] */
+static void build_arg(lua_State *L, int idx, cooc_list_t *l)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    size_t k = (size_t)luaL_len(L, idx);
     cooc_src_t *src = malloc((k > 0 ? k : 1) * sizeof *src);
     if (src == NULL) {
-        return luaL_error(L, "out of memory");
+        luaL_error(L, "out of memory");
+        return;
     }
     for (size_t i = 0; i < k; i++) {
-        lua_rawgeti(L, 1, (lua_Integer)i + 1);
+        lua_rawgeti(L, idx, (lua_Integer)i + 1);
         if (lua_type(L, -1) != LUA_TSTRING) {
             free(src);
-            return luaL_error(L, "pt.cooc_partners: list %d is not a string", (int)i + 1);
+            luaL_error(L, "list %d is not a string", (int)i + 1);
+            return;
         }
         src[i].data = lua_tolstring(L, -1, &src[i].len);
         src[i].pending = false;
         lua_pop(L, 1); /* held by the table */
     }
-    cooc_list_t l;
     char err[160];
-    int rc = cooc_list_build(&l, src, k, err, sizeof err);
+    int rc = cooc_list_build(l, src, k, err, sizeof err);
     free(src);
     if (rc != 0) {
-        return luaL_error(L, "malformed co-occurrence list: %s", err);
+        luaL_error(L, "malformed partner list: %s", err);
     }
-    lits_t o;
-    lits_init(&o);
-    if (limit == 0) {
-        for (size_t i = 0; i < l.n; i++) {
-            lits_add(&o, l.v[i].id, l.v[i].len, l.v[i].count, l.v[i].last_us);
+}
+
+typedef struct {
+    size_t limit;
+    int order; /* 0: count, 1: last */
+    int64_t since;
+} pick_t;
+
+/* The arguments limit, order and since at idx .. idx + 2, checked before anything is allocated
+ * (a Lua error would leak it). [-0, +0] */
+static pick_t check_pick(lua_State *L, int idx)
+{
+    lua_Integer limit = luaL_checkinteger(L, idx);
+    luaL_argcheck(L, limit >= 0 && limit <= MAX_LIMIT, idx, "out of range");
+    static const char *const orders[] = {"count", "last", NULL};
+    pick_t p = {(size_t)limit, luaL_checkoption(L, idx + 1, "count", orders),
+                (int64_t)luaL_optinteger(L, idx + 2, INT64_MIN)};
+    return p;
+}
+
+/* Which of l's entries to give, in order: indexes into l->v in *out (owned; NULL when out of
+ * memory), how many in *m, and how many had a last time >= since in *total. limit 0: all in
+ * partner order. Entries before since are dropped from l. */
+static void pick_entries(const pick_t *p, cooc_list_t *l, size_t **out, size_t *m, size_t *total)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->v[i].last_us >= p->since) {
+            l->v[keep++] = l->v[i];
         }
+    }
+    l->n = keep;
+    *total = keep;
+    size_t want = p->limit == 0 || p->limit > keep ? keep : p->limit;
+    *out = malloc((want > 0 ? want : 1) * sizeof **out);
+    *m = 0;
+    if (*out == NULL) {
+        return;
+    }
+    if (p->limit == 0) {
+        for (size_t i = 0; i < keep; i++) {
+            (*out)[i] = i;
+        }
+        *m = keep;
     } else {
-        size_t idx[MAX_LIMIT];
-        size_t m = cooc_list_top(&l, (size_t)limit, idx);
-        for (size_t i = 0; i < m; i++) {
-            const cooc_entry_t *e = &l.v[idx[i]];
-            lits_add(&o, e->id, e->len, e->count, e->last_us);
-        }
+        *m = p->order == 0 ? cooc_list_top(l, want, *out)
+                           : cooc_topk(l->n, want, by_last, l->v, *out);
     }
-    cooc_list_free(&l);
-    pg_array_end(&o.ids);
-    pg_array_end(&o.counts);
-    pg_array_end(&o.lasts);
-    lua_pushlstring(L, o.ids.data, o.ids.len);
-    lua_pushlstring(L, o.counts.data, o.counts.len);
-    lua_pushlstring(L, o.lasts.data, o.lasts.len);
-    lua_pushinteger(L, (lua_Integer)o.n);
-    lits_free(&o);
-    return 4;
+}
+
+/* What a list function allocates, held by a userdata whose __gc frees it: a Lua error (out of
+ * memory in a push) cannot leak it. [-0, +1] */
+typedef struct {
+    cooc_list_t l;
+    size_t *idx;
+    lits_t o;
+    bool lits;
+} guard_t;
+
+static void guard_release(guard_t *g)
+{
+    cooc_list_free(&g->l);
+    free(g->idx);
+    g->idx = NULL;
+    if (g->lits) {
+        lits_free(&g->o);
+        g->lits = false;
+    }
+}
+
+static int guard_gc(lua_State *L)
+{
+    guard_release(lua_touserdata(L, 1));
+    return 0;
+}
+
+static guard_t *guard_push(lua_State *L)
+{
+    guard_t *g = lua_newuserdatauv(L, sizeof *g, 0);
+    memset(g, 0, sizeof *g);
+    if (luaL_newmetatable(L, "pt.list_guard")) {
+        lua_pushcfunction(L, guard_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return g;
+}
+
+/* pt.list_entries(lists, limit [, order [, since_us]]) -> ids, counts, firsts, lasts, n, total:
+ * the entries of one owner's partner lists (an array of bytea strings: its folded row and its
+ * pending ones, all of one version) summed, as text-array literals to bind: the `limit` first
+ * in the order asked for ("count": count descending, "last": last time descending; ties by
+ * partner in byte order), or with limit 0 all of them in partner order; with since_us only
+ * those last used then or later (total: how many those are). firsts are the lasts for
+ * co-occurrence lists. Raises on a malformed list. [-4, +6] (and the guard below them) */
+static int l_list_entries(lua_State *L)
+{
+    pick_t p = check_pick(L, 2);
+    guard_t *g = guard_push(L);
+    build_arg(L, 1, &g->l);
+    size_t m = 0, total = 0;
+    pick_entries(&p, &g->l, &g->idx, &m, &total);
+    if (g->idx == NULL) {
+        return luaL_error(L, "out of memory");
+    }
+    lits_init(&g->o);
+    g->lits = true;
+    for (size_t i = 0; i < m; i++) {
+        const cooc_entry_t *e = &g->l.v[g->idx[i]];
+        lits_add(&g->o, e->id, e->len, e->count, e->first_us, e->last_us);
+    }
+    lits_end(&g->o);
+    lua_pushlstring(L, g->o.ids.data, g->o.ids.len);
+    lua_pushlstring(L, g->o.counts.data, g->o.counts.len);
+    lua_pushlstring(L, g->o.firsts.data, g->o.firsts.len);
+    lua_pushlstring(L, g->o.lasts.data, g->o.lasts.len);
+    lua_pushinteger(L, (lua_Integer)g->o.n);
+    lua_pushinteger(L, (lua_Integer)total);
+    guard_release(g); /* now rather than at the next collection */
+    return 6;
+}
+
+/* pt.list_rows(lists, limit [, order [, since_us]]) -> rows, total: as pt.list_entries, the
+ * entries as a Lua array of {id, count, first_us, last_us}. [-4, +2] (the guard stays on the
+ * stack below the results; Lua drops it with the call's frame) */
+static int l_list_rows(lua_State *L)
+{
+    pick_t p = check_pick(L, 2);
+    guard_t *g = guard_push(L);
+    build_arg(L, 1, &g->l);
+    size_t m = 0, total = 0;
+    pick_entries(&p, &g->l, &g->idx, &m, &total);
+    if (g->idx == NULL) {
+        return luaL_error(L, "out of memory");
+    }
+    lua_createtable(L, (int)m, 0);
+    for (size_t i = 0; i < m; i++) {
+        const cooc_entry_t *e = &g->l.v[g->idx[i]];
+        lua_createtable(L, 0, 4);
+        lua_pushlstring(L, e->id, e->len);
+        lua_setfield(L, -2, "id");
+        lua_pushinteger(L, e->count);
+        lua_setfield(L, -2, "count");
+        lua_pushinteger(L, e->first_us);
+        lua_setfield(L, -2, "first_us");
+        lua_pushinteger(L, e->last_us);
+        lua_setfield(L, -2, "last_us");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_pushinteger(L, (lua_Integer)total);
+    guard_release(g);
+    return 2;
 }
 
 /* ---- pt.cooc_top_pairs ---- */
@@ -565,16 +713,14 @@ static int l_cooc_top_pairs(lua_State *L)
     pg_buf_putc(&b, '{');
     for (size_t i = 0; i < m; i++) {
         const pair_t *p = &t.exact.v[idx[i]];
-        lits_add(&o, p->a.s, p->a.len, p->count, p->last_us);
+        lits_add(&o, p->a.s, p->a.len, p->count, p->last_us, p->last_us);
         if (i > 0) {
             pg_array_next(&b);
         }
         pg_array_text(&b, p->b.s, p->b.len);
     }
     pg_array_end(&b);
-    pg_array_end(&o.ids);
-    pg_array_end(&o.counts);
-    pg_array_end(&o.lasts);
+    lits_end(&o);
     lua_createtable(L, 0, 5);
     lua_pushlstring(L, o.ids.data, o.ids.len);
     lua_setfield(L, -2, "ids1");
@@ -595,8 +741,10 @@ static int l_cooc_top_pairs(lua_State *L)
 
 void l_cooc_register(lua_State *L)
 {
-    lua_pushcfunction(L, l_cooc_partners);
-    lua_setfield(L, -2, "cooc_partners");
+    lua_pushcfunction(L, l_list_entries);
+    lua_setfield(L, -2, "list_entries");
+    lua_pushcfunction(L, l_list_rows);
+    lua_setfield(L, -2, "list_rows");
     lua_pushcfunction(L, l_cooc_top_pairs);
     lua_setfield(L, -2, "cooc_top_pairs");
 }

@@ -1,6 +1,7 @@
-/* l_cooc: pt.cooc_partners and pt.cooc_top_pairs, the co-occurrence routes' work on the partner
- * lists of sql/012 (decoding, summing, exact ranking), which SQL would do at several
- * microseconds an entry. Owns no state. */
+/* l_cooc: pt.list_entries (an owner's partner lists decoded, summed and ranked: a pattern's
+ * agents or co-occurring patterns, an agent's patterns) and pt.cooc_top_pairs (the exact top
+ * co-occurring pairs), the routes' work on the partner lists (cooc.h), which SQL would do at
+ * several microseconds an entry. Owns no state. */
 #ifndef PT_L_COOC_H
 #define PT_L_COOC_H
 

@@ -295,6 +295,32 @@ static int l_pt_iso(lua_State *L)
     return 1;
 }
 
+/* pt.iso_us(us) -> microseconds since the epoch as PostgreSQL's timestamptz reaches a route
+ * (l_db.c): "YYYY-MM-DDTHH:MM:SS[.fraction]Z", the fraction without trailing zeros, none when
+ * whole. For times a route computes from partner lists, shown beside times read from SQL.
+ * [-1, +1] */
+static int l_pt_iso_us(lua_State *L)
+{
+    lua_Integer us = luaL_checkinteger(L, 1);
+    char buf[40];
+    text_format_time((int64_t)us, buf, sizeof buf);
+    size_t n = strlen(buf); /* ...SS.ffffffZ */
+    char *dot = strchr(buf, '.');
+    if (dot != NULL && n > 0 && buf[n - 1] == 'Z') {
+        size_t end = n - 1;
+        while (end > (size_t)(dot - buf) + 1 && buf[end - 1] == '0') {
+            end--;
+        }
+        if (end == (size_t)(dot - buf) + 1) {
+            end = (size_t)(dot - buf); /* a whole second: no fraction */
+        }
+        buf[end] = 'Z';
+        buf[end + 1] = '\0';
+    }
+    lua_pushstring(L, buf);
+    return 1;
+}
+
 /* pt.log(level, message): [-2, +0] */
 static int l_pt_log(lua_State *L)
 {
@@ -326,6 +352,7 @@ void l_pt_open(lua_State *L)
                                    {"parse_time", l_pt_parse_time},
                                    {"normalize_time", l_pt_normalize_time},
                                    {"iso", l_pt_iso},
+                                   {"iso_us", l_pt_iso_us},
                                    {"log", l_pt_log},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);

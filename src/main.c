@@ -45,12 +45,15 @@ static void usage(FILE *out)
         "                                       run rule fixtures (default rules/tests/*.json:\n"
         "                                       cases of an event and the expected agent,\n"
         "                                       patterns, time and note); exit 1 on any failure\n"
-        "  patterntrack merge-cooccurrence [--patterns N] [--config FILE]\n"
-        "                                       merge every pending co-occurrence row into\n"
-        "                                       pattern_cooccurrence_merged now (with --patterns,\n"
-        "                                       those of at most N patterns, in one transaction)\n"
-        "                                       and exit; safe while engines run (one merge at\n"
-        "                                       a time)\n"
+        "  patterntrack fold [--owners N] [--config FILE]\n"
+        "                                       fold every pending partner list (a pattern's\n"
+        "                                       agents and co-occurring patterns, an agent's\n"
+        "                                       patterns) into pattern_lists and agent_lists now\n"
+        "                                       (with --owners, those of at most N patterns and\n"
+        "                                       agents, in one transaction) and exit; safe while\n"
+        "                                       engines run (one fold at a time). Answers are the\n"
+        "                                       same before and after. Old name:\n"
+        "                                       merge-cooccurrence [--patterns N]\n"
         "  patterntrack options-markdown        print the option table as Markdown\n"
         "  patterntrack --help | --version\n"
         "\n"
@@ -257,8 +260,8 @@ static int run(config_t *cfg)
         metrics_add_collector(l_app_collect, &app);
     }
     app.maint = maint_new(app.base, cfg);
-    app.merge = merge_new(app.base, cfg);
-    if (app.maint == NULL || app.merge == NULL) {
+    app.fold = fold_new(app.base, cfg);
+    if (app.maint == NULL || app.fold == NULL) {
         log_error("start-up: out of memory");
         goto done;
     }
@@ -296,7 +299,7 @@ done:
         event_free(app.ev_lag);
     }
     maint_free(app.maint);
-    merge_free(app.merge);
+    fold_free(app.fold);
     http_free(app.http);
     routes_free(app.routes);
     reload_free(app.reload);
@@ -454,33 +457,33 @@ typedef struct {
     int rc;
 } drain_t;
 
-static void drained_merge_cb(int rc, const char *err, const merge_stats_t *st, void *ud)
+static void drained_fold_cb(int rc, const char *err, const fold_stats_t *st, void *ud)
 {
     drain_t *d = ud;
     if (rc != 0) {
-        fprintf(stderr, "patterntrack merge-cooccurrence: %s\n", err);
+        fprintf(stderr, "patterntrack fold: %s\n", err);
         d->rc = 2;
     } else {
-        printf("merged the pending rows of %lld patterns (%lld entries) in %lld transactions; "
-               "%lld entries pending\n",
-               (long long)st->patterns, (long long)st->entries_in, (long long)st->transactions,
+        printf("folded the pending rows of %lld patterns and agents (%lld entries) in %lld "
+               "transactions; %lld entries pending\n",
+               (long long)st->owners, (long long)st->entries_in, (long long)st->transactions,
                (long long)st->pending_entries);
     }
     event_base_loopexit(d->base, NULL);
 }
 
-/* Merges what is pending with the engine's own merge (merge.c), on a loop of its own. */
-static int merge_cooccurrence(config_t *cfg, long long max_patterns)
+/* Folds what is pending with the engine's own fold (fold.c), on a loop of its own. */
+static int fold_now(config_t *cfg, long long max_owners)
 {
     drain_t d = {.base = event_base_new(), .rc = 2};
-    merge_t *m = d.base ? merge_drain_new(d.base, cfg, max_patterns, drained_merge_cb, &d) : NULL;
+    fold_t *m = d.base ? fold_drain_new(d.base, cfg, max_owners, drained_fold_cb, &d) : NULL;
     if (m == NULL) {
-        fprintf(stderr, "patterntrack merge-cooccurrence: out of memory\n");
+        fprintf(stderr, "patterntrack fold: out of memory\n");
     } else {
         d.rc = 0;
         event_base_dispatch(d.base);
     }
-    merge_free(m);
+    fold_free(m);
     if (d.base) {
         event_base_free(d.base);
     }
@@ -493,7 +496,7 @@ int main(int argc, char **argv)
     const char *cmd = "run";
     const char *config_file = NULL;
     const char *fixture_dir = NULL;
-    long long merge_patterns = 0;
+    long long max_owners = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -513,12 +516,12 @@ int main(int argc, char **argv)
             cmd = argv[i];
         } else if (argv[i][0] != '-' && i == 2 && !strcmp(cmd, "test-rules")) {
             fixture_dir = argv[i];
-        } else if (!strcmp(argv[i], "--patterns") && !strcmp(cmd, "merge-cooccurrence")) {
+        } else if ((!strcmp(argv[i], "--owners") && !strcmp(cmd, "fold")) ||
+                   (!strcmp(argv[i], "--patterns") && !strcmp(cmd, "merge-cooccurrence"))) {
             char *end = NULL;
-            merge_patterns = i + 1 < argc ? strtoll(argv[i + 1], &end, 10) : 0;
-            if (end == NULL || *end != '\0' || merge_patterns < 1) {
-                fprintf(stderr,
-                        "patterntrack: --patterns needs a number of patterns (1 or more)\n");
+            max_owners = i + 1 < argc ? strtoll(argv[i + 1], &end, 10) : 0;
+            if (end == NULL || *end != '\0' || max_owners < 1) {
+                fprintf(stderr, "patterntrack: %s needs a number (1 or more)\n", argv[i]);
                 return 1;
             }
             i++;
@@ -532,7 +535,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "run") && strcmp(cmd, "migrate") && strcmp(cmd, "check") &&
-        strcmp(cmd, "test-rules") && strcmp(cmd, "merge-cooccurrence")) {
+        strcmp(cmd, "test-rules") && strcmp(cmd, "fold") && strcmp(cmd, "merge-cooccurrence")) {
         fprintf(stderr, "patterntrack: unknown command '%s' (see --help)\n", cmd);
         return 1;
     }
@@ -568,8 +571,8 @@ int main(int argc, char **argv)
         rc = check(cfg);
     } else if (!strcmp(cmd, "test-rules")) {
         rc = test_rules(cfg, fixture_dir);
-    } else if (!strcmp(cmd, "merge-cooccurrence")) {
-        rc = merge_cooccurrence(cfg, merge_patterns);
+    } else if (!strcmp(cmd, "fold") || !strcmp(cmd, "merge-cooccurrence")) {
+        rc = fold_now(cfg, max_owners);
     } else {
         rc = run(cfg);
     }

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,7 @@
 #include "log.h"
 #include "lvm.h"
 
-#define MAX_MIGRATIONS 256
+#define MAX_FILES 256
 
 static int cmp_names(const void *a, const void *b)
 {
@@ -66,47 +67,146 @@ static PGconn *connect_wait(const char *url, int wait_s, char *err, size_t errle
     }
 }
 
-int migrate_run(const config_t *c, int wait_s, char *err, size_t errlen)
+/* The files of one kind in dir, sorted by name: numbered migrations (NNN_name.sql) when
+ * numbered, else every *.sql. Returns how many (at most MAX_FILES), -1 if dir cannot be read
+ * (a missing definitions directory is no files). */
+static int list_sql(const char *dir, bool numbered, char **names)
 {
-    char dir[4096];
-    config_path(c, "sql", dir, sizeof dir);
-    char *names[MAX_MIGRATIONS];
-    size_t n = 0;
-    int rc = -1;
-    PGconn *conn = NULL;
     DIR *d = opendir(dir);
     if (d == NULL) {
-        snprintf(err, errlen, "cannot open %s", dir);
-        return -1;
+        return numbered ? -1 : 0;
     }
+    int n = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t len = strlen(e->d_name);
-        if (len > 8 && e->d_name[0] >= '0' && e->d_name[0] <= '9' &&
-            strcmp(e->d_name + len - 4, ".sql") == 0 && n < MAX_MIGRATIONS) {
+        bool sql = len > 4 && strcmp(e->d_name + len - 4, ".sql") == 0;
+        bool num = len > 8 && e->d_name[0] >= '0' && e->d_name[0] <= '9';
+        if (sql && e->d_name[0] != '.' && (!numbered || num) && n < MAX_FILES) {
             names[n++] = strdup(e->d_name);
         }
     }
     closedir(d);
-    qsort(names, n, sizeof names[0], cmp_names);
+    qsort(names, (size_t)n, sizeof names[0], cmp_names);
+    return n;
+}
 
+typedef struct {
+    char *name; /* e.g. "functions/pt_flush.sql" */
+    char *sql;
+    char sum[32];
+} def_t;
+
+/* Reads every definition of sql/<kind>/ into defs (from *n on). */
+static int read_defs(const char *root, const char *kind, def_t *defs, size_t *n, char *err,
+                     size_t errlen)
+{
+    char dir[4200], *names[MAX_FILES];
+    snprintf(dir, sizeof dir, "%s/%s", root, kind);
+    int k = list_sql(dir, false, names);
+    int rc = 0;
+    for (int i = 0; i < k; i++) {
+        char path[4600];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        size_t len;
+        char *sql = lvm_readfile(path, &len);
+        if (sql == NULL || *n >= MAX_FILES) {
+            snprintf(err, errlen, "cannot read %s", path);
+            free(sql);
+            rc = -1;
+        } else {
+            def_t *d = &defs[(*n)++];
+            size_t nl = strlen(kind) + strlen(names[i]) + 2;
+            d->name = malloc(nl);
+            if (d->name == NULL) {
+                abort();
+            }
+            snprintf(d->name, nl, "%s/%s", kind, names[i]);
+            d->sql = sql;
+            snprintf(d->sum, sizeof d->sum, "%016llx", checksum(sql, len));
+        }
+        free(names[i]);
+    }
+    return rc;
+}
+
+/* Applies the definitions of one kind ("functions/" or "views/"), in name order. */
+static int apply_defs(PGconn *conn, const def_t *defs, size_t n, const char *kind, char *err,
+                      size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(defs[i].name, kind, strlen(kind)) != 0) {
+            continue;
+        }
+        char msg[1024];
+        if (exec_ok(conn, defs[i].sql, msg, sizeof msg) != 0) {
+            snprintf(err, errlen, "sql/%s failed: %s", defs[i].name, msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int record(PGconn *conn, const char *sql, int n, const char *const *vals, char *err,
+                  size_t errlen)
+{
+    PGresult *r = PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0);
+    int rc = 0;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+        rc = -1;
+    }
+    PQclear(r);
+    return rc;
+}
+
+int migrate_run(const config_t *c, int wait_s, char *err, size_t errlen)
+{
+    char dir[4096];
+    config_path(c, "sql", dir, sizeof dir);
+    char *names[MAX_FILES];
+    def_t defs[MAX_FILES];
+    size_t n_defs = 0;
+    bool *pending = NULL;
+    int rc = -1;
+    bool in_tx = false;
+    PGconn *conn = NULL;
+    int n = list_sql(dir, true, names);
+    if (n < 0) {
+        snprintf(err, errlen, "cannot open %s", dir);
+        return -1;
+    }
+    if (read_defs(dir, "functions", defs, &n_defs, err, errlen) != 0 ||
+        read_defs(dir, "views", defs, &n_defs, err, errlen) != 0) {
+        goto done;
+    }
+    pending = calloc((size_t)n + 1, sizeof *pending);
     conn = connect_wait(c->database_url, wait_s, err, errlen);
-    if (conn == NULL) {
+    if (pending == NULL || conn == NULL) {
         goto done;
     }
     PQsetNoticeProcessor(conn, NULL, NULL);
     if (exec_ok(conn, "SET client_min_messages = warning", err, errlen) != 0 ||
         exec_ok(conn, "SELECT pg_advisory_lock(7412503911)", err, errlen) != 0 ||
-        exec_ok(conn,
+        exec_ok(conn, "BEGIN", err, errlen) != 0) {
+        goto done;
+    }
+    in_tx = true;
+    if (exec_ok(conn,
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL,"
+                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now());"
+                "CREATE TABLE IF NOT EXISTS schema_definitions ("
+                " name TEXT PRIMARY KEY, checksum TEXT NOT NULL,"
                 " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
                 err, errlen) != 0) {
         goto done;
     }
-    for (size_t i = 0; i < n; i++) {
-        int version = atoi(names[i]);
-        char path[4600];
+    /* Which migrations are pending, and whether any definition changed. */
+    int n_pending = 0;
+    bool changed = false;
+    for (int i = 0; i < n; i++) {
+        char path[4600], sum[32], ver[16];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         size_t len;
         char *sql = lvm_readfile(path, &len);
@@ -114,9 +214,9 @@ int migrate_run(const config_t *c, int wait_s, char *err, size_t errlen)
             snprintf(err, errlen, "cannot read %s", path);
             goto done;
         }
-        char sum[32], ver[16];
         snprintf(sum, sizeof sum, "%016llx", checksum(sql, len));
-        snprintf(ver, sizeof ver, "%d", version);
+        free(sql);
+        snprintf(ver, sizeof ver, "%d", atoi(names[i]));
         const char *p1[1] = {ver};
         PGresult *r =
             PQexecParams(conn, "SELECT checksum FROM schema_migrations WHERE version = $1", 1, NULL,
@@ -124,7 +224,6 @@ int migrate_run(const config_t *c, int wait_s, char *err, size_t errlen)
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             snprintf(err, errlen, "schema_migrations: %s", PQresultErrorMessage(r));
             PQclear(r);
-            free(sql);
             goto done;
         }
         if (PQntuples(r) == 1) {
@@ -132,44 +231,97 @@ int migrate_run(const config_t *c, int wait_s, char *err, size_t errlen)
                 log_warn("migration %s was changed after it was applied (it is not re-run)",
                          names[i]);
             }
-            PQclear(r);
-            free(sql);
+        } else {
+            pending[i] = true;
+            n_pending++;
+        }
+        PQclear(r);
+    }
+    for (size_t i = 0; i < n_defs && !changed; i++) {
+        const char *p2[2] = {defs[i].name, defs[i].sum};
+        PGresult *r = PQexecParams(conn,
+                                   "SELECT 1 FROM schema_definitions WHERE name = $1 "
+                                   "AND checksum = $2",
+                                   2, NULL, p2, NULL, NULL, 0);
+        changed = PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1;
+        PQclear(r);
+    }
+    if (n_pending == 0 && !changed) {
+        rc = exec_ok(conn, "COMMIT", err, errlen);
+        in_tx = false;
+        goto done;
+    }
+    /* Function bodies are not checked when they are defined: a definition may name a table a
+     * pending migration creates. The current functions are in place before the migrations run
+     * (a migration may call one that no earlier migration defines), and again after them (an
+     * older migration may have replaced one with its own version); views come last, once every
+     * table and function they name exists. */
+    if (exec_ok(conn, "SET LOCAL check_function_bodies = off", err, errlen) != 0 ||
+        apply_defs(conn, defs, n_defs, "functions/", err, errlen) != 0) {
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!pending[i]) {
             continue;
         }
-        PQclear(r);
+        char path[4600], sum[32], ver[16], msg[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        size_t len;
+        char *sql = lvm_readfile(path, &len);
+        if (sql == NULL) {
+            snprintf(err, errlen, "cannot read %s", path);
+            goto done;
+        }
+        snprintf(sum, sizeof sum, "%016llx", checksum(sql, len));
+        snprintf(ver, sizeof ver, "%d", atoi(names[i]));
         log_info("applying migration %s", names[i]);
-        char msg[1024];
-        if (exec_ok(conn, "BEGIN", msg, sizeof msg) != 0 ||
-            exec_ok(conn, sql, msg, sizeof msg) != 0) {
-            snprintf(err, errlen, "migration %s failed: %s", names[i], msg);
-            PGresult *rb = PQexec(conn, "ROLLBACK");
-            PQclear(rb);
-            free(sql);
-            goto done;
-        }
+        int e = exec_ok(conn, sql, msg, sizeof msg);
         free(sql);
-        const char *p3[3] = {ver, names[i], sum};
-        r = PQexecParams(
-            conn, "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", 3,
-            NULL, p3, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            snprintf(err, errlen, "migration %s: %s", names[i], PQresultErrorMessage(r));
-            PQclear(r);
-            PGresult *rb = PQexec(conn, "ROLLBACK");
-            PQclear(rb);
+        if (e != 0) {
+            snprintf(err, errlen, "migration %s failed: %s", names[i], msg);
             goto done;
         }
-        PQclear(r);
-        if (exec_ok(conn, "COMMIT", msg, sizeof msg) != 0) {
-            snprintf(err, errlen, "migration %s: commit failed: %s", names[i], msg);
+        const char *p3[3] = {ver, names[i], sum};
+        if (record(conn,
+                   "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", 3,
+                   p3, msg, sizeof msg) != 0) {
+            snprintf(err, errlen, "migration %s: %s", names[i], msg);
             goto done;
         }
     }
+    if (apply_defs(conn, defs, n_defs, "functions/", err, errlen) != 0 ||
+        apply_defs(conn, defs, n_defs, "views/", err, errlen) != 0 ||
+        exec_ok(conn, "DELETE FROM schema_definitions", err, errlen) != 0) {
+        goto done;
+    }
+    for (size_t i = 0; i < n_defs; i++) {
+        const char *p2[2] = {defs[i].name, defs[i].sum};
+        if (record(conn, "INSERT INTO schema_definitions (name, checksum) VALUES ($1, $2)", 2, p2,
+                   err, errlen) != 0) {
+            goto done;
+        }
+    }
+    if (changed) {
+        log_info("applied the definitions of sql/functions and sql/views");
+    }
+    if (exec_ok(conn, "COMMIT", err, errlen) != 0) {
+        goto done;
+    }
+    in_tx = false;
     rc = 0;
 done:
-    for (size_t i = 0; i < n; i++) {
+    if (in_tx) {
+        PGresult *rb = PQexec(conn, "ROLLBACK");
+        PQclear(rb);
+    }
+    for (int i = 0; i < n; i++) {
         free(names[i]);
     }
+    for (size_t i = 0; i < n_defs; i++) {
+        free(defs[i].name);
+        free(defs[i].sql);
+    }
+    free(pending);
     PQfinish(conn);
     return rc;
 }

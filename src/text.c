@@ -209,3 +209,16 @@ int text_hex_digit(char c)
     }
     return -1;
 }
+
+uint64_t text_hash(const char *s, size_t len, uint64_t seed)
+{
+    uint64_t h = 1469598103934665603ULL ^ seed;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}

@@ -10,6 +10,10 @@
 /* True when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 bool text_utf8_valid(const char *s, size_t len);
 
+/* FNV-1a of s[0..len) from the seed, then a final mix so that the low bits (hash-table slots)
+ * are well spread. Not for anything an attacker must not collide. */
+uint64_t text_hash(const char *s, size_t len, uint64_t seed);
+
 /* The value of a hex digit (either case), or -1. */
 int text_hex_digit(char c);
 

@@ -1,7 +1,7 @@
 -- History analytics over the usage buckets: trends, time series, heatmaps, co-occurrence and
 -- lifecycle health. Every count comes from tables the flush keeps exact in the same transaction
 -- as the usage counts: pattern_usage_hourly (+ pattern_usage_daily, where hours older than
--- retention_hourly_days are rolled up), the co-occurrence lists (sql/012), pattern_agent_usage and
+-- retention_hourly_days are rolled up), the partner lists (pattern_lists, agent_lists) and
 -- pattern_lineage_nodes. Agents have their own file (agents.lua).
 local stats = require("pt.stats")
 local H = require("pt.history")
@@ -271,10 +271,11 @@ local HEATMAP_DESC = "Usage per weekday and hour of day, from the hourly buckets
 
 -- ---------------------------------------------------------------- co-occurrence
 
--- Co-occurrence is held in partner lists (sql/012): one merged row per pattern and the rows
--- flushes left pending, each list holding both sides of its pairs. The lists are decoded and
--- summed by pt.cooc_partners / pt.cooc_top_pairs (src/l_cooc.c); SQL would take microseconds
--- an entry, and a popular pattern has thousands of partners.
+-- Co-occurrence is held in partner lists (src/cooc.h): one folded row per pattern
+-- (pattern_lists.partners) and the rows flushes left pending (pattern_lists_pending), each list
+-- holding both sides of its pairs. The lists are decoded and summed by pt.list_entries /
+-- pt.cooc_top_pairs (src/l_cooc.c); SQL would take microseconds an entry, and a popular pattern
+-- has thousands of partners.
 
 -- One statement, so one snapshot: the pattern's usage (no row at all when it is unknown), the
 -- event totals and its lists (one row with a NULL list when it has none).
@@ -282,14 +283,16 @@ local PARTNER_LISTS = [[
 WITH me AS (SELECT coalesce(usage_count, 0)::bigint AS usage_count
               FROM pattern_lineage_nodes WHERE pattern_id = $1),
      tot AS (]] .. H.EVENT_TOTALS .. [[),
-     l AS (SELECT data FROM pattern_cooccurrence_merged WHERE pattern_id = $1
+     l AS (SELECT partners AS data FROM pattern_lists
+            WHERE pattern_id = $1 AND partners IS NOT NULL
            UNION ALL
-           SELECT data FROM pattern_cooccurrence_pending WHERE pattern_id = $1)
+           SELECT partners FROM pattern_lists_pending
+            WHERE pattern_id = $1 AND partners IS NOT NULL)
 SELECT me.usage_count AS me_usage_count, tot.events_with_patterns,
        tot.events_over_cooccurrence_limit, l.data
   FROM me CROSS JOIN tot LEFT JOIN l ON true]]
 
--- The partners ($1 ids, $2 counts, $3 last times, as pt.cooc_partners gives them) with their
+-- The partners ($1 ids, $2 counts, $3 last times, as pt.list_entries gives them) with their
 -- catalog rows, the top $4 in the order asked for ($5 = count, lift or jaccard; $6 = the
 -- pattern's own usage). Lift orders as count / usage(partner) and Jaccard as
 -- count / (usage($1) + usage(partner) - count): N and the pattern's usage are the same for all.
@@ -317,15 +320,16 @@ UNION ALL
 SELECT 't', pattern_id_1, pattern_id_2, cooccurrence_count, last_us, NULL, NULL, NULL
   FROM pattern_cooccurrence_top
 UNION ALL
-SELECT 'p', pattern_id, NULL, NULL, NULL, data, NULL, NULL FROM pattern_cooccurrence_pending]]
+SELECT 'p', pattern_id, NULL, NULL, NULL, partners, NULL, NULL FROM pattern_lists_pending
+ WHERE partners IS NOT NULL]]
 -- The lists of the patterns ($1) whose pending pairs may rank in the top but whose merged part
 -- is not in pattern_cooccurrence_top; all lists when $1 is NULL.
 local TOP_RESOLVE = [[
-SELECT 'r' AS kind, pattern_id AS a, data FROM pattern_cooccurrence_merged
- WHERE $1::text[] IS NULL OR pattern_id = ANY($1::text[])
+SELECT 'r' AS kind, pattern_id AS a, partners AS data FROM pattern_lists
+ WHERE partners IS NOT NULL AND ($1::text[] IS NULL OR pattern_id = ANY($1::text[]))
 UNION ALL
-SELECT 'r', pattern_id, data FROM pattern_cooccurrence_pending
- WHERE $1::text[] IS NULL OR pattern_id = ANY($1::text[])]]
+SELECT 'r', pattern_id, partners FROM pattern_lists_pending
+ WHERE partners IS NOT NULL AND ($1::text[] IS NULL OR pattern_id = ANY($1::text[]))]]
 -- The pairs pt.cooc_top_pairs chose, in its order, with their catalog rows.
 local TOP_NAMES = [[
 SELECT c.a AS pattern_id_1, coalesce(n1.pattern_name, c.a) AS pattern_name_1,
@@ -361,7 +365,7 @@ local function cooccurring(req)
     local out = pt.array()
     -- by count only the top `limit` are looked up; lift and Jaccard need every partner's usage.
     -- The catalog is read just after the counts: a partner's usage may be a flush newer.
-    local ids, counts, lasts, np = pt.cooc_partners(lists, sort == "count" and limit or 0)
+    local ids, counts, _, lasts, np = pt.list_entries(lists, sort == "count" and limit or 0)
     if np > 0 then
         for _, r in ipairs(db.query(RANK_PARTNERS, ids, counts, lasts, limit, sort, me)) do
             local lift, jaccard = H.measures(r.count, me, r.usage_count, n)
@@ -421,17 +425,13 @@ SELECT n.pattern_id, coalesce(n.pattern_name, n.pattern_id) AS pattern_name,
  WHERE n.status <> 'active' AND n.last_used_at >= $1::timestamptz
  ORDER BY n.last_used_at DESC, n.pattern_id COLLATE "C" LIMIT $2]]
 
--- The agents that used each of the patterns $1 (a text[]) since $2, most recent first, at most
--- $3 per pattern, with how many there are (PK range per pattern).
-local STILL_USED_BY = [[
-SELECT p.id AS pattern_id, a.agent_name, a.usage_count, a.last_used_at, a.agents
-  FROM unnest($1::text[]) AS p(id)
- CROSS JOIN LATERAL (
-       SELECT u.agent_name, u.usage_count, u.last_used_at, count(*) OVER () AS agents
-         FROM pattern_agent_usage u
-        WHERE u.pattern_id = p.id AND u.last_used_at >= $2::timestamptz
-        ORDER BY u.last_used_at DESC, u.agent_name COLLATE "C"
-        LIMIT $3) a]]
+-- The partner lists of agents (folded and pending) of the patterns $1 (a text[]).
+local AGENT_LISTS_OF = [[
+SELECT pattern_id, agents AS data FROM pattern_lists
+ WHERE pattern_id = ANY($1::text[]) AND agents IS NOT NULL
+UNION ALL
+SELECT pattern_id, agents FROM pattern_lists_pending
+ WHERE pattern_id = ANY($1::text[]) AND agents IS NOT NULL]]
 
 -- Active patterns never used, older than their type's lifetime ($1 types, $2 their days, $3 the
 -- default), at most $4.
@@ -475,7 +475,9 @@ end
 
 local function lifecycle(req)
     local days, limit = req.args.days, req.args.limit
-    local cut = db.query("SELECT now() - make_interval(days => $1::int) AS c", days)[1].c
+    local c = db.query([[SELECT c, (extract(epoch FROM c) * 1000000)::bigint AS c_us
+                           FROM (SELECT now() - make_interval(days => $1::int) AS c) x]], days)[1]
+    local cut, cut_us = c.c, c.c_us
     local still, by_id, ids = pt.array(), {}, {}
     local rows = db.query_heavy(STILL_USED, cut, limit)
     local still_total = #rows > 0 and rows[1].total or 0
@@ -485,12 +487,21 @@ local function lifecycle(req)
         still[i], by_id[r.pattern_id], ids[i] = r, r, r.pattern_id
     end
     if #ids > 0 then
-        local agents = db.query_heavy(STILL_USED_BY, H.text_array(ids), cut, req.args.agents_limit)
-        for _, a in ipairs(agents) do
-            local p = by_id[a.pattern_id]
-            p.agent_count = a.agents
-            p.agents[#p.agents + 1] = { agent_name = a.agent_name, usage_count = a.usage_count,
-                last_used_at = a.last_used_at }
+        -- Each pattern's agents that used it since the cut, most recent first (ties by name in
+        -- byte order), at most agents_limit, and how many there are: from its partner lists.
+        local lists = {}
+        for _, r in ipairs(db.query_heavy(AGENT_LISTS_OF, H.text_array(ids))) do
+            lists[r.pattern_id] = lists[r.pattern_id] or {}
+            table.insert(lists[r.pattern_id], r.data)
+        end
+        for id, l in pairs(lists) do
+            local p = by_id[id]
+            local agents, n = pt.list_rows(l, req.args.agents_limit, "last", cut_us)
+            p.agent_count = n
+            for i, a in ipairs(agents) do
+                p.agents[i] = { agent_name = a.id, usage_count = a.count,
+                    last_used_at = pt.iso_us(a.last_us) }
+            end
         end
     end
     local lifetimes, types, tdays = H.lifetimes(req.args.lifetime_days)

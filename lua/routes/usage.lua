@@ -1,7 +1,14 @@
 -- The seed's usage API (/api/patterns/usage/...): same paths, parameters, ranges, defaults and
 -- fields as the service it replaces, plus /unknown for IDs nobody registered.
 local stats = require("pt.stats")
+local H = require("pt.history")
 local WINDOW = 7
+
+-- An agent's partner lists of patterns, folded and pending, in one snapshot.
+local AGENT_LISTS = [[
+SELECT patterns AS data FROM agent_lists WHERE agent_name = $1
+UNION ALL
+SELECT patterns FROM agent_lists_pending WHERE agent_name = $1]]
 
 local STATS_SCHEMA = {
     type = "object",
@@ -165,24 +172,37 @@ return {
         query = { { name = "limit", type = "integer", minimum = 1, maximum = 200, default = 50 } },
         responses = { ["200"] = { description = "Patterns with the agent's own counts", schema = LIST_SCHEMA } },
         handler = function(req)
-            local rows = db.query(stats.SELECT .. [[
-                JOIN pattern_agent_usage a ON a.pattern_id = n.pattern_id AND a.agent_name = $3
-                ORDER BY a.usage_count DESC, n.pattern_id LIMIT $2]],
-                WINDOW, req.args.limit, req.params.agent_name)
-            -- The join's own columns are not in stats.SELECT; fetch the agent's counts apart.
-            local mine = db.query([[
-                SELECT pattern_id, usage_count::bigint AS c, last_used_at AS l, first_used_at AS f
-                  FROM pattern_agent_usage WHERE agent_name = $1]], req.params.agent_name)
-            local by = {}
-            for _, m in ipairs(mine) do
-                by[m.pattern_id] = m
+            -- The agent's (pattern, agent) counts are its partner lists (agent_lists, folded and
+            -- pending), ranked in the engine: count descending, then pattern_id in byte order.
+            local lists = {}
+            for _, r in ipairs(db.query(AGENT_LISTS, req.params.agent_name)) do
+                lists[#lists + 1] = r.data
             end
-            return stats.rows(rows, true, function(s)
-                local m = by[s.pattern_id]
-                s.agent_usage_count = m and m.c or 0
-                s.agent_last_used_at = m and m.l or pt.null
-                s.agent_first_used_at = m and m.f or pt.null
-            end)
+            local mine = pt.list_rows(lists, req.args.limit, "count")
+            if #mine == 0 then
+                return pt.array()
+            end
+            local ids = {}
+            for i, m in ipairs(mine) do
+                ids[i] = m.id
+            end
+            local by = {}
+            for _, r in ipairs(db.query(stats.SELECT .. " WHERE n.pattern_id = ANY($2::text[])",
+                WINDOW, H.text_array(ids))) do
+                by[r.pattern_id] = r
+            end
+            local out = pt.array()
+            for _, m in ipairs(mine) do
+                local r = by[m.id]
+                if r then
+                    local st = stats.row(r, true)
+                    st.agent_usage_count = m.count
+                    st.agent_first_used_at = pt.iso_us(m.first_us)
+                    st.agent_last_used_at = pt.iso_us(m.last_us)
+                    out[#out + 1] = st
+                end
+            end
+            return out
         end,
     },
     {

@@ -28,6 +28,7 @@
 #include "flush.h"
 #include "fuzz.h"
 #include "ingest.h"
+#include "known.h"
 #include "log.h"
 #include "rules.h"
 
@@ -183,63 +184,77 @@ static int pair_cmp(const void *x, const void *y)
     return c != 0 ? c : agg_bytes_cmp(a->pattern_2, a->len_2, b->pattern_2, b->len_2);
 }
 
-/* The co-occurrence rows (pt_flush's c_pattern, c_n, c_low, c_len at el[27..30], and c_data,
- * the rows' partner lists one after the other, c_len bytes each): one per pattern of the
- * batch's pairs in byte order, each a well-formed list (cooc.h) of n entries, partners in byte
- * order with the c_low below it first, every pair under both its patterns with the batch's
- * count and last time, and the lists filling c_data exactly. */
-static void check_pair_rows(const agg_t *a, elem_t **el, size_t rows, const char *data,
-                            size_t data_len)
+static int use_cmp(const void *x, const void *y)
 {
-    pairs_t ps = {.v = malloc((agg_n_pairs(a) + 1) * sizeof(agg_pair_t)), .n = 0};
-    FUZZ_CHECK(ps.v != NULL);
-    agg_each_pair(a, pair_into, &ps);
-    qsort(ps.v, ps.n, sizeof(agg_pair_t), pair_cmp);
-    size_t sides = 0, at = 0;
-    for (size_t r = 0; r < rows; r++) {
-        const elem_t *pat = &el[27][r];
-        FUZZ_CHECK(pat->quoted);
-        FUZZ_CHECK(r == 0 ||
-                   agg_bytes_cmp(el[27][r - 1].s, el[27][r - 1].len, pat->s, pat->len) < 0);
-        int64_t n = int_elem(&el[28][r]), low = int_elem(&el[29][r]), len = int_elem(&el[30][r]);
-        FUZZ_CHECK(len >= 1 && at + (size_t)len <= data_len);
-        int64_t entries, n_low;
-        char err[128];
-        FUZZ_CHECK(cooc_check(data + at, (size_t)len, pat->s, pat->len, &entries, &n_low, err,
-                              sizeof err) == 0);
-        FUZZ_CHECK(n >= 1 && entries == n && n_low == low && low <= n);
-        cooc_iter_t it;
-        FUZZ_CHECK(cooc_iter_init(&it, data + at, (size_t)len));
-        int64_t i = 0;
-        while (cooc_iter_next(&it)) {
-            int below = agg_bytes_cmp(it.id, it.len, pat->s, pat->len);
-            FUZZ_CHECK(below != 0 && (below < 0) == (i < low));
-            agg_pair_t key = {.pattern_1 = below < 0 ? it.id : pat->s,
-                              .len_1 = (uint32_t)(below < 0 ? it.len : pat->len),
-                              .pattern_2 = below < 0 ? pat->s : it.id,
-                              .len_2 = (uint32_t)(below < 0 ? pat->len : it.len)};
-            const agg_pair_t *hit = bsearch(&key, ps.v, ps.n, sizeof(agg_pair_t), pair_cmp);
-            FUZZ_CHECK(hit != NULL);
-            FUZZ_CHECK(it.count == hit->count && it.last_us == hit->last_us);
-            i++;
-        }
-        FUZZ_CHECK(it.err == NULL && i == n);
-        at += (size_t)len;
-        sides += (size_t)n;
-    }
-    FUZZ_CHECK(at == data_len);
-    FUZZ_CHECK(sides == 2 * ps.n);
-    free(ps.v);
+    const agg_use_t *a = x, *b = y;
+    int c = agg_bytes_cmp(a->pattern, a->pattern_len, b->pattern, b->pattern_len);
+    return c != 0 ? c : agg_bytes_cmp(a->agent, a->agent_len, b->agent, b->agent_len);
 }
 
-/* The 33 parameters of pt_flush, read back (see src/flush.c for their order). */
-static void check_flush(const agg_t *a, const sums_t *s)
+/* One list of x_data at *at, len bytes: well formed (cooc.h) of the version and n entries
+ * given, partners in byte order (n_low below self, when self is given), each entry what the
+ * batch holds (uses of the owner: self is the pattern, or the agent when by_agent; pairs
+ * otherwise). Returns the entries. */
+static int64_t check_list(const char *data, size_t data_len, size_t *at, int64_t len, int version,
+                          const elem_t *self, bool by_agent, int64_t n, int64_t low,
+                          const sums_t *s, const pairs_t *ps)
+{
+    if (len == 0) {
+        FUZZ_CHECK(n == 0);
+        return 0;
+    }
+    FUZZ_CHECK(len >= 1 && *at + (size_t)len <= data_len);
+    const char *list = data + *at;
+    FUZZ_CHECK((unsigned char)list[0] == version);
+    int64_t entries, n_low;
+    char err[128];
+    FUZZ_CHECK(
+        cooc_check(list, (size_t)len, self->s, self->len, &entries, &n_low, err, sizeof err) == 0);
+    FUZZ_CHECK(n >= 1 && entries == n && (low < 0 || n_low == low));
+    cooc_iter_t it;
+    FUZZ_CHECK(cooc_iter_init(&it, list, (size_t)len));
+    int64_t i = 0;
+    while (cooc_iter_next(&it)) {
+        if (version == COOC_USAGE_VERSION) {
+            agg_use_t key = {.pattern = by_agent ? it.id : self->s,
+                             .pattern_len = (uint32_t)(by_agent ? it.len : self->len),
+                             .agent = by_agent ? self->s : it.id,
+                             .agent_len = (uint32_t)(by_agent ? self->len : it.len)};
+            const agg_use_t *hit = bsearch(&key, s->list, s->n, sizeof(agg_use_t), use_cmp);
+            FUZZ_CHECK(hit != NULL);
+            FUZZ_CHECK(it.count == hit->count && it.first_us == hit->first_us &&
+                       it.last_us == hit->last_us);
+        } else {
+            int below = agg_bytes_cmp(it.id, it.len, self->s, self->len);
+            FUZZ_CHECK(below != 0 && (below < 0) == (i < low));
+            agg_pair_t key = {.pattern_1 = below < 0 ? it.id : self->s,
+                              .len_1 = (uint32_t)(below < 0 ? it.len : self->len),
+                              .pattern_2 = below < 0 ? self->s : it.id,
+                              .len_2 = (uint32_t)(below < 0 ? self->len : it.len)};
+            const agg_pair_t *hit = bsearch(&key, ps->v, ps->n, sizeof(agg_pair_t), pair_cmp);
+            FUZZ_CHECK(hit != NULL);
+            FUZZ_CHECK(it.count == hit->count && it.last_us == hit->last_us);
+        }
+        i++;
+    }
+    FUZZ_CHECK(it.err == NULL && i == n);
+    *at += (size_t)len;
+    return n;
+}
+
+/* pt_flush's parameters, read back (flush.h names them). Every key is sent: the known keys
+ * start empty here. */
+static void check_flush(const agg_t *a, sums_t *s)
 {
     char *v[FLUSH_NPARAMS];
     int lens[FLUSH_NPARAMS];
-    int n = flush_build(a, "pattern-usage-tracking", false, v, lens);
-    FUZZ_CHECK(n == FLUSH_NPARAMS && FLUSH_NPARAMS == 33 && FLUSH_DATA_PARAM == 31);
-    FUZZ_CHECK(strcmp(v[0], "pattern-usage-tracking") == 0 && strcmp(v[32], "false") == 0);
+    known_t *known = known_new(1024);
+    int n = flush_build(a, "pattern-usage-tracking", false, known, v, lens);
+    known_drop(known);
+    known_free(known);
+    FUZZ_CHECK(n == FLUSH_NPARAMS);
+    FUZZ_CHECK(strcmp(v[FLUSH_P_GROUP], "pattern-usage-tracking") == 0 &&
+               strcmp(v[FLUSH_P_DURABLE], "false") == 0);
     elem_t *el[FLUSH_NPARAMS] = {NULL};
     size_t cnt[FLUSH_NPARAMS] = {0};
     for (int i = 0; i < n; i++) {
@@ -249,46 +264,92 @@ static void check_flush(const agg_t *a, const sums_t *s)
         }
         FUZZ_CHECK(strlen(v[i]) == (size_t)lens[i]);
         FUZZ_CHECK(fuzz_utf8_ref((const uint8_t *)v[i], (size_t)lens[i]));
-        if (i >= 1 && i <= 30) {
+        if (i != FLUSH_P_GROUP && i != FLUSH_P_DURABLE) {
             cnt[i] = parse_array(v[i], (size_t)lens[i], &el[i]);
         }
     }
-    /* rows: offsets 1-4, uses 5-9, hours 10-12, topics 13-17 and 25-26, dead letters 18-24,
-     * co-occurrence rows 27-30 */
+    /* parallel arrays: one element per row of their group */
     static const struct {
         int from, to;
-    } groups[] = {{1, 4}, {5, 9}, {10, 12}, {13, 17}, {18, 24}, {25, 26}, {27, 30}};
+    } groups[] = {{FLUSH_P_O_TOPIC, FLUSH_P_O_NEXT},           {FLUSH_P_P_ID, FLUSH_P_P_LAST},
+                  {FLUSH_P_H_PATTERN, FLUSH_P_H_COUNT},        {FLUSH_P_A_AGENT, FLUSH_P_A_LAST},
+                  {FLUSH_P_Y_AGENT, FLUSH_P_Y_LAST},           {FLUSH_P_K_PATTERN, FLUSH_P_K_AGENT},
+                  {FLUSH_P_T_TOPIC, FLUSH_P_T_OVER},           {FLUSH_P_D_TOPIC, FLUSH_P_D_SIZE},
+                  {FLUSH_P_L_PATTERN, FLUSH_P_L_PARTNERS_LEN}, {FLUSH_P_M_AGENT, FLUSH_P_M_LEN}};
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         for (int i = groups[g].from; i <= groups[g].to; i++) {
             FUZZ_CHECK(cnt[i] == cnt[groups[g].from]);
         }
     }
-    FUZZ_CHECK(cnt[1] == agg_n_offsets(a) && cnt[5] == agg_n_uses(a) && cnt[10] == agg_n_hours(a) &&
-               cnt[13] == agg_n_topics(a) && cnt[18] == agg_n_dead(a));
-    check_pair_rows(a, el, cnt[27], v[FLUSH_DATA_PARAM], (size_t)lens[FLUSH_DATA_PARAM]);
-    FUZZ_CHECK(cnt[5] == s->n);
-    for (size_t i = 0; i < s->n; i++) {
-        const agg_use_t *u = &s->list[i];
-        FUZZ_CHECK(el[5][i].quoted && el[5][i].len == u->pattern_len &&
-                   memcmp(el[5][i].s, u->pattern, u->pattern_len) == 0);
-        FUZZ_CHECK(el[6][i].quoted && el[6][i].len == u->agent_len &&
-                   memcmp(el[6][i].s, u->agent, u->agent_len) == 0);
-        FUZZ_CHECK(int_elem(&el[7][i]) == u->count);
-        FUZZ_CHECK(int_elem(&el[8][i]) == u->first_us && int_elem(&el[9][i]) == u->last_us);
+    FUZZ_CHECK(cnt[FLUSH_P_O_TOPIC] == agg_n_offsets(a) &&
+               cnt[FLUSH_P_H_PATTERN] == agg_n_hours(a) &&
+               cnt[FLUSH_P_T_TOPIC] == agg_n_topics(a) && cnt[FLUSH_P_D_TOPIC] == agg_n_dead(a) &&
+               cnt[FLUSH_P_K_PATTERN] == s->n);
+    /* the lists: per pattern its agents and its partners, then per agent its patterns */
+    if (s->n > 0) {
+        qsort(s->list, s->n, sizeof *s->list, use_cmp);
     }
-    for (size_t i = 0; i < cnt[18]; i++) {
+    pairs_t ps = {.v = malloc((agg_n_pairs(a) + 1) * sizeof(agg_pair_t)), .n = 0};
+    FUZZ_CHECK(ps.v != NULL);
+    agg_each_pair(a, pair_into, &ps);
+    qsort(ps.v, ps.n, sizeof(agg_pair_t), pair_cmp);
+    const char *data = v[FLUSH_DATA_PARAM];
+    size_t data_len = (size_t)lens[FLUSH_DATA_PARAM], at = 0;
+    int64_t uses = 0, sides = 0, patterns_with_uses = 0;
+    for (size_t r = 0; r < cnt[FLUSH_P_L_PATTERN]; r++) {
+        const elem_t *pat = &el[FLUSH_P_L_PATTERN][r];
+        FUZZ_CHECK(r == 0 || agg_bytes_cmp(el[FLUSH_P_L_PATTERN][r - 1].s,
+                                           el[FLUSH_P_L_PATTERN][r - 1].len, pat->s, pat->len) < 0);
+        int64_t na = int_elem(&el[FLUSH_P_L_N_AGENTS][r]);
+        uses += check_list(data, data_len, &at, int_elem(&el[FLUSH_P_L_AGENTS_LEN][r]),
+                           COOC_USAGE_VERSION, pat, false, na, -1, s, &ps);
+        patterns_with_uses += na > 0;
+        sides += check_list(data, data_len, &at, int_elem(&el[FLUSH_P_L_PARTNERS_LEN][r]),
+                            COOC_VERSION, pat, false, int_elem(&el[FLUSH_P_L_N_PARTNERS][r]),
+                            int_elem(&el[FLUSH_P_L_N_LOW][r]), s, &ps);
+    }
+    int64_t agent_uses = 0;
+    for (size_t r = 0; r < cnt[FLUSH_P_M_AGENT]; r++) {
+        agent_uses +=
+            check_list(data, data_len, &at, int_elem(&el[FLUSH_P_M_LEN][r]), COOC_USAGE_VERSION,
+                       &el[FLUSH_P_M_AGENT][r], true, int_elem(&el[FLUSH_P_M_N][r]), -1, s, &ps);
+    }
+    FUZZ_CHECK(at == data_len);
+    FUZZ_CHECK(uses == (int64_t)s->n && agent_uses == (int64_t)s->n);
+    FUZZ_CHECK(sides == 2 * (int64_t)ps.n);
+    FUZZ_CHECK(patterns_with_uses == (int64_t)cnt[FLUSH_P_P_ID]);
+    free(ps.v);
+    /* each pattern's and each agent's totals are the sums of its uses */
+    int64_t total = 0;
+    for (size_t r = 0; r < cnt[FLUSH_P_P_ID]; r++) {
+        total += int_elem(&el[FLUSH_P_P_COUNT][r]);
+        FUZZ_CHECK(int_elem(&el[FLUSH_P_P_FIRST][r]) <= int_elem(&el[FLUSH_P_P_LAST][r]));
+    }
+    FUZZ_CHECK(total == s->uses);
+    total = 0;
+    for (size_t r = 0; r < cnt[FLUSH_P_A_AGENT]; r++) {
+        total += int_elem(&el[FLUSH_P_A_COUNT][r]);
+    }
+    FUZZ_CHECK(total == s->uses);
+    total = 0;
+    for (size_t r = 0; r < cnt[FLUSH_P_Y_AGENT]; r++) {
+        total += int_elem(&el[FLUSH_P_Y_COUNT][r]);
+    }
+    FUZZ_CHECK(total == s->uses);
+    for (size_t i = 0; i < cnt[FLUSH_P_D_TOPIC]; i++) {
         const agg_dead_t *d = agg_dead_at(a, i);
-        const elem_t *pay = &el[23][i];
-        FUZZ_CHECK(el[22][i].quoted || strcmp(el[22][i].s, "NULL") == 0);
+        const elem_t *pay = &el[FLUSH_P_D_PAYLOAD][i];
+        FUZZ_CHECK(el[FLUSH_P_D_DETAIL][i].quoted ||
+                   strcmp(el[FLUSH_P_D_DETAIL][i].s, "NULL") == 0);
         FUZZ_CHECK(pay->quoted && pay->len == 2 + 2 * d->payload_len);
         FUZZ_CHECK(pay->s[0] == '\\' && pay->s[1] == 'x');
         for (size_t k = 0; k < d->payload_len; k++) {
             int hi = hexval(pay->s[2 + 2 * k]), lo = hexval(pay->s[3 + 2 * k]);
             FUZZ_CHECK(hi >= 0 && lo >= 0 && (char)(hi * 16 + lo) == d->payload[k]);
         }
-        FUZZ_CHECK(int_elem(&el[24][i]) == (int64_t)d->payload_size);
+        FUZZ_CHECK(int_elem(&el[FLUSH_P_D_SIZE][i]) == (int64_t)d->payload_size);
     }
-    for (int i = 1; i <= 30; i++) {
+    for (int i = 0; i < n; i++) {
         free_elems(el[i], cnt[i]);
     }
     flush_build_free(v, n);

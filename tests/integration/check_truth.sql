@@ -14,8 +14,8 @@
 SET client_min_messages = warning;
 SET TIME ZONE 'UTC';
 -- One snapshot for every table read: an engine still running may commit a flush or a
--- co-occurrence merge between two statements (pattern_cooccurrence_top read after the lists
--- it was kept from would be ahead of them).
+-- fold between two statements (pattern_cooccurrence_top read after the lists it was kept from
+-- would be ahead of them).
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 
 CREATE TEMP TABLE truth_p (pattern TEXT, count BIGINT, first_us BIGINT, last_us BIGINT);
@@ -35,7 +35,11 @@ ANALYZE truth_c;
 
 CREATE TEMP TABLE diff (seq SERIAL, tbl TEXT, n INTEGER, line TEXT);
 
--- pattern_lineage_nodes: count, first/last event time, sorted distinct agents.
+-- pattern_lineage_nodes: count, first/last event time; the pattern's distinct agents are the
+-- rows of pattern_agents (used_by_agents is not written since migration 014: NULL or empty).
+CREATE TEMP TABLE db_agents AS
+SELECT pattern_id, array_agg(agent_name ORDER BY agent_name) AS agents
+  FROM pattern_agents GROUP BY pattern_id;
 WITH t AS (
     SELECT p.pattern, p.count,
            TIMESTAMPTZ 'epoch' + p.first_us * INTERVAL '1 microsecond' AS first_at,
@@ -44,19 +48,25 @@ WITH t AS (
       FROM truth_p p
       LEFT JOIN (SELECT pattern, array_agg(agent ORDER BY agent) AS agents
                    FROM truth_a GROUP BY pattern) a USING (pattern)
+), n AS (
+    SELECT n.pattern_id, n.usage_count, n.first_used_at, n.last_used_at,
+           coalesce(a.agents, ARRAY[]::TEXT[]) AS agents,
+           coalesce(cardinality(n.used_by_agents), 0) AS stale_agents
+      FROM pattern_lineage_nodes n
+      LEFT JOIN db_agents a ON a.pattern_id = n.pattern_id
+     WHERE coalesce(n.usage_count, 0) <> 0 OR n.first_used_at IS NOT NULL
+        OR n.last_used_at IS NOT NULL OR a.agents IS NOT NULL
+        OR coalesce(cardinality(n.used_by_agents), 0) > 0
 ), d AS (
     SELECT coalesce(t.pattern, n.pattern_id) AS pattern, t, n
       FROM t
-      FULL JOIN (SELECT * FROM pattern_lineage_nodes
-                  WHERE coalesce(usage_count, 0) <> 0 OR first_used_at IS NOT NULL
-                     OR last_used_at IS NOT NULL
-                     OR coalesce(cardinality(used_by_agents), 0) > 0) n
-        ON n.pattern_id = t.pattern
+      FULL JOIN n ON n.pattern_id = t.pattern
      WHERE t.pattern IS NULL OR n.pattern_id IS NULL
         OR t.count IS DISTINCT FROM n.usage_count
         OR t.first_at IS DISTINCT FROM n.first_used_at
         OR t.last_at IS DISTINCT FROM n.last_used_at
-        OR t.agents IS DISTINCT FROM coalesce(n.used_by_agents, ARRAY[]::TEXT[])
+        OR t.agents IS DISTINCT FROM n.agents
+        OR n.stale_agents > 0
 )
 INSERT INTO diff (tbl, n, line)
 SELECT 'pattern_lineage_nodes', count(*) OVER (),
@@ -65,28 +75,23 @@ SELECT 'pattern_lineage_nodes', count(*) OVER (),
                    ELSE format('count=%s first=%s last=%s agents=%s', (t).count, (t).first_at,
                                (t).last_at, cardinality((t).agents)) END,
               CASE WHEN (n).pattern_id IS NULL THEN '(none)'
-                   ELSE format('count=%s first=%s last=%s agents=%s', (n).usage_count,
-                               (n).first_used_at, (n).last_used_at,
-                               coalesce(cardinality((n).used_by_agents), 0)) END,
+                   ELSE format('count=%s first=%s last=%s agents=%s used_by_agents=%s',
+                               (n).usage_count, (n).first_used_at, (n).last_used_at,
+                               cardinality((n).agents), (n).stale_agents) END,
               CASE WHEN (t).pattern IS NULL OR (n).pattern_id IS NULL
-                     OR (t).agents IS NOT DISTINCT FROM
-                        coalesce((n).used_by_agents, ARRAY[]::TEXT[]) THEN ''
-                   WHEN (t).agents @> coalesce((n).used_by_agents, ARRAY[]::TEXT[])
-                    AND (t).agents <@ coalesce((n).used_by_agents, ARRAY[]::TEXT[])
-                    AND cardinality((t).agents) = cardinality((n).used_by_agents)
-                   THEN ' (same agents, not in sorted order)'
-                   ELSE format(' (agents only in truth: %s; only in db: %s)',
+                     OR (t).agents IS NOT DISTINCT FROM (n).agents THEN ''
+                   ELSE format(' (agents only in truth: %s; only in pattern_agents: %s)',
                                (SELECT coalesce(array_agg(a ORDER BY a), '{}') FROM
                                   (SELECT a FROM unnest((t).agents) a
-                                   EXCEPT SELECT a FROM unnest((n).used_by_agents) a
+                                   EXCEPT SELECT a FROM unnest((n).agents) a
                                    ORDER BY 1 LIMIT 5) x),
                                (SELECT coalesce(array_agg(a ORDER BY a), '{}') FROM
-                                  (SELECT a FROM unnest((n).used_by_agents) a
+                                  (SELECT a FROM unnest((n).agents) a
                                    EXCEPT SELECT a FROM unnest((t).agents) a
                                    ORDER BY 1 LIMIT 5) x)) END)
   FROM d ORDER BY pattern LIMIT 10;
 
--- pattern_agent_usage
+-- pattern_agent_usage: the patterns' lists of agents, folded and pending summed (a view)
 WITH t AS (
     SELECT pattern, agent, count,
            TIMESTAMPTZ 'epoch' + first_us * INTERVAL '1 microsecond' AS first_at,
@@ -103,6 +108,32 @@ WITH t AS (
 )
 INSERT INTO diff (tbl, n, line)
 SELECT 'pattern_agent_usage', count(*) OVER (),
+       format('  %s / %s: truth %s | db %s', quote_literal(pattern), quote_literal(agent),
+              CASE WHEN (t).pattern IS NULL THEN '(none)'
+                   ELSE format('count=%s first=%s last=%s', (t).count, (t).first_at,
+                               (t).last_at) END,
+              CASE WHEN (u).pattern_id IS NULL THEN '(none)'
+                   ELSE format('count=%s first=%s last=%s', (u).usage_count, (u).first_used_at,
+                               (u).last_used_at) END)
+  FROM d ORDER BY pattern, agent LIMIT 10;
+
+-- agent_pattern_usage: the same rows, from the agents' lists
+WITH t AS (
+    SELECT pattern, agent, count,
+           TIMESTAMPTZ 'epoch' + first_us * INTERVAL '1 microsecond' AS first_at,
+           TIMESTAMPTZ 'epoch' + last_us * INTERVAL '1 microsecond' AS last_at
+      FROM truth_a
+), d AS (
+    SELECT coalesce(t.pattern, u.pattern_id) AS pattern, coalesce(t.agent, u.agent_name) AS agent,
+           t, u
+      FROM t
+      FULL JOIN agent_pattern_usage u ON u.pattern_id = t.pattern AND u.agent_name = t.agent
+     WHERE t.pattern IS NULL OR u.pattern_id IS NULL
+        OR t.count <> u.usage_count OR t.first_at <> u.first_used_at
+        OR t.last_at <> u.last_used_at
+)
+INSERT INTO diff (tbl, n, line)
+SELECT 'agent_pattern_usage', count(*) OVER (),
        format('  %s / %s: truth %s | db %s', quote_literal(pattern), quote_literal(agent),
               CASE WHEN (t).pattern IS NULL THEN '(none)'
                    ELSE format('count=%s first=%s last=%s', (t).count, (t).first_at,
@@ -172,44 +203,6 @@ SELECT 'agent_type_usage', count(*) OVER (),
        format('  %s / %s: truth %s | db %s', quote_literal(agent), quote_literal(typ), tv, dv)
   FROM d WHERE tv <> dv ORDER BY agent, typ LIMIT 10;
 
--- agent_top_patterns: each agent's first pt_agent_top_k() pairs of the truth by count (ties by
--- pattern in byte order) against the table's, and every floor against the table's k-th entry
-WITH t AS (
-    SELECT agent, pattern, count, rn
-      FROM (SELECT agent, pattern, count,
-                   row_number() OVER (PARTITION BY agent
-                                      ORDER BY count DESC, pattern COLLATE "C") AS rn
-              FROM truth_a) r
-     WHERE rn <= pt_agent_top_k()
-), db AS (
-    SELECT agent_name AS agent, pattern_id AS pattern, usage_count AS count,
-           row_number() OVER (PARTITION BY agent_name
-                              ORDER BY usage_count DESC, pattern_id COLLATE "C") AS rn
-      FROM agent_top_patterns
-), d AS (
-    SELECT coalesce(t.agent, db.agent) AS agent, coalesce(t.rn, db.rn) AS rn,
-           coalesce(format('%s count=%s', t.pattern, t.count), '(none)') AS tv,
-           coalesce(format('%s count=%s', db.pattern, db.count), '(none)') AS dv
-      FROM t FULL JOIN db ON db.agent = t.agent AND db.rn = t.rn
-    UNION ALL
-    -- the floor: none while an agent has fewer than k entries, else at most the k-th entry (a
-    -- floor left behind by its own entry's growth is lower, which is allowed)
-    SELECT a.agent_name, pt_agent_top_k() + 1, 'floor ok',
-           format('floor %s count=%s with k-th %s count=%s', a.top_floor_pattern,
-                  a.top_floor_count, k.pattern, k.count)
-      FROM agent_usage_totals a
-      LEFT JOIN db k ON k.agent = a.agent_name AND k.rn = pt_agent_top_k()
-     WHERE NOT CASE WHEN k.agent IS NULL THEN a.top_floor_count IS NULL
-                    ELSE a.top_floor_count < k.count
-                         OR (a.top_floor_count = k.count
-                             AND a.top_floor_pattern COLLATE "C" >= k.pattern COLLATE "C")
-               END
-)
-INSERT INTO diff (tbl, n, line)
-SELECT 'agent_top_patterns', count(*) OVER (),
-       format('  %s #%s: truth %s | db %s', quote_literal(agent), rn, tv, dv)
-  FROM d WHERE tv <> dv ORDER BY agent, rn LIMIT 10;
-
 -- usage_hourly_totals: the truth's buckets summed per hour
 WITH t AS (
     SELECT TIMESTAMPTZ 'epoch' + hour * INTERVAL '1 hour' AS hour, sum(count) AS count
@@ -241,36 +234,68 @@ INSERT INTO diff (tbl, n, line)
 SELECT 'usage_topic_stats', count(*) OVER (), format('  %s: truth %s | db %s', topic, tv, dv)
   FROM d WHERE tv <> dv ORDER BY topic LIMIT 10;
 
--- Co-occurrence (sql/012): every entry of every partner list, merged and pending, read by the
--- SQL decoder (not by the engine's).
-CREATE TEMP TABLE ent AS
-SELECT 'merged' AS src, m.pattern_id::text AS rid, m.pattern_id AS pat, m.n, m.n_low,
-       e.partner, e.cnt, e.last_us, e.ord
-  FROM pattern_cooccurrence_merged m, pt_cooc_entries(m.data) WITH ORDINALITY AS e(partner, cnt, last_us, ord)
+-- Every partner list, folded and pending, read by the SQL decoder (not by the engine's): the
+-- patterns' agents (kind 'agents'), the patterns' partners ('partners') and the agents'
+-- patterns ('patterns').
+CREATE TEMP TABLE lists AS
+SELECT 'folded' AS src, m.pattern_id::text AS rid, m.pattern_id AS owner, 'agents' AS kind,
+       m.n_agents AS n, 0 AS n_low, m.agents AS data
+  FROM pattern_lists m
 UNION ALL
-SELECT 'pending', p.ctid::text, p.pattern_id, p.n, p.n_low, e.partner, e.cnt, e.last_us, e.ord
-  FROM pattern_cooccurrence_pending p, pt_cooc_entries(p.data) WITH ORDINALITY AS e(partner, cnt, last_us, ord);
+SELECT 'folded', m.pattern_id, m.pattern_id, 'partners', m.n_partners, m.n_low, m.partners
+  FROM pattern_lists m
+UNION ALL
+SELECT 'pending', p.ctid::text, p.pattern_id, 'agents', p.n_agents, 0, p.agents
+  FROM pattern_lists_pending p
+UNION ALL
+SELECT 'pending', p.ctid::text, p.pattern_id, 'partners', p.n_partners, p.n_low, p.partners
+  FROM pattern_lists_pending p
+UNION ALL
+SELECT 'folded', m.agent_name, m.agent_name, 'patterns', m.n_patterns, 0, m.patterns
+  FROM agent_lists m
+UNION ALL
+SELECT 'pending', p.ctid::text, p.agent_name, 'patterns', p.n_patterns, 0, p.patterns
+  FROM agent_lists_pending p;
+CREATE TEMP TABLE lent AS
+SELECT l.src, l.rid, l.owner, l.kind, l.n, l.n_low, e.partner, e.cnt, e.first_us, e.last_us,
+       e.ord
+  FROM lists l, pt_list_entries(l.data) WITH ORDINALITY AS e(partner, cnt, first_us, last_us, ord);
 
--- Each row's list: partners strictly increasing in byte order, none the row's own pattern, n
--- entries of which n_low below the pattern, counts above 0.
-WITH o AS (
-    SELECT src, rid, pat, n, n_low, partner, cnt,
-           lag(partner) OVER (PARTITION BY src, rid ORDER BY ord) AS prev
-      FROM ent
-), r AS (
-    SELECT src, rid, pat, n, n_low, count(*) AS entries,
-           count(*) FILTER (WHERE partner COLLATE "C" < pat COLLATE "C") AS below,
-           count(*) FILTER (WHERE prev IS NOT NULL AND prev COLLATE "C" >= partner COLLATE "C")
-               AS unordered,
-           count(*) FILTER (WHERE partner = pat OR cnt < 1) AS bad
-      FROM o GROUP BY src, rid, pat, n, n_low
+-- Each row's list: n entries (none when its list is NULL), partners strictly increasing in byte
+-- order (pt_list_entries raises otherwise), counts above 0, first <= last; a pattern's partners
+-- not itself, n_low of them below it.
+WITH r AS (
+    SELECT l.src, l.rid, l.owner, l.kind, l.n, l.n_low, count(e.partner) AS entries,
+           count(*) FILTER (WHERE e.partner COLLATE "C" < l.owner COLLATE "C") AS below,
+           count(*) FILTER (WHERE (l.kind = 'partners' AND e.partner = l.owner) OR e.cnt < 1
+                                  OR e.first_us > e.last_us) AS bad
+      FROM lists l LEFT JOIN lent e ON e.src = l.src AND e.rid = l.rid AND e.kind = l.kind
+     GROUP BY l.src, l.rid, l.owner, l.kind, l.n, l.n_low
 )
 INSERT INTO diff (tbl, n, line)
-SELECT 'pattern_cooccurrence rows', count(*) OVER (),
-       format('  %s row of %s: n=%s n_low=%s, list has %s entries, %s below, %s out of order, %s bad',
-              src, quote_literal(pat), n, n_low, entries, below, unordered, bad)
-  FROM r WHERE entries <> n OR below <> n_low OR unordered > 0 OR bad > 0
- ORDER BY src, pat COLLATE "C" LIMIT 10;
+SELECT 'partner lists', count(*) OVER (),
+       format('  %s %s list of %s: n=%s n_low=%s, list has %s entries, %s below, %s bad',
+              src, kind, quote_literal(owner), n, n_low, entries, below, bad)
+  FROM r WHERE entries <> n OR (kind = 'partners' AND below <> n_low) OR bad > 0
+ ORDER BY src, kind, owner COLLATE "C" LIMIT 10;
+
+-- pattern_agents: exactly the truth's (pattern, agent) keys.
+WITH d AS (
+    SELECT coalesce(t.pattern, m.pattern_id) AS pattern, coalesce(t.agent, m.agent_name) AS agent,
+           t.pattern IS NOT NULL AS in_truth
+      FROM truth_a t FULL JOIN pattern_agents m ON m.pattern_id = t.pattern AND m.agent_name = t.agent
+     WHERE t.pattern IS NULL OR m.pattern_id IS NULL
+)
+INSERT INTO diff (tbl, n, line)
+SELECT 'pattern_agents', count(*) OVER (),
+       format('  %s / %s: %s', quote_literal(pattern), quote_literal(agent),
+              CASE WHEN in_truth THEN 'in the truth, not in pattern_agents'
+                   ELSE 'in pattern_agents, not in the truth' END)
+  FROM d ORDER BY pattern, agent LIMIT 10;
+
+-- The co-occurrence entries.
+CREATE TEMP TABLE ent AS
+SELECT src, rid, owner AS pat, n, n_low, partner, cnt, last_us, ord FROM lent WHERE kind = 'partners';
 
 -- Every pair under both its patterns: each side's rows sum to the pair's count and last time.
 -- Only for a truth with pairs (pt-loadgen --pairs-truth).
@@ -298,11 +323,11 @@ SELECT 'pattern_cooccurrence', count(*) OVER (),
   FROM d ORDER BY pat COLLATE "C", partner COLLATE "C" LIMIT 10;
 \endif
 
--- pattern_cooccurrence_top: exactly the pt_cooccurrence_top_keep() best merged pairs (from
--- their first pattern's merged row), in order, with their counts and last times
+-- pattern_cooccurrence_top: exactly the pt_cooccurrence_top_keep() best folded pairs (from
+-- their first pattern's folded row), in order, with their counts and last times
 WITH m AS (
     SELECT pat AS p1, partner AS p2, cnt, last_us FROM ent
-     WHERE src = 'merged' AND partner COLLATE "C" > pat COLLATE "C"
+     WHERE src = 'folded' AND partner COLLATE "C" > pat COLLATE "C"
 ), r AS (
     SELECT top, row_number() OVER (PARTITION BY top
                                    ORDER BY cnt DESC, p1 COLLATE "C", p2 COLLATE "C") AS rn,

@@ -38,7 +38,7 @@ reasons=$(pt_psql -tAc "SELECT string_agg(reason, ',' ORDER BY reason) FROM usag
 kill -0 "$IT_PID" || it_fail "the engine died"
 # the sandbox hides io, os.execute, dofile and require of anything outside lua/lib
 r=$(post '{"escape":true}')
-pt_psql -tAc "SELECT pattern_id FROM pattern_agent_usage WHERE agent_name = 'x' ORDER BY 1" >"$IT_DIR/escape"
+pt_psql -tAc "SELECT pattern_id FROM pattern_agents WHERE agent_name = 'x' ORDER BY 1" >"$IT_DIR/escape"
 # io, os.execute and dofile are nil; require("io") fails
 [ "$(tr '\n' ' ' <"$IT_DIR/escape")" = "false nil " ] || it_fail "sandbox leaks: $(cat "$IT_DIR/escape")"
 r=$(post '{"agent":"a2","patterns":["good-2"]}')

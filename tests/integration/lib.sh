@@ -81,16 +81,18 @@ slow_flushes() {
 
 # reset_db: empties every table the engine writes, its stored Kafka offsets included.
 reset_db() {
-    pt_psql -c 'TRUNCATE pattern_lineage_nodes, pattern_agent_usage, pattern_usage_hourly,
-                         pattern_usage_daily, pattern_cooccurrence_merged, pattern_cooccurrence_pending, pattern_cooccurrence_top,
-                         agent_usage_totals, usage_hourly_totals, usage_daily_totals, agent_type_usage, agent_top_patterns,
+    pt_psql -c 'TRUNCATE pattern_lineage_nodes, pattern_agents, pattern_usage_hourly,
+                         pattern_usage_daily, pattern_lists, pattern_lists_pending, agent_lists,
+                         agent_lists_pending, pattern_cooccurrence_top, agent_usage_totals,
+                         usage_hourly_totals, usage_daily_totals, agent_type_usage,
                          usage_consumer_offsets, usage_topic_stats, usage_dead_letters
                 RESTART IDENTITY'
 }
 
 # check_truth TRUTH [PREFIX]: compares the truth file of pt-loadgen with PostgreSQL, exactly:
-# pattern_lineage_nodes (usage_count, first_used_at, last_used_at, used_by_agents as the
-# sorted distinct agents), pattern_agent_usage, pattern_usage_hourly, and, for topics that
+# pattern_lineage_nodes (usage_count, first_used_at, last_used_at; the sorted distinct agents
+# from pattern_agents), pattern_agent_usage and agent_pattern_usage (the partner lists both
+# ways, folded and pending), pattern_usage_hourly, the totals, and, for topics that
 # start with PREFIX, usage_topic_stats and the usage_dead_letters rows per (topic, reason).
 # The pattern tables are compared whole: run it on a database reset before the scenario.
 # Prints "truth: exact (N patterns, M pairs, K hours)" and returns 0, or prints the first 10

@@ -52,7 +52,7 @@ return {
     topics = { ["agent-actions"] = "rules/agent-actions.lua" },
     batch_timeout_ms = 100,
     cooccurrence_max_patterns = %d,
-    cooccurrence_merge_ms = 0, -- the merges are run by the test (phase_merges)
+    fold_interval_ms = 0, -- the folds are run by the test (phase_merges)
     retention_hourly_days = 36500,
     pattern_lifetime_days = { default = 90, ops = 30, design = 180 },
     log_level = "warn",
@@ -885,23 +885,25 @@ def verify_all(ctx, label=""):
 
 
 def phase_merges(ctx):
-    """Co-occurrence answers are the same whether the flushed lists are pending, partly merged
-    or all merged into pattern_cooccurrence_merged (sql/012), and whatever the size of
-    pattern_cooccurrence_top (a small one makes /cooccurrence/top read merged lists of the
-    patterns whose pending pairs might beat its pairs, or all of them)."""
+    """Co-occurrence, agent and lifecycle answers are the same whether the flushed lists are
+    pending, partly folded or all folded into pattern_lists and agent_lists, and whatever the
+    size of pattern_cooccurrence_top (a small one makes /cooccurrence/top read folded lists of
+    the patterns whose pending pairs might beat its pairs, or all of them)."""
     def state():
-        out = psql(ctx.db, "SELECT (SELECT count(*) FROM pattern_cooccurrence_merged), "
-                   "(SELECT count(*) FROM pattern_cooccurrence_pending), "
-                   "(SELECT count(*) FROM pattern_cooccurrence_top)")
+        out = psql(ctx.db, "SELECT (SELECT count(*) FROM pattern_lists), "
+                   "(SELECT count(*) FROM pattern_lists_pending), "
+                   "(SELECT count(*) FROM pattern_cooccurrence_top), "
+                   "(SELECT count(*) FROM agent_lists), "
+                   "(SELECT count(*) FROM agent_lists_pending)")
         return tuple(int(x) for x in out.strip().split("|"))
 
-    def merge(*args):
+    def fold(*args, cmd="fold"):
         env = dict(os.environ, DATABASE_URL=ctx.db)
         env.pop("PATTERNTRACK_ROOT", None)
-        p = subprocess.run([ctx.binary, "merge-cooccurrence", "--config", ctx.config] +
+        p = subprocess.run([ctx.binary, cmd, "--config", ctx.config] +
                            list(args), cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=60)
-        R.check("patterntrack merge-cooccurrence %s exits with 0" % " ".join(args),
+        R.check("patterntrack %s %s exits with 0" % (cmd, " ".join(args)),
                 p.returncode == 0, p.stdout + p.stderr)
         return p.stdout
 
@@ -910,33 +912,42 @@ def phase_merges(ctx):
              "LANGUAGE sql IMMUTABLE AS $$ SELECT %d $$; SELECT pt_rebuild_cooccurrence_top()"
              % n)
 
-    merged, pending, _ = state()
-    R.check("merging off: every list verified above was pending", merged == 0 and pending > 0,
-            (merged, pending))
-    out = merge("--patterns", "1")
-    merged, pending, top = state()
-    R.check("merge-cooccurrence --patterns 1 merged one pattern's lists, others stay pending",
-            merged == 1 and pending > 0 and top > 0 and "of 1 patterns" in out,
-            (merged, pending, top, out))
+    merged, pending, _, agents, agents_pending = state()
+    R.check("folding off: every list verified above was pending",
+            merged == 0 and pending > 0 and agents == 0 and agents_pending > 0,
+            (merged, pending, agents, agents_pending))
+    # the old name of the command and its option still work
+    out = fold("--patterns", "1", cmd="merge-cooccurrence")
+    merged, pending, top, agents, agents_pending = state()
+    R.check("fold of one owner: one pattern's or agent's lists folded, others stay pending",
+            merged + agents == 1 and pending > 0 and "of 1 patterns and agents" in out,
+            (merged, pending, top, agents, out))
     # The engine did not write this: answers it caches for 1 s (pt.cache) may predate it.
     time.sleep(1.1)
-    verify_cooccurrence(ctx, " (part merged)")
+    verify_cooccurrence(ctx, " (part folded)")
+    verify_agents(ctx, " (part folded)")
+    verify_lifecycle(ctx, " (part folded)")
     keep(2)
-    merge("--patterns", "3")
-    merged, pending, top = state()
-    R.check("a top of 2 pairs, 4 patterns merged, others pending",
-            merged == 4 and pending > 0 and top == 2, (merged, pending, top))
+    fold("--owners", "3")
+    merged, pending, top, agents, agents_pending = state()
+    R.check("a top of 2 pairs, 4 owners folded, others pending",
+            merged + agents == 4 and pending + agents_pending > 0 and top == 2,
+            (merged, pending, top, agents, agents_pending))
     time.sleep(1.1)
     verify_cooccurrence(ctx, " (top of 2)")
+    verify_agents(ctx, " (part folded, more)")
     keep(1000)
-    merge()
-    merged, pending, top = state()
-    R.check("merge-cooccurrence merged the rest", merged > 4 and pending == 0, (merged, pending))
+    fold()
+    merged, pending, top, agents, agents_pending = state()
+    R.check("fold folded the rest", merged > 4 and pending == 0 and agents_pending == 0,
+            (merged, pending, agents_pending))
     truth = psql(ctx.db, "SELECT count(*) FROM pattern_cooccurrence").strip()
-    R.eq("pattern_cooccurrence_top holds every merged pair (fewer than 1000)", top,
+    R.eq("pattern_cooccurrence_top holds every folded pair (fewer than 1000)", top,
          int(truth))
     time.sleep(1.1)
-    verify_cooccurrence(ctx, " (all merged)")
+    verify_cooccurrence(ctx, " (all folded)")
+    verify_agents(ctx, " (all folded)")
+    verify_lifecycle(ctx, " (all folded)")
 
 
 def snapshot(ctx):

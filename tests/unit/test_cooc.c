@@ -297,7 +297,7 @@ static void check_top(lua_State *L, int keep, int limit, pg_buf_t *b)
 static void check_partners(lua_State *L, int x, int limit, pg_buf_t *b)
 {
     lua_getglobal(L, "pt");
-    lua_getfield(L, -1, "cooc_partners");
+    lua_getfield(L, -1, "list_entries");
     lua_newtable(L);
     for (int f = 0; f <= NF; f++) {
         if (list_of(f, x, b)) {
@@ -306,8 +306,8 @@ static void check_partners(lua_State *L, int x, int limit, pg_buf_t *b)
         }
     }
     lua_pushinteger(L, limit);
-    if (lua_pcall(L, 2, 4, 0) != LUA_OK) {
-        fprintf(stderr, "cooc_partners: %s\n", lua_tostring(L, -1));
+    if (lua_pcall(L, 2, 6, 0) != LUA_OK) {
+        fprintf(stderr, "list_entries: %s\n", lua_tostring(L, -1));
         CHECK(0);
         lua_settop(L, 0);
         return;
@@ -333,14 +333,15 @@ static void check_partners(lua_State *L, int x, int limit, pg_buf_t *b)
         }
         want[j] = p;
     }
+    CHECK_EQ_INT(lua_tointeger(L, -1), nw); /* total */
     if (limit > 0 && nw > limit) {
         nw = limit;
     }
     static char a[NP][64], c[NP][64], l[NP][64];
-    int na = parse_array(lua_tostring(L, -4), a, NP);
-    int nc = parse_array(lua_tostring(L, -3), c, NP);
-    int nl = parse_array(lua_tostring(L, -2), l, NP);
-    CHECK_EQ_INT(lua_tointeger(L, -1), nw);
+    int na = parse_array(lua_tostring(L, -6), a, NP);
+    int nc = parse_array(lua_tostring(L, -5), c, NP);
+    int nl = parse_array(lua_tostring(L, -3), l, NP);
+    CHECK_EQ_INT(lua_tointeger(L, -2), nw);
     CHECK(na == nw && nc == nw && nl == nw);
     for (int i = 0; i < nw && na == nw && nc == nw && nl == nw; i++) {
         CHECK_EQ_STR(a[i], ids[want[i].a]);
@@ -461,8 +462,154 @@ static void test_roundtrip(void)
     pg_buf_free(&b);
 }
 
+/* Version 3 (usage) lists: first times survive the encoding, merging takes the earliest first
+ * and the latest last, a version 2 and a version 3 list do not merge, a first after its last
+ * is malformed. */
+static void test_usage_lists(void)
+{
+    pg_buf_t a, b, out;
+    pg_buf_init(&a);
+    pg_buf_init(&b);
+    pg_buf_init(&out);
+    cooc_writer_t w;
+    cooc_writer_init_v(&w, &a, COOC_USAGE_VERSION);
+    cooc_write_usage(&w, "agent-1", 7, 3, 100, 300);
+    cooc_write_usage(&w, "agent-2", 7, 1, INT64_MIN, INT64_MAX);
+    cooc_write_usage(&w, "b", 1, INT64_MAX / 2, -5, -5);
+    cooc_writer_init_v(&w, &b, COOC_USAGE_VERSION);
+    cooc_write_usage(&w, "agent-1", 7, 2, 50, 200);
+    cooc_write_usage(&w, "c", 1, 1, 7, 9);
+    cooc_src_t src[2] = {{a.data, a.len, false}, {b.data, b.len, true}};
+    int64_t n, low;
+    char err[128];
+    CHECK(cooc_merge(src, 2, "agent-2", 7, &out, &n, &low, NULL, NULL, err, sizeof err) == 0);
+    CHECK_EQ_INT(n, 4);
+    CHECK_EQ_INT(low, 1);
+    static const struct {
+        const char *id;
+        int64_t count, first, last;
+    } want[] = {{"agent-1", 5, 50, 300},
+                {"agent-2", 1, INT64_MIN, INT64_MAX},
+                {"b", INT64_MAX / 2, -5, -5},
+                {"c", 1, 7, 9}};
+    cooc_iter_t it;
+    CHECK(cooc_iter_init(&it, out.data, out.len));
+    CHECK_EQ_INT(it.version, COOC_USAGE_VERSION);
+    size_t i = 0;
+    while (cooc_iter_next(&it) && i < 4) {
+        CHECK(it.len == strlen(want[i].id) && memcmp(it.id, want[i].id, it.len) == 0);
+        CHECK_EQ_INT(it.count, want[i].count);
+        CHECK_EQ_INT(it.first_us, want[i].first);
+        CHECK_EQ_INT(it.last_us, want[i].last);
+        i++;
+    }
+    CHECK(it.err == NULL);
+    CHECK_EQ_INT(i, 4);
+    /* versions do not mix */
+    pg_buf_reset(&b);
+    cooc_writer_init(&w, &b);
+    cooc_write(&w, "agent-1", 7, 1, 5);
+    src[1] = (cooc_src_t){b.data, b.len, true};
+    pg_buf_reset(&out);
+    CHECK(cooc_merge(src, 2, "x", 1, &out, &n, &low, NULL, NULL, err, sizeof err) < 0);
+    /* a first time after the last: last 10, last - first = 2^64 - 1 wraps to first 11 */
+#define BYTES(s) s, sizeof s - 1
+    CHECK(check_bytes(BYTES("\x03\x00\x01x\x01\x14\x00")) == 0);
+    CHECK(check_bytes(BYTES("\x03\x00\x01x\x01\x14\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01")) < 0);
+    CHECK(check_bytes(BYTES("\x03\x00\x01x\x01\x14")) < 0); /* its first cut off */
+#undef BYTES
+    pg_buf_free(&a);
+    pg_buf_free(&b);
+    pg_buf_free(&out);
+}
+
+/* pt.list_rows over random usage lists against a model: every order, limit and since. */
+static void test_usage_rows(lua_State *L)
+{
+    enum { NA = 40, NL = 4 };
+    for (int trial = 0; trial < 40; trial++) {
+        int64_t mc[NA] = {0}, mf[NA], ml[NA];
+        lua_getglobal(L, "pt");
+        lua_getfield(L, -1, "list_rows");
+        lua_newtable(L);
+        for (int f = 0; f < NL; f++) {
+            pg_buf_t b;
+            pg_buf_init(&b);
+            cooc_writer_t w;
+            cooc_writer_init_v(&w, &b, COOC_USAGE_VERSION);
+            for (int x = 0; x < NA; x++) {
+                if (rnd(3) != 0) {
+                    continue;
+                }
+                int64_t c = 1 + (int64_t)rnd(5), fst = (int64_t)rnd(50),
+                        lst = fst + (int64_t)rnd(50);
+                char id[16];
+                snprintf(id, sizeof id, "a%02d", x);
+                cooc_write_usage(&w, id, strlen(id), c, fst, lst);
+                mf[x] = mc[x] == 0 || fst < mf[x] ? fst : mf[x];
+                ml[x] = mc[x] == 0 || lst > ml[x] ? lst : ml[x];
+                mc[x] += c;
+            }
+            lua_pushlstring(L, b.data, b.len);
+            lua_rawseti(L, -2, f + 1);
+            pg_buf_free(&b);
+        }
+        int limit = (int)rnd(6);
+        bool by_last = trial % 2 == 1;
+        int64_t since = (int64_t)rnd(80);
+        lua_pushinteger(L, limit);
+        lua_pushstring(L, by_last ? "last" : "count");
+        lua_pushinteger(L, since);
+        if (lua_pcall(L, 4, 2, 0) != LUA_OK) {
+            fprintf(stderr, "list_rows: %s\n", lua_tostring(L, -1));
+            CHECK(0);
+            lua_settop(L, 0);
+            continue;
+        }
+        /* the model's answer: entries last used at or after since, ranked */
+        int order[NA], n = 0;
+        for (int x = 0; x < NA; x++) {
+            if (mc[x] == 0 || ml[x] < since) {
+                continue;
+            }
+            int j = n++;
+            while (j > 0) {
+                int y = order[j - 1];
+                bool before = limit == 0 ? x < y
+                              : by_last  ? (ml[x] > ml[y] || (ml[x] == ml[y] && x < y))
+                                         : (mc[x] > mc[y] || (mc[x] == mc[y] && x < y));
+                if (!before) {
+                    break;
+                }
+                order[j] = order[j - 1];
+                j--;
+            }
+            order[j] = x;
+        }
+        CHECK_EQ_INT(lua_tointeger(L, -1), n);
+        int shown = limit > 0 && n > limit ? limit : n;
+        CHECK_EQ_INT(luaL_len(L, -2), shown);
+        for (int i = 0; i < shown && luaL_len(L, -2) == shown; i++) {
+            lua_rawgeti(L, -2, i + 1);
+            lua_getfield(L, -1, "id");
+            char id[16];
+            snprintf(id, sizeof id, "a%02d", order[i]);
+            CHECK_EQ_STR(lua_tostring(L, -1), id);
+            lua_getfield(L, -2, "count");
+            CHECK_EQ_INT(lua_tointeger(L, -1), mc[order[i]]);
+            lua_getfield(L, -3, "first_us");
+            CHECK_EQ_INT(lua_tointeger(L, -1), mf[order[i]]);
+            lua_getfield(L, -4, "last_us");
+            CHECK_EQ_INT(lua_tointeger(L, -1), ml[order[i]]);
+            lua_pop(L, 5);
+        }
+        lua_settop(L, 0);
+    }
+}
+
 int main(void)
 {
+    test_usage_lists();
     test_malformed();
     test_roundtrip();
     lua_State *L = luaL_newstate();
@@ -473,13 +620,14 @@ int main(void)
     pg_buf_init(&b);
     /* a malformed list is an error, not an answer */
     lua_getglobal(L, "pt");
-    lua_getfield(L, -1, "cooc_partners");
+    lua_getfield(L, -1, "list_entries");
     lua_newtable(L);
     lua_pushliteral(L, "\x01\x05short");
     lua_rawseti(L, -2, 1);
     lua_pushinteger(L, 5);
-    CHECK(lua_pcall(L, 2, 4, 0) != LUA_OK);
+    CHECK(lua_pcall(L, 2, 6, 0) != LUA_OK);
     lua_settop(L, 0);
+    test_usage_rows(L);
 
     static const int keeps[] = {1, 2, 3, 5, 8, 20, 1000};
     static const int limits[] = {1, 2, 3, 5, 20, 100};

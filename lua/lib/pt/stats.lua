@@ -1,5 +1,6 @@
--- PatternUsageStats, the seed's response model, built from pattern_lineage_nodes and the usage
--- buckets; and the trend rule with its windows. Shared by the usage and history routes so every
+-- PatternUsageStats, the seed's response model, built from pattern_lineage_nodes, the usage
+-- buckets and pattern_agents (a pattern's agents: used_by_agents); and the trend rule with its
+-- windows. Shared by the usage and history routes so every
 -- endpoint reports a pattern, and a trend, the same way.
 local M = {}
 
@@ -50,8 +51,8 @@ SELECT n.pattern_id,
        n.last_used_at,
        n.first_used_at,
        n.created_at,
-       coalesce(n.used_by_agents, ARRAY[]::text[]) AS used_by_agents,
-       coalesce(cardinality(n.used_by_agents), 0) AS agent_count,
+       coalesce(ua.agents, ARRAY[]::text[]) AS used_by_agents,
+       coalesce(cardinality(ua.agents), 0) AS agent_count,
        n.registered,
        floor(extract(epoch FROM now() - n.last_used_at) / 86400)::bigint AS days_since_last_use,
        floor(extract(epoch FROM now() - n.created_at) / 86400)::bigint AS age_days,
@@ -60,6 +61,8 @@ SELECT n.pattern_id,
  CROSS JOIN %s
   LEFT JOIN LATERAL (SELECT %s
                        FROM (%s) x) tr ON true
+  LEFT JOIN LATERAL (SELECT array_agg(a.agent_name ORDER BY a.agent_name) AS agents
+                       FROM pattern_agents a WHERE a.pattern_id = n.pattern_id) ua ON true
 ]]):format(M.WINDOWS, M.WINDOW_SUMS, M.window_usage("u.pattern_id = n.pattern_id"))
 
 -- The seed's trend rule: the last window against the one before, +-10 %; no usage at all in

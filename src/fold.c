@@ -1,4 +1,4 @@
-#include "merge.h"
+#include "fold.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,42 +14,68 @@
 #include "metrics.h"
 #include "pg.h"
 
-/* One merge at a time over every engine (the migrations take it too). */
-#define MERGE_LOCK_SQL "SELECT pg_try_advisory_xact_lock(7412503912)"
-/* Pending rows of one pattern that make it due: every answer about it reads them all. */
-#define MERGE_MAX_ROWS 8
-/* List bytes (pending and merged) one merge reads at most: a transaction of about a second, and
+/* One fold at a time over every engine (the migrations take it too). */
+#define FOLD_LOCK_SQL "SELECT pg_try_advisory_xact_lock(7412503912)"
+/* Pending rows of one owner that make it due: every answer about it reads them all. */
+#define FOLD_MAX_ROWS 8
+/* List bytes (pending and folded) one fold reads at most: a transaction of about a second, and
  * a bound on the memory it holds (the rows, their merged lists and libpq's copies). */
-#define MERGE_BUDGET ((int64_t)16 << 20)
-#define MERGE_TIMEOUT_MS 600000
+#define FOLD_BUDGET ((int64_t)8 << 20)
+#define FOLD_TIMEOUT_MS 600000
 
+/* Per owner (kind p: a pattern, a: an agent): pending rows, their bytes and entries, the
+ * newest flush, and the folded list's bytes. */
 static const char plan_sql[] =
-    "SELECT p.pattern_id, count(*), sum(octet_length(p.data)), sum(p.n), max(p.flush_id), "
-    "coalesce(max(octet_length(m.data)), 0) "
-    "FROM pattern_cooccurrence_pending p "
-    "LEFT JOIN pattern_cooccurrence_merged m ON m.pattern_id = p.pattern_id "
-    "GROUP BY p.pattern_id";
+    "SELECT 'p', p.pattern_id, count(*), "
+    "sum(coalesce(octet_length(p.agents), 0) + coalesce(octet_length(p.partners), 0)), "
+    "sum(p.n_agents + p.n_partners), max(p.flush_id), "
+    "coalesce(max(coalesce(octet_length(m.agents), 0) + coalesce(octet_length(m.partners), 0)), 0) "
+    "FROM pattern_lists_pending p LEFT JOIN pattern_lists m ON m.pattern_id = p.pattern_id "
+    "GROUP BY p.pattern_id "
+    "UNION ALL "
+    "SELECT 'a', p.agent_name, count(*), sum(octet_length(p.patterns)), sum(p.n_patterns), "
+    "max(p.flush_id), coalesce(max(octet_length(m.patterns)), 0) "
+    "FROM agent_lists_pending p LEFT JOIN agent_lists m ON m.agent_name = p.agent_name "
+    "GROUP BY p.agent_name";
 static const char top_sql[] =
     "SELECT k.keep, t.pattern_id_1, t.pattern_id_2, t.cooccurrence_count, t.last_us "
     "FROM (SELECT pt_cooccurrence_top_keep() AS keep) k "
     "LEFT JOIN pattern_cooccurrence_top t ON true";
-/* Binary results: the lists as they are stored. */
+/* Binary results: the lists as they are stored. $1 the patterns, $2 the agents taken. */
 static const char fetch_sql[] =
-    "WITH gone AS (DELETE FROM pattern_cooccurrence_pending WHERE pattern_id = ANY($1::text[]) "
-    "RETURNING pattern_id, data) "
-    "SELECT pattern_id, false, data FROM gone "
-    "UNION ALL "
-    "SELECT pattern_id, true, data FROM pattern_cooccurrence_merged "
-    "WHERE pattern_id = ANY($1::text[])";
-/* $5 (binary) holds the lists one after the other, $4 their lengths. */
-static const char write_sql[] =
-    "INSERT INTO pattern_cooccurrence_merged AS m (pattern_id, n, n_low, data) "
-    "SELECT x.pat, x.n, x.low, substring($5::bytea FROM (x.off - x.len + 1)::int FOR x.len) "
-    "FROM (SELECT u.pat, u.n, u.low, u.len, sum(u.len) OVER (ORDER BY u.ord) AS off "
-    "FROM unnest($1::text[], $2::int[], $3::int[], $4::int[]) WITH ORDINALITY "
-    "AS u(pat, n, low, len, ord)) x "
-    "ON CONFLICT (pattern_id) DO UPDATE SET n = EXCLUDED.n, n_low = EXCLUDED.n_low, "
-    "data = EXCLUDED.data, merged_at = now()";
+    "WITH gp AS (DELETE FROM pattern_lists_pending WHERE pattern_id = ANY($1::text[]) "
+    "RETURNING pattern_id, agents, partners), "
+    "ga AS (DELETE FROM agent_lists_pending WHERE agent_name = ANY($2::text[]) "
+    "RETURNING agent_name, patterns) "
+    "SELECT 'p'::text AS kind, pattern_id::text AS id, false AS folded, agents AS l1, "
+    "partners AS l2 FROM gp "
+    "UNION ALL SELECT 'p', pattern_id, true, agents, partners FROM pattern_lists "
+    "WHERE pattern_id = ANY($1::text[]) "
+    "UNION ALL SELECT 'a', agent_name, false, patterns, NULL FROM ga "
+    "UNION ALL SELECT 'a', agent_name, true, patterns, NULL FROM agent_lists "
+    "WHERE agent_name = ANY($2::text[])";
+/* $7 and $8 (binary) hold the agents and the partner lists one after the other, $3 and $6
+ * their lengths (0: none). */
+static const char write_p_sql[] =
+    "INSERT INTO pattern_lists AS m (pattern_id, n_agents, agents, n_partners, n_low, partners) "
+    "SELECT x.pat, x.na, "
+    "CASE WHEN x.al > 0 THEN substring($7::bytea FROM (x.aoff - x.al + 1)::int FOR x.al) END, "
+    "x.np, x.low, "
+    "CASE WHEN x.pl > 0 THEN substring($8::bytea FROM (x.poff - x.pl + 1)::int FOR x.pl) END "
+    "FROM (SELECT u.*, sum(u.al) OVER (ORDER BY u.ord) AS aoff, "
+    "sum(u.pl) OVER (ORDER BY u.ord) AS poff "
+    "FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::int[], $6::int[]) "
+    "WITH ORDINALITY AS u(pat, na, al, np, low, pl, ord)) x "
+    "ON CONFLICT (pattern_id) DO UPDATE SET n_agents = EXCLUDED.n_agents, "
+    "agents = EXCLUDED.agents, n_partners = EXCLUDED.n_partners, n_low = EXCLUDED.n_low, "
+    "partners = EXCLUDED.partners, folded_at = now()";
+static const char write_a_sql[] =
+    "INSERT INTO agent_lists AS m (agent_name, n_patterns, patterns) "
+    "SELECT x.agent, x.n, substring($4::bytea FROM (x.off - x.len + 1)::int FOR x.len) "
+    "FROM (SELECT u.*, sum(u.len) OVER (ORDER BY u.ord) AS off "
+    "FROM unnest($1::text[], $2::int[], $3::int[]) WITH ORDINALITY AS u(agent, n, len, ord)) x "
+    "ON CONFLICT (agent_name) DO UPDATE SET n_patterns = EXCLUDED.n_patterns, "
+    "patterns = EXCLUDED.patterns, folded_at = now()";
 /* The delete is read by the insert, so it runs first (an unread one would run after it). */
 static const char topw_sql[] =
     "WITH d AS (DELETE FROM pattern_cooccurrence_top RETURNING 1) "
@@ -66,7 +92,8 @@ typedef enum {
     M_TOP,
     M_FETCH,
     M_WORK,
-    M_WRITE,
+    M_WRITE_P,
+    M_WRITE_A,
     M_TOPW,
     M_COMMIT,
     M_ROLLBACK,
@@ -78,10 +105,13 @@ typedef struct {
     uint32_t len;
 } ref_t;
 
+/* A fetched row: an owner's folded row or one of its pending ones, with its lists (len 0:
+ * none): l1 its usage list (a pattern's agents, an agent's patterns), l2 a pattern's partners. */
 typedef struct {
-    ref_t pat;
-    ref_t data;
-    bool merged;
+    char kind; /* 'p' or 'a' */
+    ref_t id;
+    ref_t l1, l2;
+    bool folded;
 } row_t;
 
 typedef struct {
@@ -102,34 +132,35 @@ typedef struct {
     size_t n_top;
     size_t keep;
     /* out */
-    pg_buf_t pat, n, low, lens, data; /* write_sql's parameters */
-    pg_buf_t tp1, tp2, tcnt, tlast;   /* topw_sql's */
+    pg_buf_t pat, na, al, np, low, pl, adata, pdata; /* write_p_sql's parameters */
+    pg_buf_t agent, an, alen, gdata;                 /* write_a_sql's */
+    pg_buf_t tp1, tp2, tcnt, tlast;                  /* topw_sql's */
     bool top_changed;
-    int64_t patterns;
+    int64_t patterns, agents;
     char err[256];
     int rc;
 } job_t;
 
-struct merge {
+struct fold {
     const config_t *cfg;
     pg_conn_t *conn;
     struct event *timer;
     mstate_t state;
     bool drain;
-    int64_t max_patterns;
-    merge_done_fn done;
+    int64_t max_owners;
+    fold_done_fn done;
     void *done_ud;
     bool failing;
     int64_t last_newest;         /* newest flush_id the previous plan saw */
     struct timeval newest_since; /* when a plan first saw it */
-    bool locked_out;             /* another engine held the merge lock */
-    bool behind;                 /* the plan left due patterns for the next merge */
+    bool locked_out;             /* another engine held the fold lock */
+    bool behind;                 /* the plan left due owners for the next fold */
     int64_t plan_entries;
     int64_t chosen_entries;
-    pg_buf_t chosen; /* text[] literal of the patterns this merge takes */
+    pg_buf_t chosen_p, chosen_a; /* text[] literals of the patterns and agents this fold takes */
     int64_t n_chosen;
     job_t job;
-    merge_stats_t st;
+    fold_stats_t st;
     char err[512];
     /* worker */
     pthread_t thread;
@@ -139,14 +170,20 @@ struct merge {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool work, worked, stop;
-    metric_t *m_merged, *m_pending, *m_failed;
+    metric_t *m_folded, *m_pending, *m_failed;
 };
+
+#define JOB_BUFS(j)                                                                                \
+    {                                                                                              \
+        &(j)->raw, &(j)->topraw, &(j)->pat, &(j)->na, &(j)->al, &(j)->np, &(j)->low, &(j)->pl,     \
+            &(j)->adata, &(j)->pdata, &(j)->agent, &(j)->an, &(j)->alen, &(j)->gdata, &(j)->tp1,   \
+            &(j)->tp2, &(j)->tcnt, &(j)->tlast                                                     \
+    }
 
 static void job_init(job_t *j)
 {
     memset(j, 0, sizeof *j);
-    pg_buf_t *bufs[] = {&j->raw,  &j->topraw, &j->pat, &j->n,    &j->low,  &j->lens,
-                        &j->data, &j->tp1,    &j->tp2, &j->tcnt, &j->tlast};
+    pg_buf_t *bufs[] = JOB_BUFS(j);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         pg_buf_init(bufs[i]);
     }
@@ -154,8 +191,7 @@ static void job_init(job_t *j)
 
 static void job_free(job_t *j)
 {
-    pg_buf_t *bufs[] = {&j->raw,  &j->topraw, &j->pat, &j->n,    &j->low,  &j->lens,
-                        &j->data, &j->tp1,    &j->tp2, &j->tcnt, &j->tlast};
+    pg_buf_t *bufs[] = JOB_BUFS(j);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         pg_buf_free(bufs[i]);
     }
@@ -172,7 +208,10 @@ static int row_cmp(const void *x, const void *y)
 {
     const row_t *a = x, *b = y;
     const char *r = sort_job->raw.data;
-    return cooc_cmp(r + a->pat.off, a->pat.len, r + b->pat.off, b->pat.len);
+    if (a->kind != b->kind) {
+        return a->kind < b->kind ? -1 : 1;
+    }
+    return cooc_cmp(r + a->id.off, a->id.len, r + b->id.off, b->id.len);
 }
 
 /* The pairs a merge changed. Their partners are copied (cooc_merge's ids last one call), into
@@ -345,14 +384,64 @@ static void update_top(job_t *j, changed_t *ch)
     free(all);
 }
 
+/* Appends one owner's merged list (of the k sources' lists in section l2 or not) to data, its
+ * entries and length to the literals n and lens; no sources: no list (length 0). */
+static int merge_section(job_t *j, const row_t *rows, size_t k, bool l2, const char *self,
+                         uint32_t self_len, pg_buf_t *data, pg_buf_t *n, pg_buf_t *lens,
+                         pg_buf_t *low, bool first, changed_t *ch)
+{
+    const char *r = j->raw.data;
+    cooc_src_t stack_src[32];
+    cooc_src_t *src = k <= 32 ? stack_src : malloc(k * sizeof *src);
+    if (src == NULL) {
+        abort();
+    }
+    size_t m = 0;
+    for (size_t x = 0; x < k; x++) {
+        const ref_t *l = l2 ? &rows[x].l2 : &rows[x].l1;
+        if (l->len > 0) {
+            src[m++] = (cooc_src_t){r + l->off, l->len, !rows[x].folded};
+        }
+    }
+    int64_t entries = 0, n_low = 0;
+    size_t before = data->len;
+    int rc = 0;
+    if (m > 0) {
+        char err[200];
+        if (cooc_merge(src, m, self, self_len, data, &entries, &n_low, ch ? changed_cb : NULL, ch,
+                       err, sizeof err) != 0) {
+            snprintf(j->err, sizeof j->err, "%s %.*s: %s",
+                     rows[0].kind == 'p' ? "pattern" : "agent", (int)self_len, self, err);
+            rc = -1;
+        }
+    }
+    if (src != stack_src) {
+        free(src);
+    }
+    if (!first) {
+        pg_array_next(n);
+        pg_array_next(lens);
+        if (low != NULL) {
+            pg_array_next(low);
+        }
+    }
+    pg_array_int(n, entries);
+    pg_array_int(lens, (int64_t)(data->len - before));
+    if (low != NULL) {
+        pg_array_int(low, n_low);
+    }
+    return rc;
+}
+
 static void run_job(job_t *j)
 {
     sort_job = j;
     qsort(j->rows, j->n_rows, sizeof *j->rows, row_cmp);
     sort_job = NULL;
     const char *r = j->raw.data;
-    pg_buf_t *arr[] = {&j->pat, &j->n, &j->low, &j->lens};
-    for (size_t i = 0; i < 4; i++) {
+    pg_buf_t *arr[] = {&j->pat, &j->na,    &j->al, &j->np,  &j->low,
+                       &j->pl,  &j->agent, &j->an, &j->alen};
+    for (size_t i = 0; i < sizeof arr / sizeof arr[0]; i++) {
         pg_buf_putc(arr[i], '{');
     }
     changed_t ch = {0};
@@ -365,59 +454,55 @@ static void run_job(job_t *j)
             ch.thr = j->top[i].count < ch.thr ? j->top[i].count : ch.thr;
         }
     }
-    cooc_src_t stack_src[32];
     j->rc = 0;
-    for (size_t i = 0; i < j->n_rows;) {
+    for (size_t i = 0; i < j->n_rows && j->rc == 0;) {
         size_t e = i;
         const row_t *r0 = &j->rows[i];
-        while (e < j->n_rows && cooc_cmp(r + j->rows[e].pat.off, j->rows[e].pat.len,
-                                         r + r0->pat.off, r0->pat.len) == 0) {
+        while (e < j->n_rows && j->rows[e].kind == r0->kind &&
+               cooc_cmp(r + j->rows[e].id.off, j->rows[e].id.len, r + r0->id.off, r0->id.len) ==
+                   0) {
             e++;
         }
         size_t k = e - i;
-        cooc_src_t *src = k <= 32 ? stack_src : malloc(k * sizeof *src);
-        if (src == NULL) {
-            abort();
-        }
         bool any_pending = false;
         for (size_t x = 0; x < k; x++) {
-            const row_t *rw = &j->rows[i + x];
-            src[x] = (cooc_src_t){r + rw->data.off, rw->data.len, !rw->merged};
-            any_pending |= !rw->merged;
+            any_pending |= !j->rows[i + x].folded;
         }
-        if (any_pending) { /* a merged row alone: its pending rows went to another merge */
-            ch.self = r + r0->pat.off;
-            ch.self_len = r0->pat.len;
-            int64_t entries, n_low;
-            size_t before = j->data.len;
-            char err[200];
-            if (cooc_merge(src, k, r + r0->pat.off, r0->pat.len, &j->data, &entries, &n_low,
-                           changed_cb, &ch, err, sizeof err) != 0) {
-                snprintf(j->err, sizeof j->err, "pattern %.*s: %s", (int)r0->pat.len,
-                         r + r0->pat.off, err);
-                j->rc = -1;
-                if (src != stack_src) {
-                    free(src);
+        /* a folded row alone: its pending rows went to another fold */
+        if (any_pending) {
+            const char *self = r + r0->id.off;
+            uint32_t self_len = r0->id.len;
+            if (r0->kind == 'p') {
+                bool first = j->patterns == 0;
+                if (!first) {
+                    pg_array_next(&j->pat);
                 }
-                break;
-            }
-            if (j->patterns > 0) {
-                for (size_t x = 0; x < 4; x++) {
-                    pg_array_next(arr[x]);
+                pg_array_text(&j->pat, self, self_len);
+                ch.self = self;
+                ch.self_len = self_len;
+                if (merge_section(j, j->rows + i, k, false, self, self_len, &j->adata, &j->na,
+                                  &j->al, NULL, first, NULL) != 0 ||
+                    merge_section(j, j->rows + i, k, true, self, self_len, &j->pdata, &j->np,
+                                  &j->pl, &j->low, first, &ch) != 0) {
+                    j->rc = -1;
                 }
+                j->patterns++;
+            } else {
+                bool first = j->agents == 0;
+                if (!first) {
+                    pg_array_next(&j->agent);
+                }
+                pg_array_text(&j->agent, self, self_len);
+                if (merge_section(j, j->rows + i, k, false, self, self_len, &j->gdata, &j->an,
+                                  &j->alen, NULL, first, NULL) != 0) {
+                    j->rc = -1;
+                }
+                j->agents++;
             }
-            pg_array_text(&j->pat, r + r0->pat.off, r0->pat.len);
-            pg_array_int(&j->n, entries);
-            pg_array_int(&j->low, n_low);
-            pg_array_int(&j->lens, (int64_t)(j->data.len - before));
-            j->patterns++;
-        }
-        if (src != stack_src) {
-            free(src);
         }
         i = e;
     }
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < sizeof arr / sizeof arr[0]; i++) {
         pg_array_end(arr[i]);
     }
     for (size_t i = 0; i < ch.n; i++) {
@@ -433,7 +518,7 @@ static void run_job(job_t *j)
 
 static void *worker_main(void *arg)
 {
-    merge_t *m = arg;
+    fold_t *m = arg;
     pthread_mutex_lock(&m->mu);
     for (;;) {
         while (!m->work && !m->stop) {
@@ -458,26 +543,27 @@ static void *worker_main(void *arg)
 
 /* ---- the transaction, on the loop ---- */
 
-static void step(merge_t *m, mstate_t next, const char *sql, int n, const char *const *vals,
+static void step(fold_t *m, mstate_t next, const char *sql, int n, const char *const *vals,
                  const int *lens, const int *fmts, bool binary);
 
-static void schedule(merge_t *m, long ms)
+static void schedule(fold_t *m, long ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(m->timer, &tv);
 }
 
-static long interval(const merge_t *m)
+static long interval(const fold_t *m)
 {
-    return m->cfg->cooccurrence_merge_ms > 0 ? (long)m->cfg->cooccurrence_merge_ms : 1000;
+    return m->cfg->fold_interval_ms > 0 ? (long)m->cfg->fold_interval_ms : 1000;
 }
 
 /* The merge ended (committed, nothing to do, or failed): report and plan the next. */
-static void finish(merge_t *m, bool ok, bool more)
+static void finish(fold_t *m, bool ok, bool more)
 {
     m->state = M_IDLE;
     job_free(&m->job);
-    pg_buf_reset(&m->chosen);
+    pg_buf_reset(&m->chosen_p);
+    pg_buf_reset(&m->chosen_a);
     if (!ok) {
         metric_add(m->m_failed, 1);
         if (m->drain) {
@@ -485,8 +571,8 @@ static void finish(merge_t *m, bool ok, bool more)
             return;
         }
         if (!m->failing) {
-            log_warn("co-occurrence merge failed (the pairs stay pending and count in every "
-                     "answer; retrying every 5 s): %s",
+            log_warn("fold failed (the lists stay pending and count in every answer; retrying "
+                     "every 5 s): %s",
                      m->err);
         }
         m->failing = true;
@@ -494,7 +580,7 @@ static void finish(merge_t *m, bool ok, bool more)
         return;
     }
     if (m->failing) {
-        log_info("co-occurrence merge works again");
+        log_info("fold works again");
         m->failing = false;
     }
     metric_set(m->m_pending, (double)m->st.pending_entries);
@@ -504,7 +590,7 @@ static void finish(merge_t *m, bool ok, bool more)
         return;
     }
     m->locked_out = false;
-    if (m->drain && (!more || m->max_patterns > 0)) {
+    if (m->drain && (!more || m->max_owners > 0)) {
         m->done(0, NULL, &m->st, m->done_ud);
         return;
     }
@@ -513,7 +599,7 @@ static void finish(merge_t *m, bool ok, bool more)
 
 /* res NULL and err set: the connection is gone, and the transaction with it. Otherwise the
  * transaction may be open: it is rolled back first. */
-static void fail(merge_t *m, const char *what, PGresult *res, const char *err)
+static void fail(fold_t *m, const char *what, PGresult *res, const char *err)
 {
     snprintf(m->err, sizeof m->err, "%s: %s", what,
              res ? PQresultErrorMessage(res) : (err ? err : "?"));
@@ -526,10 +612,10 @@ static void fail(merge_t *m, const char *what, PGresult *res, const char *err)
 }
 
 typedef struct {
-    int64_t rows, bytes, entries, newest, merged_bytes;
+    int64_t rows, bytes, entries, newest, folded_bytes;
     const char *id;
     int len;
-    bool due;
+    char kind;
 } plan_t;
 
 static int plan_cmp(const void *x, const void *y)
@@ -541,8 +627,8 @@ static int plan_cmp(const void *x, const void *y)
     return a->bytes > b->bytes ? -1 : a->bytes < b->bytes ? 1 : 0;
 }
 
-/* Picks the patterns this merge takes (into m->chosen); false when none. */
-static bool choose(merge_t *m, PGresult *res)
+/* Picks the owners this fold takes (into m->chosen_p and chosen_a); false when none. */
+static bool choose(fold_t *m, PGresult *res)
 {
     int n = PQntuples(res);
     plan_t *v = calloc(n ? (size_t)n : 1, sizeof *v);
@@ -552,14 +638,14 @@ static bool choose(merge_t *m, PGresult *res)
     int64_t newest = -1;
     m->st.pending_entries = 0;
     for (int i = 0; i < n; i++) {
-        v[i] = (plan_t){atoll(PQgetvalue(res, i, 1)), atoll(PQgetvalue(res, i, 2)),
-                        atoll(PQgetvalue(res, i, 3)), atoll(PQgetvalue(res, i, 4)),
-                        atoll(PQgetvalue(res, i, 5)), PQgetvalue(res, i, 0),
-                        PQgetlength(res, i, 0),       false};
+        v[i] = (plan_t){atoll(PQgetvalue(res, i, 2)), atoll(PQgetvalue(res, i, 3)),
+                        atoll(PQgetvalue(res, i, 4)), atoll(PQgetvalue(res, i, 5)),
+                        atoll(PQgetvalue(res, i, 6)), PQgetvalue(res, i, 1),
+                        PQgetlength(res, i, 1),       PQgetvalue(res, i, 0)[0]};
         newest = v[i].newest > newest ? v[i].newest : newest;
         m->st.pending_entries += v[i].entries;
     }
-    /* Nothing flushed for three intervals: ingest is quiet, merge it all. */
+    /* Nothing flushed for three intervals: ingest is quiet, fold it all. */
     struct timeval now;
     gettimeofday(&now, NULL);
     if (newest != m->last_newest) {
@@ -574,33 +660,40 @@ static bool choose(merge_t *m, PGresult *res)
     m->n_chosen = 0;
     m->chosen_entries = 0;
     m->behind = false;
-    pg_buf_reset(&m->chosen);
-    pg_buf_putc(&m->chosen, '{');
+    pg_buf_t *lits[2] = {&m->chosen_p, &m->chosen_a};
+    size_t counts[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        pg_buf_reset(lits[k]);
+        pg_buf_putc(lits[k], '{');
+    }
     for (int i = 0; i < n; i++) {
-        bool due = quiet || v[i].rows >= MERGE_MAX_ROWS || v[i].bytes * 2 >= v[i].merged_bytes;
+        bool due = quiet || v[i].rows >= FOLD_MAX_ROWS || v[i].bytes * 2 >= v[i].folded_bytes;
         if (!due) {
             continue;
         }
-        int64_t cost = v[i].bytes + v[i].merged_bytes;
-        if ((m->n_chosen > 0 && budget + cost > MERGE_BUDGET) ||
-            (m->max_patterns > 0 && m->n_chosen >= m->max_patterns)) {
+        int64_t cost = v[i].bytes + v[i].folded_bytes;
+        if ((m->n_chosen > 0 && budget + cost > FOLD_BUDGET) ||
+            (m->max_owners > 0 && m->n_chosen >= m->max_owners)) {
             m->behind = true;
             break;
         }
         budget += cost;
-        if (m->n_chosen > 0) {
-            pg_array_next(&m->chosen);
+        int k = v[i].kind == 'p' ? 0 : 1;
+        if (counts[k]++ > 0) {
+            pg_array_next(lits[k]);
         }
-        pg_array_text(&m->chosen, v[i].id, (size_t)v[i].len);
+        pg_array_text(lits[k], v[i].id, (size_t)v[i].len);
         m->n_chosen++;
         m->chosen_entries += v[i].entries;
     }
-    pg_array_end(&m->chosen);
+    for (int k = 0; k < 2; k++) {
+        pg_array_end(lits[k]);
+    }
     free(v);
     return m->n_chosen > 0;
 }
 
-static void keep_top(merge_t *m, PGresult *res)
+static void keep_top(fold_t *m, PGresult *res)
 {
     job_t *j = &m->job;
     int n = PQntuples(res);
@@ -626,7 +719,17 @@ static void keep_top(merge_t *m, PGresult *res)
     }
 }
 
-static bool keep_rows(merge_t *m, PGresult *res)
+static ref_t keep(job_t *j, PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col)) {
+        return (ref_t){0, 0};
+    }
+    ref_t r = {j->raw.len, (uint32_t)PQgetlength(res, row, col)};
+    pg_buf_put(&j->raw, PQgetvalue(res, row, col), r.len);
+    return r;
+}
+
+static bool keep_rows(fold_t *m, PGresult *res)
 {
     job_t *j = &m->job;
     int n = PQntuples(res);
@@ -635,23 +738,50 @@ static bool keep_rows(merge_t *m, PGresult *res)
         abort();
     }
     for (int i = 0; i < n; i++) {
-        if (PQgetlength(res, i, 1) != 1) {
+        if (PQgetlength(res, i, 0) != 1 || PQgetlength(res, i, 2) != 1) {
             return false;
         }
         row_t *r = &j->rows[j->n_rows++];
-        r->pat = (ref_t){j->raw.len, (uint32_t)PQgetlength(res, i, 0)};
-        pg_buf_put(&j->raw, PQgetvalue(res, i, 0), r->pat.len);
-        r->merged = PQgetvalue(res, i, 1)[0] != 0;
-        r->data = (ref_t){j->raw.len, (uint32_t)PQgetlength(res, i, 2)};
-        pg_buf_put(&j->raw, PQgetvalue(res, i, 2), r->data.len);
+        r->kind = PQgetvalue(res, i, 0)[0];
+        r->id = keep(j, res, i, 1);
+        r->folded = PQgetvalue(res, i, 2)[0] != 0;
+        r->l1 = keep(j, res, i, 3);
+        r->l2 = keep(j, res, i, 4);
     }
     return true;
+}
+
+/* The last writes: the top when it changed, then the commit. */
+static void write_top(fold_t *m)
+{
+    if (m->job.top_changed) {
+        const char *vals[4] = {m->job.tp1.data, m->job.tp2.data, m->job.tcnt.data,
+                               m->job.tlast.data};
+        step(m, M_TOPW, topw_sql, 4, vals, NULL, NULL, false);
+        return;
+    }
+    step(m, M_COMMIT, "COMMIT", 0, NULL, NULL, NULL, false);
+}
+
+/* After the pattern lists, the agents' (or what comes after, when there are none). */
+static void write_agents(fold_t *m)
+{
+    job_t *j = &m->job;
+    if (j->agents == 0) {
+        write_top(m);
+        return;
+    }
+    const char *vals[4] = {j->agent.data, j->an.data, j->alen.data,
+                           j->gdata.data ? j->gdata.data : ""};
+    int lens[4] = {(int)j->agent.len, (int)j->an.len, (int)j->alen.len, (int)j->gdata.len};
+    int fmts[4] = {0, 0, 0, 1};
+    step(m, M_WRITE_A, write_a_sql, 4, vals, lens, fmts, false);
 }
 
 static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
 {
     (void)c;
-    merge_t *m = ud;
+    fold_t *m = ud;
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
     switch (m->state) {
@@ -660,15 +790,15 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
             fail(m, "BEGIN", res, err);
             return;
         }
-        step(m, M_LOCK, MERGE_LOCK_SQL, 0, NULL, NULL, NULL, false);
+        step(m, M_LOCK, FOLD_LOCK_SQL, 0, NULL, NULL, NULL, false);
         return;
     case M_LOCK:
         if (!ok) {
-            fail(m, "taking the merge lock", res, err);
+            fail(m, "taking the fold lock", res, err);
             return;
         }
         if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-            /* another engine is merging: it takes what is due (a drain waits for it) */
+            /* another engine is folding: it takes what is due (a drain waits for it) */
             m->behind = false;
             m->locked_out = true;
             step(m, M_COMMIT, "COMMIT", 0, NULL, NULL, NULL, false);
@@ -678,7 +808,7 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
         return;
     case M_PLAN:
         if (!ok) {
-            fail(m, "planning the merge", res, err);
+            fail(m, "planning the fold", res, err);
             return;
         }
         if (!choose(m, res)) {
@@ -693,8 +823,8 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
             return;
         }
         keep_top(m, res);
-        const char *vals[1] = {m->chosen.data};
-        step(m, M_FETCH, fetch_sql, 1, vals, NULL, NULL, true);
+        const char *vals[2] = {m->chosen_p.data, m->chosen_a.data};
+        step(m, M_FETCH, fetch_sql, 2, vals, NULL, NULL, true);
         return;
     }
     case M_FETCH:
@@ -713,18 +843,19 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
         pthread_cond_signal(&m->cv);
         pthread_mutex_unlock(&m->mu);
         return;
-    case M_WRITE:
+    case M_WRITE_P:
         if (!ok) {
-            fail(m, "writing the merged lists", res, err);
+            fail(m, "writing the folded pattern lists", res, err);
             return;
         }
-        if (m->job.top_changed) {
-            const char *vals[4] = {m->job.tp1.data, m->job.tp2.data, m->job.tcnt.data,
-                                   m->job.tlast.data};
-            step(m, M_TOPW, topw_sql, 4, vals, NULL, NULL, false);
+        write_agents(m);
+        return;
+    case M_WRITE_A:
+        if (!ok) {
+            fail(m, "writing the folded agent lists", res, err);
             return;
         }
-        step(m, M_COMMIT, "COMMIT", 0, NULL, NULL, NULL, false);
+        write_top(m);
         return;
     case M_TOPW:
         if (!ok) {
@@ -738,12 +869,12 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
             fail(m, "COMMIT", res, err);
             return;
         }
-        if (m->job.patterns > 0) {
+        if (m->job.patterns + m->job.agents > 0) {
             m->st.transactions++;
-            m->st.patterns += m->job.patterns;
+            m->st.owners += m->job.patterns + m->job.agents;
             m->st.entries_in += m->chosen_entries;
             m->st.pending_entries -= m->chosen_entries;
-            metric_add(m->m_merged, (double)m->chosen_entries);
+            metric_add(m->m_folded, (double)m->chosen_entries);
         }
         finish(m, true, m->behind);
         return;
@@ -756,11 +887,11 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
     }
 }
 
-static void step(merge_t *m, mstate_t next, const char *sql, int n, const char *const *vals,
+static void step(fold_t *m, mstate_t next, const char *sql, int n, const char *const *vals,
                  const int *lens, const int *fmts, bool binary)
 {
     m->state = next;
-    if (pg_conn_query_fmt(m->conn, sql, n, vals, lens, fmts, binary, MERGE_TIMEOUT_MS, result_cb,
+    if (pg_conn_query_fmt(m->conn, sql, n, vals, lens, fmts, binary, FOLD_TIMEOUT_MS, result_cb,
                           m) != 0) {
         /* out of memory: the connection holds no query; drop it, which ends the transaction */
         pg_conn_reset(m->conn, "out of memory");
@@ -772,7 +903,7 @@ static void step(merge_t *m, mstate_t next, const char *sql, int n, const char *
 static void worked_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
-    merge_t *m = arg;
+    fold_t *m = arg;
     char drain[16];
     while (read(fd, drain, sizeof drain) > 0) {
     }
@@ -789,32 +920,38 @@ static void worked_cb(evutil_socket_t fd, short what, void *arg)
         step(m, M_ROLLBACK, "ROLLBACK", 0, NULL, NULL, NULL, false);
         return;
     }
-    if (j->patterns == 0) {
-        step(m, M_COMMIT, "COMMIT", 0, NULL, NULL, NULL, false);
-        return;
-    }
-    if (j->data.len > (size_t)INT32_MAX) {
-        snprintf(m->err, sizeof m->err, "merged lists over 2 GB in one merge");
+    if (j->adata.len + j->pdata.len + j->gdata.len > (size_t)INT32_MAX) {
+        snprintf(m->err, sizeof m->err, "folded lists over 2 GB in one fold");
         step(m, M_ROLLBACK, "ROLLBACK", 0, NULL, NULL, NULL, false);
         return;
     }
-    const char *vals[5] = {j->pat.data, j->n.data, j->low.data, j->lens.data,
-                           j->data.data ? j->data.data : ""};
-    int lens[5] = {(int)j->pat.len, (int)j->n.len, (int)j->low.len, (int)j->lens.len,
-                   (int)j->data.len};
-    int fmts[5] = {0, 0, 0, 0, 1};
-    step(m, M_WRITE, write_sql, 5, vals, lens, fmts, false);
+    if (j->patterns == 0) {
+        write_agents(m);
+        return;
+    }
+    const char *vals[8] = {j->pat.data,
+                           j->na.data,
+                           j->al.data,
+                           j->np.data,
+                           j->low.data,
+                           j->pl.data,
+                           j->adata.data ? j->adata.data : "",
+                           j->pdata.data ? j->pdata.data : ""};
+    int lens[8] = {(int)j->pat.len, (int)j->na.len, (int)j->al.len,    (int)j->np.len,
+                   (int)j->low.len, (int)j->pl.len, (int)j->adata.len, (int)j->pdata.len};
+    int fmts[8] = {0, 0, 0, 0, 0, 0, 1, 1};
+    step(m, M_WRITE_P, write_p_sql, 8, vals, lens, fmts, false);
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    merge_t *m = arg;
+    fold_t *m = arg;
     if (m->state != M_IDLE) {
         return;
     }
-    if (!m->drain && m->cfg->cooccurrence_merge_ms <= 0) {
+    if (!m->drain && m->cfg->fold_interval_ms <= 0) {
         schedule(m, interval(m));
         return;
     }
@@ -823,60 +960,61 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     step(m, M_BEGIN, "BEGIN", 0, NULL, NULL, NULL, false);
 }
 
-static merge_t *create(struct event_base *base, const config_t *c)
+static fold_t *create(struct event_base *base, const config_t *c)
 {
-    merge_t *m = calloc(1, sizeof *m);
+    fold_t *m = calloc(1, sizeof *m);
     if (m == NULL) {
         return NULL;
     }
     m->cfg = c;
     m->pipe[0] = m->pipe[1] = -1;
     m->last_newest = -2;
-    pg_buf_init(&m->chosen);
+    pg_buf_init(&m->chosen_p);
+    pg_buf_init(&m->chosen_a);
     job_init(&m->job);
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
-    m->conn = pg_conn_new(base, c->database_url, "co-occurrence merge");
+    m->conn = pg_conn_new(base, c->database_url, "fold");
     m->timer = evtimer_new(base, tick_cb, m);
     if (m->conn == NULL || m->timer == NULL || pipe(m->pipe) != 0 ||
         fcntl(m->pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
         (m->ev_done = event_new(base, m->pipe[0], EV_READ | EV_PERSIST, worked_cb, m)) == NULL ||
         event_add(m->ev_done, NULL) != 0 || pthread_create(&m->thread, NULL, worker_main, m) != 0) {
-        merge_free(m);
+        fold_free(m);
         return NULL;
     }
     m->thread_up = true;
-    m->m_merged = metrics_series(
-        "patterntrack_cooccurrence_merged_entries_total", METRIC_COUNTER,
-        "Pending co-occurrence entries (a pair has one in each of its patterns' rows) merged into "
-        "pattern_cooccurrence_merged.",
+    m->m_folded = metrics_series(
+        "patterntrack_fold_entries_total", METRIC_COUNTER,
+        "Pending list entries (a pattern's agents and co-occurring patterns, an agent's patterns) "
+        "folded into pattern_lists and agent_lists.",
         "");
     m->m_pending = metrics_series(
-        "patterntrack_cooccurrence_pending_entries", METRIC_GAUGE,
-        "Co-occurrence entries flushed but not merged yet, as of the last merge (they count in "
-        "every answer; a figure that keeps growing means merges fall behind).",
+        "patterntrack_fold_pending_entries", METRIC_GAUGE,
+        "List entries flushed but not folded yet, as of the last fold (they count in every "
+        "answer; a figure that keeps growing means folds fall behind).",
         "");
-    m->m_failed = metrics_series("patterntrack_cooccurrence_merge_failures_total", METRIC_COUNTER,
-                                 "Co-occurrence merges that failed.", "");
+    m->m_failed = metrics_series("patterntrack_fold_failures_total", METRIC_COUNTER,
+                                 "Folds that failed.", "");
     return m;
 }
 
-merge_t *merge_new(struct event_base *base, const config_t *c)
+fold_t *fold_new(struct event_base *base, const config_t *c)
 {
-    merge_t *m = create(base, c);
+    fold_t *m = create(base, c);
     if (m != NULL) {
         schedule(m, interval(m));
     }
     return m;
 }
 
-merge_t *merge_drain_new(struct event_base *base, const config_t *c, int64_t max_patterns,
-                         merge_done_fn done, void *ud)
+fold_t *fold_drain_new(struct event_base *base, const config_t *c, int64_t max_owners,
+                       fold_done_fn done, void *ud)
 {
-    merge_t *m = create(base, c);
+    fold_t *m = create(base, c);
     if (m != NULL) {
         m->drain = true;
-        m->max_patterns = max_patterns;
+        m->max_owners = max_owners;
         m->done = done;
         m->done_ud = ud;
         schedule(m, 0);
@@ -884,7 +1022,7 @@ merge_t *merge_drain_new(struct event_base *base, const config_t *c, int64_t max
     return m;
 }
 
-void merge_free(merge_t *m)
+void fold_free(fold_t *m)
 {
     if (m == NULL) {
         return;
@@ -894,7 +1032,7 @@ void merge_free(merge_t *m)
         m->stop = true;
         pthread_cond_signal(&m->cv);
         pthread_mutex_unlock(&m->mu);
-        /* a job in progress finishes first: merging is bounded by MERGE_BUDGET */
+        /* a job in progress finishes first: folding is bounded by FOLD_BUDGET */
         pthread_join(m->thread, NULL);
     }
     if (m->ev_done) {
@@ -910,13 +1048,14 @@ void merge_free(merge_t *m)
     }
     pg_conn_free(m->conn);
     job_free(&m->job);
-    pg_buf_free(&m->chosen);
+    pg_buf_free(&m->chosen_p);
+    pg_buf_free(&m->chosen_a);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
 
-const merge_stats_t *merge_stats(const merge_t *m)
+const fold_stats_t *fold_stats(const fold_t *m)
 {
     return &m->st;
 }
