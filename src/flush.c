@@ -25,8 +25,6 @@ static const char types_sql[] =
 
 /* Keys known committed that the engine keeps (known.h): about 24 bytes each at most. */
 #define KNOWN_MAX_KEYS ((size_t)1 << 20)
-/* Flushes in a row that PT410 sends back before the flush gives up for this attempt. */
-#define MAX_TYPE_RETRIES 3
 
 /* The parameters of a large flush are megabytes: building them on the event loop was tens of
  * milliseconds without HTTP answers or Kafka reads at every flush. A builder thread makes them
@@ -47,7 +45,13 @@ struct flush {
     void *ud;
     const agg_t *agg; /* the batch in flight */
     bool durable;
-    int type_retries;
+    /* After a PT410 the flush runs in a transaction of its own that first locks agent_type_usage
+     * (ROW EXCLUSIVE, as pt_flush does): registrations wait until it ends, so the types it reads
+     * are the ones its pt_flush sees. */
+    bool locked;
+    bool in_tx;
+    flush_status_t tx_status; /* what a transaction being ended reports */
+    char *tx_err;
     struct timespec started;
     int64_t timeout_ms; /* this attempt's */
     int timeouts;       /* attempts in a row that ran out of time */
@@ -203,6 +207,7 @@ void flush_free(flush_t *f)
     pg_conn_free(f->conn);
     known_free(f->known);
     pg_buf_free(&f->missing);
+    free(f->tx_err);
     free(f->missing_v);
     free(f->missing_len);
     free(f->group);
@@ -637,6 +642,8 @@ static void finish(flush_t *f, flush_status_t st, const char *err)
     f->cb = NULL;
     f->ud = NULL;
     f->agg = NULL;
+    f->locked = false;
+    f->in_tx = false;
     if (st == FLUSH_OK) {
         known_commit(f->known);
     } else {
@@ -647,6 +654,59 @@ static void finish(flush_t *f, flush_status_t st, const char *err)
     double secs =
         (double)(now.tv_sec - f->started.tv_sec) + (double)(now.tv_nsec - f->started.tv_nsec) / 1e9;
     cb(st, err, secs, cud);
+    free(f->tx_err);
+    f->tx_err = NULL;
+}
+
+static void end_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
+{
+    (void)c;
+    flush_t *f = ud;
+    bool ok = res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (f->tx_status == FLUSH_OK && !ok) {
+        /* the COMMIT failed or its answer was lost: not known to be written */
+        finish(f, FLUSH_RETRY, res ? PQresultErrorMessage(res) : err);
+        return;
+    }
+    finish(f, f->tx_status, f->tx_err);
+}
+
+/* Ends the flush: directly, or by ending its transaction first (COMMIT when it is written,
+ * ROLLBACK otherwise; a lost connection has ended it already). */
+static void end(flush_t *f, flush_status_t st, const char *err, bool conn_lost)
+{
+    if (!f->in_tx || conn_lost) {
+        finish(f, st, err);
+        return;
+    }
+    f->tx_status = st;
+    free(f->tx_err);
+    f->tx_err = err ? strdup(err) : NULL;
+    f->in_tx = false;
+    if (pg_conn_query(f->conn, st == FLUSH_OK ? "COMMIT" : "ROLLBACK", 0, NULL, NULL, f->timeout_ms,
+                      end_cb, f) != 0) {
+        pg_conn_reset(f->conn, "out of memory");
+        finish(f, FLUSH_RETRY, "cannot end the flush's transaction (out of memory)");
+    }
+}
+
+static void locked_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
+{
+    (void)c;
+    flush_t *f = ud;
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        end(f, FLUSH_RETRY, res ? PQresultErrorMessage(res) : err, res == NULL);
+        return;
+    }
+    if (!f->in_tx) {
+        f->in_tx = true; /* BEGIN done: now the lock */
+        if (pg_conn_query(f->conn, "LOCK TABLE agent_type_usage IN ROW EXCLUSIVE MODE", 0, NULL,
+                          NULL, f->timeout_ms, locked_cb, f) != 0) {
+            end(f, FLUSH_RETRY, "out of memory", false);
+        }
+        return;
+    }
+    start_job(f, B_TYPES);
 }
 
 static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
@@ -662,29 +722,31 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
                      "%lld ms",
                      (long long)attempt_timeout(f));
         }
-        finish(f, FLUSH_RETRY, err);
+        end(f, FLUSH_RETRY, err, true);
         return;
     }
     f->timeouts = 0;
     if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-        f->type_retries = 0;
-        finish(f, FLUSH_OK, NULL);
+        end(f, FLUSH_OK, NULL, false);
         return;
     }
     const char *state = pg_sqlstate(res);
     const char *msg = PQresultErrorMessage(res);
     if (strcmp(state, "PT409") == 0) {
-        finish(f, FLUSH_CONFLICT, msg);
+        end(f, FLUSH_CONFLICT, msg, false);
         return;
     }
-    if (strcmp(state, "PT410") == 0 && f->type_retries < MAX_TYPE_RETRIES) {
+    if (strcmp(state, "PT410") == 0 && !f->locked) {
         /* A registration changed a pattern's type since it was read: read the batch's types
-         * again and build the flush anew (its staged keys are staged again). */
-        f->type_retries++;
-        log_info("flush: %s; reading the batch's pattern types again", msg);
+         * again, under the lock that keeps them, and build the flush anew (its staged keys are
+         * staged again). */
+        log_info("flush: a registration changed pattern types; reading the batch's types again");
         known_drop(f->known);
         known_forget_types(f->known);
-        start_job(f, B_TYPES);
+        f->locked = true;
+        if (pg_conn_query(f->conn, "BEGIN", 0, NULL, NULL, f->timeout_ms, locked_cb, f) != 0) {
+            finish(f, FLUSH_RETRY, "out of memory");
+        }
         return;
     }
     if (!transient(state)) {
@@ -692,7 +754,7 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
          * The batch is kept and retried, so nothing is lost, but someone must look. */
         log_error("flush failed with SQLSTATE %s (retrying; this needs attention): %s", state, msg);
     }
-    finish(f, FLUSH_RETRY, msg);
+    end(f, FLUSH_RETRY, msg, false);
 }
 
 int flush_send(flush_t *f, const agg_t *a, bool durable, flush_cb cb, void *ud)
@@ -714,7 +776,7 @@ static void types_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
     (void)c;
     flush_t *f = ud;
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        finish(f, FLUSH_RETRY, res ? PQresultErrorMessage(res) : err);
+        end(f, FLUSH_RETRY, res ? PQresultErrorMessage(res) : err, res == NULL);
         return;
     }
     /* absent from the catalog: the flush creates the pattern without a type */
@@ -757,7 +819,7 @@ static void built_cb(evutil_socket_t fd, short what, void *arg)
         }
         const char *vals[1] = {f->missing.data};
         if (pg_conn_query(f->conn, types_sql, 1, vals, NULL, f->timeout_ms, types_cb, f) != 0) {
-            finish(f, FLUSH_RETRY, "cannot start the type lookup (out of memory)");
+            end(f, FLUSH_RETRY, "cannot start the type lookup (out of memory)", false);
         }
         return;
     }
@@ -768,6 +830,6 @@ static void built_cb(evutil_socket_t fd, short what, void *arg)
                                false, f->timeout_ms, result_cb, f);
     flush_build_free(values, n);
     if (rc != 0) {
-        finish(f, FLUSH_RETRY, "cannot start the flush query (out of memory)");
+        end(f, FLUSH_RETRY, "cannot start the flush query (out of memory)", false);
     }
 }

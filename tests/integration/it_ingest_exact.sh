@@ -89,16 +89,16 @@ UPDATE $1
  WHERE $2 = :'key';
 SQL
 }
-for target in "pattern_lists pattern_id $one partners" "pattern_lists pattern_id $one agents" \
-              "agent_lists agent_name $agent patterns"; do
-    # shellcheck disable=SC2086
-    bump $target 1
+bump_check() { # as bump: one entry counted once more, seen, then put back
+    bump "$@" 1
     if check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" >/dev/null 2>&1; then
-        it_fail "check_truth misses a folded entry counted once too often ($target)"
+        it_fail "check_truth misses a folded entry counted once too often ($1 $4 of $3)"
     fi
-    # shellcheck disable=SC2086
-    bump $target -1
-done
+    bump "$@" -1
+}
+bump_check pattern_lists pattern_id "$one" partners
+bump_check pattern_lists pattern_id "$one" agents
+bump_check agent_lists agent_name "$agent" patterns
 check_truth "$IT_DIR/truth.tsv" "$IT_PREFIX" || it_fail "the folded lists did not come back"
 pt_psql -v p="$one" >/dev/null <<'SQL'
 INSERT INTO pattern_lists_pending (flush_id, pattern_id, n_agents, agents, n_partners, n_low, partners)
