@@ -13,6 +13,7 @@
 
 #include "app.h"
 #include "config.h"
+#include "dump.h"
 #include "http.h"
 #include "ingest.h"
 #include "kafka.h"
@@ -54,6 +55,13 @@ static void usage(FILE *out)
         "                                       engines run (one fold at a time). Answers are the\n"
         "                                       same before and after. Old name:\n"
         "                                       merge-cooccurrence [--patterns N]\n"
+        "  patterntrack dump-lists [--snapshot ID] [--config FILE]\n"
+        "                                       print every partner list (a pattern's agents\n"
+        "                                       and co-occurring patterns, an agent's patterns,\n"
+        "                                       folded and pending) as rows for COPY: kind, src,\n"
+        "                                       row, owner, n, n_low, ord, partner, count,\n"
+        "                                       first_us, last_us; --snapshot reads the snapshot\n"
+        "                                       another transaction exported\n"
         "  patterntrack options-markdown        print the option table as Markdown\n"
         "  patterntrack --help | --version\n"
         "\n"
@@ -497,6 +505,7 @@ int main(int argc, char **argv)
     const char *config_file = NULL;
     const char *fixture_dir = NULL;
     long long max_owners = 0;
+    const char *snapshot = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -516,6 +525,12 @@ int main(int argc, char **argv)
             cmd = argv[i];
         } else if (argv[i][0] != '-' && i == 2 && !strcmp(cmd, "test-rules")) {
             fixture_dir = argv[i];
+        } else if (!strcmp(argv[i], "--snapshot") && !strcmp(cmd, "dump-lists")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "patterntrack: --snapshot needs a snapshot id\n");
+                return 1;
+            }
+            snapshot = argv[++i];
         } else if ((!strcmp(argv[i], "--owners") && !strcmp(cmd, "fold")) ||
                    (!strcmp(argv[i], "--patterns") && !strcmp(cmd, "merge-cooccurrence"))) {
             char *end = NULL;
@@ -535,7 +550,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "run") && strcmp(cmd, "migrate") && strcmp(cmd, "check") &&
-        strcmp(cmd, "test-rules") && strcmp(cmd, "fold") && strcmp(cmd, "merge-cooccurrence")) {
+        strcmp(cmd, "test-rules") && strcmp(cmd, "fold") && strcmp(cmd, "merge-cooccurrence") &&
+        strcmp(cmd, "dump-lists")) {
         fprintf(stderr, "patterntrack: unknown command '%s' (see --help)\n", cmd);
         return 1;
     }
@@ -571,6 +587,11 @@ int main(int argc, char **argv)
         rc = check(cfg);
     } else if (!strcmp(cmd, "test-rules")) {
         rc = test_rules(cfg, fixture_dir);
+    } else if (!strcmp(cmd, "dump-lists")) {
+        rc = dump_lists(cfg, snapshot, stdout, err, sizeof err) == 0 ? 0 : 2;
+        if (rc != 0) {
+            fprintf(stderr, "patterntrack dump-lists: %s\n", err);
+        }
     } else if (!strcmp(cmd, "fold") || !strcmp(cmd, "merge-cooccurrence")) {
         rc = fold_now(cfg, max_owners);
     } else {

@@ -1,7 +1,9 @@
 -- The entries of a partner list (src/cooc.h; version 2 or 3) after the first p_skip (a pattern
 -- row's n_low skips the partners below the pattern, leaving each pair once), as rows; first_us
 -- is last_us in a version 2 list. Checks what src/cooc.c checks. For the views and for ad-hoc
--- SQL: it takes microseconds an entry (the API decodes lists in the engine).
+-- SQL: it takes microseconds an entry (the API decodes lists in the engine). Integers are
+-- decoded as bigint: counts are below 2^63 and the engine's times (years 1..9999) change by less
+-- than that; a list holding anything else is refused rather than read wrong.
 CREATE OR REPLACE FUNCTION pt_list_entries(p_list BYTEA, p_skip INTEGER DEFAULT 0)
 RETURNS TABLE (partner TEXT, cnt BIGINT, first_us BIGINT, last_us BIGINT)
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS
@@ -20,8 +22,10 @@ DECLARE
     v_k      INTEGER;
     v_b      INTEGER;
     v_shift  INTEGER;
-    v_val    NUMERIC;
-    v_vals   NUMERIC[];
+    v_val    BIGINT;
+    v_cnt    BIGINT;
+    v_dlast  BIGINT;
+    v_dfirst BIGINT;
 BEGIN
     v_ver := CASE WHEN v_end > 0 THEN get_byte(v_list, 0) END;
     IF v_ver IS NULL OR v_ver NOT IN (2, 3) THEN
@@ -37,39 +41,47 @@ BEGIN
            OR v_pos + 2 + v_n > v_end THEN
             RAISE EXCEPTION 'malformed partner list at byte %', v_pos;
         END IF;
-        v_cur := substring(v_prev FROM 1 FOR v_shared)
-                 || substring(v_list FROM v_pos + 3 FOR v_n);
+        IF v_shared = 0 THEN
+            v_cur := substring(v_list FROM v_pos + 3 FOR v_n);
+        ELSE
+            v_cur := substring(v_prev FROM 1 FOR v_shared)
+                     || substring(v_list FROM v_pos + 3 FOR v_n);
+        END IF;
         IF v_i > 0 AND v_cur <= v_prev THEN
             RAISE EXCEPTION 'partner list out of order at byte %', v_pos;
         END IF;
         v_pos := v_pos + 2 + v_n;
-        v_vals := '{}';
         FOR v_k IN 1..v_ver LOOP -- version 2: count, last; 3: count, last, last - first
             v_val := 0;
             v_shift := 0;
             LOOP
-                IF v_pos >= v_end OR v_shift > 63 THEN
-                    RAISE EXCEPTION 'malformed varint in partner list at byte %', v_pos;
+                IF v_pos >= v_end OR v_shift > 56 THEN
+                    RAISE EXCEPTION 'varint out of range or cut in partner list at byte %', v_pos;
                 END IF;
                 v_b := get_byte(v_list, v_pos);
                 v_pos := v_pos + 1;
-                v_val := v_val + (v_b & 127)::numeric * (2::numeric ^ v_shift);
+                v_val := v_val | ((v_b & 127)::bigint << v_shift);
                 v_shift := v_shift + 7;
                 EXIT WHEN v_b < 128;
             END LOOP;
-            v_vals := v_vals || v_val;
+            IF v_k = 1 THEN
+                v_cnt := v_val;
+            ELSIF v_k = 2 THEN
+                v_dlast := v_val;
+            ELSE
+                v_dfirst := v_val;
+            END IF;
         END LOOP;
-        IF v_vals[1] < 1 OR v_vals[1] > 9223372036854775807 THEN
-            RAISE EXCEPTION 'partner list count out of range at byte %', v_pos;
+        IF v_cnt < 1 THEN
+            RAISE EXCEPTION 'partner list count below 1 at byte %', v_pos;
         END IF;
         -- zigzag: even values are changes >= 0, odd ones below 0
-        v_last := v_last + CASE WHEN v_vals[2] % 2 = 0 THEN v_vals[2] / 2
-                                ELSE -((v_vals[2] + 1) / 2) END;
+        v_last := v_last + CASE WHEN v_dlast & 1 = 0 THEN v_dlast >> 1 ELSE -(v_dlast >> 1) - 1 END;
         IF v_i >= p_skip THEN
             partner := convert_from(v_cur, 'UTF8');
-            cnt := v_vals[1]::bigint;
+            cnt := v_cnt;
             last_us := v_last;
-            first_us := CASE WHEN v_ver = 3 THEN v_last - v_vals[3] ELSE v_last END;
+            first_us := CASE WHEN v_ver = 3 THEN v_last - v_dfirst ELSE v_last END;
             RETURN NEXT;
         END IF;
         v_prev := v_cur;

@@ -6,6 +6,9 @@
 --               starts with it are compared ('' = all rows)
 -- Pattern tables are compared whole (tests start from a truncated database), except that a
 -- catalog row nobody used (usage 0, no times, no agents) and absent from the truth is ignored.
+--   dumpbin    the patterntrack binary (its dump-lists reads the lists in this snapshot)
+--   dumpfile   a scratch file for what it writes
+--   dumpscript a psql script that \copy's dumpfile into lent
 -- Output (unaligned, tuples only): up to 10 lines per mismatching table, then one line
 --   RESULT|<mismatching rows>|<patterns>|<pattern-agent pairs>|<pattern-hours>|<co-occurrence
 --   pairs (0: the truth has none, not compared)>
@@ -34,6 +37,55 @@ ANALYZE truth_h;
 ANALYZE truth_c;
 
 CREATE TEMP TABLE diff (seq SERIAL, tbl TEXT, n INTEGER, line TEXT);
+
+-- Every partner list, folded and pending, decoded by `patterntrack dump-lists` (the engine's
+-- reader; SQL's, pt_list_entries, takes microseconds an entry) in this transaction's snapshot:
+-- the patterns' agents (kind 'agents'), the patterns' partners ('partners') and the agents'
+-- patterns ('patterns'), an entry a row.
+CREATE TEMP TABLE lent (kind TEXT, src TEXT, rid TEXT, owner TEXT, n INTEGER, n_low INTEGER,
+                        ord BIGINT, partner TEXT, cnt BIGINT, first_us BIGINT, last_us BIGINT);
+SELECT pg_export_snapshot() AS snapshot \gset
+-- (\! and \copy take no psql variables: the shell reads them from the environment, and
+-- :dumpscript, which check_truth writes, holds the \copy)
+\setenv PT_DUMP_SNAPSHOT :snapshot
+\setenv PT_DUMP_BIN :dumpbin
+\setenv PT_DUMP_FILE :dumpfile
+\! "$PT_DUMP_BIN" dump-lists --snapshot "$PT_DUMP_SNAPSHOT" > "$PT_DUMP_FILE"
+\i :dumpscript
+-- Every list row, with the n and n_low it claims (a list is never empty).
+CREATE TEMP TABLE lists AS
+SELECT v.* FROM pattern_lists m
+  CROSS JOIN LATERAL (VALUES ('folded', m.pattern_id::text, m.pattern_id::text, 'agents',
+                              m.n_agents, 0, m.agents IS NOT NULL),
+                             ('folded', m.pattern_id, m.pattern_id, 'partners', m.n_partners,
+                              m.n_low, m.partners IS NOT NULL))
+       AS v(src, rid, owner, kind, n, n_low, has)
+ WHERE v.has
+UNION ALL
+SELECT v.* FROM pattern_lists_pending p
+  CROSS JOIN LATERAL (VALUES ('pending', p.ctid::text, p.pattern_id::text, 'agents', p.n_agents,
+                              0, p.agents IS NOT NULL),
+                             ('pending', p.ctid::text, p.pattern_id, 'partners', p.n_partners,
+                              p.n_low, p.partners IS NOT NULL))
+       AS v(src, rid, owner, kind, n, n_low, has)
+ WHERE v.has
+UNION ALL
+SELECT 'folded', agent_name, agent_name, 'patterns', n_patterns, 0, true FROM agent_lists
+UNION ALL
+SELECT 'pending', ctid::text, agent_name, 'patterns', n_patterns, 0, true FROM agent_lists_pending;
+ANALYZE lent;
+
+-- The (pattern, agent) usage both ways, from the lists: the patterns' agents and the agents'
+-- patterns, folded and pending summed. (The views pattern_agent_usage and agent_pattern_usage
+-- give the same rows, decoded in SQL: tests/unit/test_flush.c checks them.)
+CREATE TEMP TABLE usage_by_pattern AS
+SELECT owner AS pattern_id, partner AS agent_name, sum(cnt)::bigint AS usage_count,
+       pt_ts(min(first_us)) AS first_used_at, pt_ts(max(last_us)) AS last_used_at
+  FROM lent WHERE kind = 'agents' GROUP BY 1, 2;
+CREATE TEMP TABLE usage_by_agent AS
+SELECT partner AS pattern_id, owner AS agent_name, sum(cnt)::bigint AS usage_count,
+       pt_ts(min(first_us)) AS first_used_at, pt_ts(max(last_us)) AS last_used_at
+  FROM lent WHERE kind = 'patterns' GROUP BY 1, 2;
 
 -- pattern_lineage_nodes: count, first/last event time; the pattern's distinct agents are the
 -- rows of pattern_agents (used_by_agents is not written since migration 014: NULL or empty).
@@ -91,7 +143,7 @@ SELECT 'pattern_lineage_nodes', count(*) OVER (),
                                    ORDER BY 1 LIMIT 5) x)) END)
   FROM d ORDER BY pattern LIMIT 10;
 
--- pattern_agent_usage: the patterns' lists of agents, folded and pending summed (a view)
+-- pattern_agent_usage: the patterns' lists of agents, folded and pending summed
 WITH t AS (
     SELECT pattern, agent, count,
            TIMESTAMPTZ 'epoch' + first_us * INTERVAL '1 microsecond' AS first_at,
@@ -101,7 +153,7 @@ WITH t AS (
     SELECT coalesce(t.pattern, u.pattern_id) AS pattern, coalesce(t.agent, u.agent_name) AS agent,
            t, u
       FROM t
-      FULL JOIN pattern_agent_usage u ON u.pattern_id = t.pattern AND u.agent_name = t.agent
+      FULL JOIN usage_by_pattern u ON u.pattern_id = t.pattern AND u.agent_name = t.agent
      WHERE t.pattern IS NULL OR u.pattern_id IS NULL
         OR t.count <> u.usage_count OR t.first_at <> u.first_used_at
         OR t.last_at <> u.last_used_at
@@ -127,7 +179,7 @@ WITH t AS (
     SELECT coalesce(t.pattern, u.pattern_id) AS pattern, coalesce(t.agent, u.agent_name) AS agent,
            t, u
       FROM t
-      FULL JOIN agent_pattern_usage u ON u.pattern_id = t.pattern AND u.agent_name = t.agent
+      FULL JOIN usage_by_agent u ON u.pattern_id = t.pattern AND u.agent_name = t.agent
      WHERE t.pattern IS NULL OR u.pattern_id IS NULL
         OR t.count <> u.usage_count OR t.first_at <> u.first_used_at
         OR t.last_at <> u.last_used_at
@@ -233,33 +285,6 @@ WITH s AS (
 INSERT INTO diff (tbl, n, line)
 SELECT 'usage_topic_stats', count(*) OVER (), format('  %s: truth %s | db %s', topic, tv, dv)
   FROM d WHERE tv <> dv ORDER BY topic LIMIT 10;
-
--- Every partner list, folded and pending, read by the SQL decoder (not by the engine's): the
--- patterns' agents (kind 'agents'), the patterns' partners ('partners') and the agents'
--- patterns ('patterns').
-CREATE TEMP TABLE lists AS
-SELECT 'folded' AS src, m.pattern_id::text AS rid, m.pattern_id AS owner, 'agents' AS kind,
-       m.n_agents AS n, 0 AS n_low, m.agents AS data
-  FROM pattern_lists m
-UNION ALL
-SELECT 'folded', m.pattern_id, m.pattern_id, 'partners', m.n_partners, m.n_low, m.partners
-  FROM pattern_lists m
-UNION ALL
-SELECT 'pending', p.ctid::text, p.pattern_id, 'agents', p.n_agents, 0, p.agents
-  FROM pattern_lists_pending p
-UNION ALL
-SELECT 'pending', p.ctid::text, p.pattern_id, 'partners', p.n_partners, p.n_low, p.partners
-  FROM pattern_lists_pending p
-UNION ALL
-SELECT 'folded', m.agent_name, m.agent_name, 'patterns', m.n_patterns, 0, m.patterns
-  FROM agent_lists m
-UNION ALL
-SELECT 'pending', p.ctid::text, p.agent_name, 'patterns', p.n_patterns, 0, p.patterns
-  FROM agent_lists_pending p;
-CREATE TEMP TABLE lent AS
-SELECT l.src, l.rid, l.owner, l.kind, l.n, l.n_low, e.partner, e.cnt, e.first_us, e.last_us,
-       e.ord
-  FROM lists l, pt_list_entries(l.data) WITH ORDINALITY AS e(partner, cnt, first_us, last_us, ord);
 
 -- Each row's list: n entries (none when its list is NULL), partners strictly increasing in byte
 -- order (pt_list_entries raises otherwise), counts above 0, first <= last; a pattern's partners

@@ -130,7 +130,10 @@ check_truth() {
             printf "\\\\copy truth_%s FROM '%s'\n" "${k,,}" "$dir/$k.tsv"
         done
     } >"$dir/load.sql"
+    printf "\\\\copy lent FROM '%s'\n" "$dir/lists.tsv" >"$dir/dump.sql"
     out=$(pt_psql -At -v loadscript="$dir/load.sql" -v prefix="$prefix" \
+        -v dumpbin="${PT_BIN:-$PT_IT_ROOT/build/patterntrack}" -v dumpfile="$dir/lists.tsv" \
+        -v dumpscript="$dir/dump.sql" \
         -f "$PT_IT_DIR/check_truth.sql" 2>&1) || rc=2
     rm -rf -- "$dir"
     if [ "$rc" -ne 0 ]; then
