@@ -40,15 +40,19 @@ now() { date +%s.%N; }
 # times of its children, live (read from /proc) and reaped (cutime + cstime).
 cpu_ticks() {
     local pid=$1 kids=${2:-0}
-    awk -v pid="$pid" -v kids="$kids" '
-        function fields(line) { sub(/^.*\) /, "", line); return split(line, f, " ") }
-        FNR == 1 {
-            fields($0)
+    # cat, not awk on the files: a process that exits between the glob and the read makes
+    # awk stop; cat goes on to the next file (and its failure must not end the script).
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pid="$pid" -v kids="$kids" '
+        {
+            me = $1
+            line = $0
+            sub(/^.*\) /, "", line)
+            split(line, f, " ")
             # after "pid (comm) ": f[2] ppid, f[12] utime, f[13] stime, f[14]/f[15] children
-            if (FILENAME == "/proc/" pid "/stat") { t += f[12] + f[13]; if (kids) t += f[14] + f[15] }
+            if (me == pid) { t += f[12] + f[13]; if (kids) t += f[14] + f[15] }
             else if (kids && f[2] == pid) { t += f[12] + f[13] }
         }
-        END { printf "%d\n", t }' /proc/[0-9]*/stat 2>/dev/null
+        END { printf "%d\n", t }'
 }
 pg_pid() { head -n1 "$ROOT/var/pg/data/postmaster.pid"; }
 kafka_pid() { cat "$ROOT/var/kafka/kafka.pid"; }

@@ -20,7 +20,7 @@
 #define FOLD_MAX_ROWS 8
 /* List bytes (pending and folded) one fold reads at most: a transaction of about a second, and
  * a bound on the memory it holds (the rows, their merged lists and libpq's copies). */
-#define FOLD_BUDGET ((int64_t)8 << 20)
+#define FOLD_BUDGET ((int64_t)4 << 20)
 #define FOLD_TIMEOUT_MS 600000
 
 /* Per owner (kind p: a pattern, a: an agent): pending rows, their bytes and entries, the
@@ -99,9 +99,9 @@ typedef enum {
     M_ROLLBACK,
 } mstate_t;
 
-/* A string of a job, by offset into one of its buffers (which may move while it grows). */
+/* A value of the fetched rows: it points into their PGresult, which the job keeps. */
 typedef struct {
-    size_t off;
+    const char *p;
     uint32_t len;
 } ref_t;
 
@@ -124,7 +124,7 @@ typedef struct {
 /* What the loop hands the worker and gets back. */
 typedef struct {
     /* in */
-    pg_buf_t raw; /* the fetched rows' patterns and lists */
+    PGresult *fetched; /* the rows (binary): their patterns, agents and lists, not copied */
     row_t *rows;
     size_t n_rows;
     pg_buf_t topraw; /* the top's pattern IDs */
@@ -140,6 +140,13 @@ typedef struct {
     char err[256];
     int rc;
 } job_t;
+
+typedef struct {
+    int64_t rows, bytes, entries, newest, folded_bytes;
+    size_t id_off; /* in plan_ids */
+    int len;
+    char kind;
+} plan_t;
 
 struct fold {
     const config_t *cfg;
@@ -158,6 +165,9 @@ struct fold {
     int64_t plan_entries;
     int64_t chosen_entries;
     pg_buf_t chosen_p, chosen_a; /* text[] literals of the patterns and agents this fold takes */
+    plan_t *plan;                /* the owners due at the last plan, in the order taken */
+    size_t plan_n, plan_next;
+    pg_buf_t plan_ids; /* their ids */
     int64_t n_chosen;
     job_t job;
     fold_stats_t st;
@@ -175,9 +185,9 @@ struct fold {
 
 #define JOB_BUFS(j)                                                                                \
     {                                                                                              \
-        &(j)->raw, &(j)->topraw, &(j)->pat, &(j)->na, &(j)->al, &(j)->np, &(j)->low, &(j)->pl,     \
-            &(j)->adata, &(j)->pdata, &(j)->agent, &(j)->an, &(j)->alen, &(j)->gdata, &(j)->tp1,   \
-            &(j)->tp2, &(j)->tcnt, &(j)->tlast                                                     \
+        &(j)->topraw, &(j)->pat, &(j)->na, &(j)->al, &(j)->np, &(j)->low, &(j)->pl, &(j)->adata,   \
+            &(j)->pdata, &(j)->agent, &(j)->an, &(j)->alen, &(j)->gdata, &(j)->tp1, &(j)->tp2,     \
+            &(j)->tcnt, &(j)->tlast                                                                \
     }
 
 static void job_init(job_t *j)
@@ -195,6 +205,7 @@ static void job_free(job_t *j)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         pg_buf_free(bufs[i]);
     }
+    PQclear(j->fetched);
     free(j->rows);
     free(j->top);
     memset(j, 0, sizeof *j);
@@ -202,16 +213,13 @@ static void job_free(job_t *j)
 
 /* ---- the worker: merging the lists (no libpq, no loop) ---- */
 
-static const job_t *sort_job;
-
 static int row_cmp(const void *x, const void *y)
 {
     const row_t *a = x, *b = y;
-    const char *r = sort_job->raw.data;
     if (a->kind != b->kind) {
         return a->kind < b->kind ? -1 : 1;
     }
-    return cooc_cmp(r + a->id.off, a->id.len, r + b->id.off, b->id.len);
+    return cooc_cmp(a->id.p, a->id.len, b->id.p, b->id.len);
 }
 
 /* The pairs a merge changed. Their partners are copied (cooc_merge's ids last one call), into
@@ -390,7 +398,6 @@ static int merge_section(job_t *j, const row_t *rows, size_t k, bool l2, const c
                          uint32_t self_len, pg_buf_t *data, pg_buf_t *n, pg_buf_t *lens,
                          pg_buf_t *low, bool first, changed_t *ch)
 {
-    const char *r = j->raw.data;
     cooc_src_t stack_src[32];
     cooc_src_t *src = k <= 32 ? stack_src : malloc(k * sizeof *src);
     if (src == NULL) {
@@ -400,7 +407,7 @@ static int merge_section(job_t *j, const row_t *rows, size_t k, bool l2, const c
     for (size_t x = 0; x < k; x++) {
         const ref_t *l = l2 ? &rows[x].l2 : &rows[x].l1;
         if (l->len > 0) {
-            src[m++] = (cooc_src_t){r + l->off, l->len, !rows[x].folded};
+            src[m++] = (cooc_src_t){l->p, l->len, !rows[x].folded};
         }
     }
     int64_t entries = 0, n_low = 0;
@@ -435,10 +442,7 @@ static int merge_section(job_t *j, const row_t *rows, size_t k, bool l2, const c
 
 static void run_job(job_t *j)
 {
-    sort_job = j;
     qsort(j->rows, j->n_rows, sizeof *j->rows, row_cmp);
-    sort_job = NULL;
-    const char *r = j->raw.data;
     pg_buf_t *arr[] = {&j->pat, &j->na,    &j->al, &j->np,  &j->low,
                        &j->pl,  &j->agent, &j->an, &j->alen};
     for (size_t i = 0; i < sizeof arr / sizeof arr[0]; i++) {
@@ -459,8 +463,7 @@ static void run_job(job_t *j)
         size_t e = i;
         const row_t *r0 = &j->rows[i];
         while (e < j->n_rows && j->rows[e].kind == r0->kind &&
-               cooc_cmp(r + j->rows[e].id.off, j->rows[e].id.len, r + r0->id.off, r0->id.len) ==
-                   0) {
+               cooc_cmp(j->rows[e].id.p, j->rows[e].id.len, r0->id.p, r0->id.len) == 0) {
             e++;
         }
         size_t k = e - i;
@@ -470,7 +473,7 @@ static void run_job(job_t *j)
         }
         /* a folded row alone: its pending rows went to another fold */
         if (any_pending) {
-            const char *self = r + r0->id.off;
+            const char *self = r0->id.p;
             uint32_t self_len = r0->id.len;
             if (r0->kind == 'p') {
                 bool first = j->patterns == 0;
@@ -558,6 +561,14 @@ static long interval(const fold_t *m)
 }
 
 /* The merge ended (committed, nothing to do, or failed): report and plan the next. */
+static void drop_plan(fold_t *m)
+{
+    free(m->plan);
+    m->plan = NULL;
+    m->plan_n = m->plan_next = 0;
+    pg_buf_reset(&m->plan_ids);
+}
+
 static void finish(fold_t *m, bool ok, bool more)
 {
     m->state = M_IDLE;
@@ -565,6 +576,7 @@ static void finish(fold_t *m, bool ok, bool more)
     pg_buf_reset(&m->chosen_p);
     pg_buf_reset(&m->chosen_a);
     if (!ok) {
+        drop_plan(m);
         metric_add(m->m_failed, 1);
         if (m->drain) {
             m->done(-1, m->err, &m->st, m->done_ud);
@@ -611,13 +623,6 @@ static void fail(fold_t *m, const char *what, PGresult *res, const char *err)
     finish(m, false, false);
 }
 
-typedef struct {
-    int64_t rows, bytes, entries, newest, folded_bytes;
-    const char *id;
-    int len;
-    char kind;
-} plan_t;
-
 static int plan_cmp(const void *x, const void *y)
 {
     const plan_t *a = x, *b = y;
@@ -627,9 +632,49 @@ static int plan_cmp(const void *x, const void *y)
     return a->bytes > b->bytes ? -1 : a->bytes < b->bytes ? 1 : 0;
 }
 
-/* Picks the owners this fold takes (into m->chosen_p and chosen_a); false when none. */
-static bool choose(fold_t *m, PGresult *res)
+/* Picks the next owners of the plan that fit one transaction (into m->chosen_p and chosen_a);
+ * false when the plan is used up. A plan reads every pending row, so one plan serves the
+ * transactions of a fold that is behind; rows flushed meanwhile go with their owners. */
+static bool take(fold_t *m)
 {
+    int64_t budget = 0;
+    m->n_chosen = 0;
+    m->chosen_entries = 0;
+    pg_buf_t *lits[2] = {&m->chosen_p, &m->chosen_a};
+    size_t counts[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        pg_buf_reset(lits[k]);
+        pg_buf_putc(lits[k], '{');
+    }
+    while (m->plan_next < m->plan_n) {
+        const plan_t *p = &m->plan[m->plan_next];
+        int64_t cost = p->bytes + p->folded_bytes;
+        if ((m->n_chosen > 0 && budget + cost > FOLD_BUDGET) ||
+            (m->max_owners > 0 && m->n_chosen >= m->max_owners)) {
+            break;
+        }
+        budget += cost;
+        int k = p->kind == 'p' ? 0 : 1;
+        if (counts[k]++ > 0) {
+            pg_array_next(lits[k]);
+        }
+        pg_array_text(lits[k], m->plan_ids.data + p->id_off, (size_t)p->len);
+        m->n_chosen++;
+        m->chosen_entries += p->entries;
+        m->plan_next++;
+    }
+    for (int k = 0; k < 2; k++) {
+        pg_array_end(lits[k]);
+    }
+    /* with max_owners (patterntrack fold --owners), one transaction and no more */
+    m->behind = m->plan_next < m->plan_n && m->max_owners == 0;
+    return m->n_chosen > 0;
+}
+
+/* Makes the plan: the owners due, the most pending rows first (then the most bytes). */
+static void plan(fold_t *m, PGresult *res)
+{
+    drop_plan(m);
     int n = PQntuples(res);
     plan_t *v = calloc(n ? (size_t)n : 1, sizeof *v);
     if (v == NULL) {
@@ -640,8 +685,9 @@ static bool choose(fold_t *m, PGresult *res)
     for (int i = 0; i < n; i++) {
         v[i] = (plan_t){atoll(PQgetvalue(res, i, 2)), atoll(PQgetvalue(res, i, 3)),
                         atoll(PQgetvalue(res, i, 4)), atoll(PQgetvalue(res, i, 5)),
-                        atoll(PQgetvalue(res, i, 6)), PQgetvalue(res, i, 1),
+                        atoll(PQgetvalue(res, i, 6)), m->plan_ids.len,
                         PQgetlength(res, i, 1),       PQgetvalue(res, i, 0)[0]};
+        pg_buf_put(&m->plan_ids, PQgetvalue(res, i, 1), (size_t)v[i].len);
         newest = v[i].newest > newest ? v[i].newest : newest;
         m->st.pending_entries += v[i].entries;
     }
@@ -655,42 +701,16 @@ static bool choose(fold_t *m, PGresult *res)
     long quiet_ms = (now.tv_sec - m->newest_since.tv_sec) * 1000 +
                     (now.tv_usec - m->newest_since.tv_usec) / 1000;
     bool quiet = m->drain || quiet_ms >= 3 * interval(m);
-    qsort(v, (size_t)n, sizeof *v, plan_cmp);
-    int64_t budget = 0;
-    m->n_chosen = 0;
-    m->chosen_entries = 0;
-    m->behind = false;
-    pg_buf_t *lits[2] = {&m->chosen_p, &m->chosen_a};
-    size_t counts[2] = {0, 0};
-    for (int k = 0; k < 2; k++) {
-        pg_buf_reset(lits[k]);
-        pg_buf_putc(lits[k], '{');
-    }
+    size_t due = 0;
     for (int i = 0; i < n; i++) {
-        bool due = quiet || v[i].rows >= FOLD_MAX_ROWS || v[i].bytes * 2 >= v[i].folded_bytes;
-        if (!due) {
-            continue;
+        if (quiet || v[i].rows >= FOLD_MAX_ROWS || v[i].bytes * 2 >= v[i].folded_bytes) {
+            v[due++] = v[i];
         }
-        int64_t cost = v[i].bytes + v[i].folded_bytes;
-        if ((m->n_chosen > 0 && budget + cost > FOLD_BUDGET) ||
-            (m->max_owners > 0 && m->n_chosen >= m->max_owners)) {
-            m->behind = true;
-            break;
-        }
-        budget += cost;
-        int k = v[i].kind == 'p' ? 0 : 1;
-        if (counts[k]++ > 0) {
-            pg_array_next(lits[k]);
-        }
-        pg_array_text(lits[k], v[i].id, (size_t)v[i].len);
-        m->n_chosen++;
-        m->chosen_entries += v[i].entries;
     }
-    for (int k = 0; k < 2; k++) {
-        pg_array_end(lits[k]);
-    }
-    free(v);
-    return m->n_chosen > 0;
+    qsort(v, due, sizeof *v, plan_cmp);
+    m->plan = v;
+    m->plan_n = due;
+    m->plan_next = 0;
 }
 
 static void keep_top(fold_t *m, PGresult *res)
@@ -719,14 +739,12 @@ static void keep_top(fold_t *m, PGresult *res)
     }
 }
 
-static ref_t keep(job_t *j, PGresult *res, int row, int col)
+static ref_t keep(PGresult *res, int row, int col)
 {
     if (PQgetisnull(res, row, col)) {
-        return (ref_t){0, 0};
+        return (ref_t){NULL, 0};
     }
-    ref_t r = {j->raw.len, (uint32_t)PQgetlength(res, row, col)};
-    pg_buf_put(&j->raw, PQgetvalue(res, row, col), r.len);
-    return r;
+    return (ref_t){PQgetvalue(res, row, col), (uint32_t)PQgetlength(res, row, col)};
 }
 
 static bool keep_rows(fold_t *m, PGresult *res)
@@ -743,10 +761,10 @@ static bool keep_rows(fold_t *m, PGresult *res)
         }
         row_t *r = &j->rows[j->n_rows++];
         r->kind = PQgetvalue(res, i, 0)[0];
-        r->id = keep(j, res, i, 1);
+        r->id = keep(res, i, 1);
         r->folded = PQgetvalue(res, i, 2)[0] != 0;
-        r->l1 = keep(j, res, i, 3);
-        r->l2 = keep(j, res, i, 4);
+        r->l1 = keep(res, i, 3);
+        r->l2 = keep(res, i, 4);
     }
     return true;
 }
@@ -780,7 +798,6 @@ static void write_agents(fold_t *m)
 
 static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
 {
-    (void)c;
     fold_t *m = ud;
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
@@ -801,7 +818,12 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
             /* another engine is folding: it takes what is due (a drain waits for it) */
             m->behind = false;
             m->locked_out = true;
+            drop_plan(m); /* another engine folds: its folds make this plan stale */
             step(m, M_COMMIT, "COMMIT", 0, NULL, NULL, NULL, false);
+            return;
+        }
+        if (take(m)) {
+            step(m, M_TOP, top_sql, 0, NULL, NULL, NULL, false);
             return;
         }
         step(m, M_PLAN, plan_sql, 0, NULL, NULL, NULL, false);
@@ -811,7 +833,8 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
             fail(m, "planning the fold", res, err);
             return;
         }
-        if (!choose(m, res)) {
+        plan(m, res);
+        if (!take(m)) {
             step(m, M_COMMIT, "COMMIT", 0, NULL, NULL, NULL, false);
             return;
         }
@@ -832,6 +855,7 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
             fail(m, "reading the lists", res, err);
             return;
         }
+        m->job.fetched = pg_conn_take_result(c); /* kept until the job ends: rows point into it */
         if (!keep_rows(m, res)) {
             snprintf(m->err, sizeof m->err, "reading the lists: unexpected result format");
             step(m, M_ROLLBACK, "ROLLBACK", 0, NULL, NULL, NULL, false);
@@ -971,6 +995,7 @@ static fold_t *create(struct event_base *base, const config_t *c)
     m->last_newest = -2;
     pg_buf_init(&m->chosen_p);
     pg_buf_init(&m->chosen_a);
+    pg_buf_init(&m->plan_ids);
     job_init(&m->job);
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
@@ -1050,6 +1075,8 @@ void fold_free(fold_t *m)
     job_free(&m->job);
     pg_buf_free(&m->chosen_p);
     pg_buf_free(&m->chosen_a);
+    free(m->plan);
+    pg_buf_free(&m->plan_ids);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
     free(m);

@@ -53,6 +53,7 @@ struct ingest {
     struct timespec cur_started;
     bool force;      /* flush even if not due */
     bool timer_done; /* the batch timer fired: the filling batch is old enough */
+    int64_t backlog; /* messages waiting in Kafka for this consumer, as last told */
     void (*drain_cb)(void *ud);
     void *drain_ud;
     ref_t *refs;
@@ -621,14 +622,41 @@ void ingest_message(ingest_t *g, const ingest_msg_t *m)
                1);
 }
 
+/* Catching up (a backlog of at least a batch waits in Kafka, and nobody waits for this batch's
+ * commit): freshness is already the backlog's, and a flush costs PostgreSQL per row it writes
+ * (a pattern, an hour, a list) more than per event, so batches grow to their size limits, with
+ * at most CATCHUP_FACTOR times batch_timeout_ms between flushes. */
+#define CATCHUP_FACTOR 8
+
+static bool catching_up(const ingest_t *g)
+{
+    return g->backlog >= g->cfg->batch_max_events && g->cur_waiters == NULL;
+}
+
+static int64_t timeout_ms(const ingest_t *g)
+{
+    return g->cfg->batch_timeout_ms * (catching_up(g) ? CATCHUP_FACTOR : 1);
+}
+
 static bool due(ingest_t *g)
 {
     if (agg_events(g->cur) == 0) {
         return false;
     }
+    /* half of max_buffer_mb for the filling batch: the other half is the in-flight one's */
+    size_t half = (size_t)g->cfg->max_buffer_mb << 19;
     return g->force || g->timer_done || agg_events(g->cur) >= (size_t)g->cfg->batch_max_events ||
            agg_patterns(g->cur) >= (size_t)g->cfg->batch_max_patterns ||
-           mono_ms_since(&g->cur_started) >= g->cfg->batch_timeout_ms;
+           agg_bytes(g->cur) >= half || mono_ms_since(&g->cur_started) >= timeout_ms(g);
+}
+
+void ingest_set_backlog(ingest_t *g, int64_t messages)
+{
+    bool was = catching_up(g);
+    g->backlog = messages;
+    if (was != catching_up(g) && evtimer_pending(g->batch_timer, NULL)) {
+        evtimer_del(g->batch_timer); /* armed for the other timeout: ingest_poke re-arms it */
+    }
 }
 
 void ingest_poke(ingest_t *g)
@@ -639,7 +667,7 @@ void ingest_poke(ingest_t *g)
     }
     /* A filling batch always has its timer running, whatever happened to earlier batches. */
     if (agg_events(g->cur) > 0 && !g->timer_done && !evtimer_pending(g->batch_timer, NULL)) {
-        int64_t left = g->cfg->batch_timeout_ms - mono_ms_since(&g->cur_started);
+        int64_t left = timeout_ms(g) - mono_ms_since(&g->cur_started);
         if (left < 0) {
             left = 0;
         }

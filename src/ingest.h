@@ -78,6 +78,10 @@ typedef enum {
  * partition, offset, key or Kafka time; returns how many events it held. */
 size_t ingest_body(ingest_t *g, size_t topic_idx, const char *topic, const char *body, size_t len,
                    ingest_format_t format);
+/* How many messages wait in Kafka for this consumer (kafka says, as it reads): with a batch or
+ * more waiting, batches grow to their size limits (catching up) rather than flushing every
+ * batch_timeout_ms. */
+void ingest_set_backlog(ingest_t *g, int64_t messages);
 /* Starts a flush if the batch is due (call after a burst of messages). */
 void ingest_poke(ingest_t *g);
 /* False while the unflushed batches hold more than max_buffer_mb: stop consuming. */

@@ -439,6 +439,24 @@ static void handle_message(kafka_t *k, rd_kafka_message_t *rkm)
     p->next = rkm->offset + 1;
 }
 
+/* Messages waiting for this consumer: the partitions' high watermarks (as librdkafka last
+ * fetched them, no request) beyond what was counted. */
+static int64_t backlog(kafka_t *k)
+{
+    int64_t n = 0;
+    for (size_t i = 0; i < k->n_parts; i++) {
+        const part_t *p = &k->parts[i];
+        int64_t lo = -1, hi = -1;
+        if (p->state == P_ACTIVE && p->next >= 0 &&
+            rd_kafka_get_watermark_offsets(k->rk, p->topic, p->partition, &lo, &hi) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR &&
+            hi > p->next) {
+            n += hi - p->next;
+        }
+    }
+    return n;
+}
+
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -453,6 +471,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (n > 0) {
         k->brokers_down = false;
+        ingest_set_backlog(k->ingest, backlog(k));
         ingest_poke(k->ingest);
     }
     if (k->closing && rd_kafka_consumer_closed(k->rk)) {
@@ -495,9 +514,14 @@ kafka_t *kafka_new(struct event_base *base, const config_t *c, rules_t *rules, c
         {"enable.auto.commit", "false"},
         {"enable.auto.offset.store", "false"},
         {"auto.offset.reset", c->kafka_start_offset},
-        /* Bounded prefetch: the engine's memory must not depend on the backlog. */
-        {"queued.max.messages.kbytes", "8192"},
-        {"fetch.max.bytes", "4194304"},
+        /* Bounded prefetch: the engine's memory must not depend on the backlog. librdkafka
+         * before 2.2 (Debian 12 has 2.0) stops fetching a partition for a whole second when the
+         * queue is over queued.max.messages.kbytes, so the queue must hold about a second of
+         * the engine's pace (decompressed): 16 MB is ~43,000 events/s of the benchmark's load,
+         * 2 MB was 9,000. Small fetches keep what is held beyond it small (BENCHMARKS.md). */
+        {"queued.max.messages.kbytes", "16384"},
+        {"fetch.max.bytes", "1048576"},
+        {"max.partition.fetch.bytes", "262144"},
         {"partition.assignment.strategy", "range,roundrobin"},
         {"client.id", "patterntrack"},
         {"enable.partition.eof", "false"},

@@ -33,6 +33,8 @@ struct pg_conn {
     void *ud;
     PGresult *result; /* last result of the query in flight */
     PGresult *error;  /* first error result of the query in flight */
+    PGresult *given;  /* the result the callback got, while it runs */
+    bool taken;       /* the callback took it (pg_conn_take_result) */
     bool flushing;    /* output not fully sent yet */
     bool reused;      /* the query in flight went out on a connection made before it */
     bool timed_out;   /* the last query ran out of time */
@@ -163,6 +165,12 @@ void pg_conn_free(pg_conn_t *c)
     free(c);
 }
 
+PGresult *pg_conn_take_result(pg_conn_t *c)
+{
+    c->taken = c->given != NULL;
+    return c->given;
+}
+
 bool pg_conn_busy(const pg_conn_t *c)
 {
     return c->cb != NULL;
@@ -207,9 +215,16 @@ static void finish(pg_conn_t *c, PGresult *res, const char *err)
     c->result = NULL;
     c->error = NULL;
     free_query(c);
+    c->given = res;
+    c->taken = false;
     if (cb) {
         cb(c, res, err, ud);
     }
+    if (c->taken && keep_result == res) {
+        keep_result = NULL;
+    }
+    c->given = NULL;
+    c->taken = false;
     if (keep_result) {
         PQclear(keep_result);
     }

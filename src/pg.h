@@ -39,6 +39,9 @@ int pg_conn_query_fmt(pg_conn_t *c, const char *sql, int nparams, const char *co
 /* Prepares each distinct query text once per session, up to max texts (0: never), and
  * executes the prepared statement after that. Drops the session. -1 when out of memory. */
 int pg_conn_set_prepare(pg_conn_t *c, int max) __attribute__((warn_unused_result));
+/* Called from a query's callback: the callee takes its result (the connection does not clear
+ * it; PQclear is the callee's), e.g. to keep large binary rows without copying them. */
+PGresult *pg_conn_take_result(pg_conn_t *c);
 bool pg_conn_busy(const pg_conn_t *c);
 /* True when the query in flight was sent on a connection opened before it (not a fresh one)
  * and did not fail by running out of time. */
