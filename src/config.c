@@ -78,7 +78,7 @@ static const option_t options[] = {
      2000000000, "Lua instructions one HTTP route may run between two queries."},
     {"query_timeout_ms", T_INT, "10000", OFF(query_timeout_ms), NULL, false, 100, 600000,
      "Longest an HTTP query may run in PostgreSQL (statement_timeout)."},
-    {"batch_max_events", T_INT, "50000", OFF(batch_max_events), NULL, true, 1, 10000000,
+    {"batch_max_events", T_INT, "200000", OFF(batch_max_events), NULL, true, 1, 10000000,
      "Flush when the batch holds this many events."},
     {"batch_max_patterns", T_INT, "20000", OFF(batch_max_patterns), NULL, true, 1, 10000000,
      "Flush when the batch holds this many distinct patterns (the seed used 50)."},
