@@ -26,17 +26,23 @@ typedef struct {
     size_t vcap;
 } itab_t;
 
-/* The tables hold strings by their idx and times by their place in the batch's time table
- * (a tref), not as pointers, lengths, hashes and int64s: a slot is a quarter to two thirds of
- * that size, and a batch flushes more events in the same max_buffer_mb, which is what makes a
- * flush cheaper per event (fewer (pattern, agent) rows and pattern rows per event). Counts are
- * 32-bit: each event adds at most 1 to each slot (the ingest dedups an event's patterns) and
- * a batch holds fewer than AGG_MAX_EVENTS. count 0: an empty slot. */
+/* An event that named patterns: its agent, time and distinct patterns (refs[ref .. ref + n),
+ * pattern idx). The (pattern, agent) uses and the pairs are not aggregated as events come: the
+ * iterators below sort the events' tuples when the batch is read, in chunks of bounded size.
+ * An event takes 24 bytes and 4 a pattern, against about 200 for its share of the hash tables
+ * this replaced (BENCHMARKS.md): a batch holds five times the events in the same memory, and a
+ * flush's cost is mostly per row it writes (a pattern, an hour, a list), not per event. */
 typedef struct {
-    uint32_t pat, agent; /* idx in patterns, strings */
-    uint32_t count;
-    uint32_t first, last; /* trefs */
-} use_slot_t;
+    int64_t time_us;
+    uint32_t agent; /* idx in strings (NO_AGENT: an event of pairs only, agg_add_pair) */
+    uint32_t ref;
+    uint32_t n;
+    uint32_t flags; /* EV_USES: its uses count; EV_PAIRS: its pairs do */
+} ev_t;
+
+#define EV_USES 1u
+#define EV_PAIRS 2u
+#define NO_AGENT UINT32_MAX
 
 typedef struct {
     int64_t hour;
@@ -44,28 +50,17 @@ typedef struct {
     uint32_t count;
 } hour_slot_t;
 
-/* i1's string below i2's */
-typedef struct {
-    uint32_t i1, i2;
-    uint32_t count;
-    uint32_t last; /* tref */
-} pair_slot_t;
-
 struct agg {
     chunk_t *chunks;
     size_t arena_bytes;
     itab_t patterns; /* pattern IDs */
     itab_t strings;  /* agents and topics */
-    use_slot_t *uses;
-    size_t uses_cap, uses_n;
+    ev_t *ev;
+    size_t ev_n, ev_cap;
+    uint32_t *refs;
+    size_t refs_n, refs_cap;
     hour_slot_t *hours;
     size_t hours_cap, hours_n;
-    pair_slot_t *pairs;
-    size_t pairs_cap, pairs_n;
-    /* The event times the slots refer to, in the order added; an event's uses and pairs share
-     * one entry (consecutive equal times do). */
-    int64_t *times;
-    size_t times_n, times_cap;
     agg_topic_t *topics;
     size_t topics_n, topics_cap;
     agg_offset_t *offsets;
@@ -195,14 +190,29 @@ void agg_free(agg_t *a)
     free(a->patterns.byidx);
     free(a->strings.slots);
     free(a->strings.byidx);
-    free(a->uses);
+    free(a->ev);
+    free(a->refs);
     free(a->hours);
-    free(a->pairs);
-    free(a->times);
     free(a->topics);
     free(a->offsets);
     free(a->dead);
     free(a);
+}
+
+static void itab_reset(itab_t *t)
+{
+    /* Tables shrink back to nothing when they grew large, otherwise they are cleared. */
+    if (t->cap > 65536) {
+        free(t->slots);
+        t->slots = NULL;
+        t->cap = 0;
+        free(t->byidx);
+        t->byidx = NULL;
+        t->vcap = 0;
+    } else if (t->slots) {
+        memset(t->slots, 0, t->cap * sizeof(istr_t));
+    }
+    t->n = 0;
 }
 
 void agg_reset(agg_t *a)
@@ -222,37 +232,20 @@ void agg_reset(agg_t *a)
         c->next = NULL;
         c->used = 0;
     }
-    /* Tables shrink back to nothing when they grew large, otherwise they are cleared. */
-    if (a->patterns.cap > 65536) {
-        free(a->patterns.slots);
-        a->patterns.slots = NULL;
-        a->patterns.cap = 0;
-        free(a->patterns.byidx);
-        a->patterns.byidx = NULL;
-        a->patterns.vcap = 0;
-    } else if (a->patterns.slots) {
-        memset(a->patterns.slots, 0, a->patterns.cap * sizeof(istr_t));
+    itab_reset(&a->patterns);
+    itab_reset(&a->strings);
+    if (a->ev_cap > 65536) {
+        free(a->ev);
+        a->ev = NULL;
+        a->ev_cap = 0;
     }
-    a->patterns.n = 0;
-    if (a->strings.cap > 65536) {
-        free(a->strings.slots);
-        a->strings.slots = NULL;
-        a->strings.cap = 0;
-        free(a->strings.byidx);
-        a->strings.byidx = NULL;
-        a->strings.vcap = 0;
-    } else if (a->strings.slots) {
-        memset(a->strings.slots, 0, a->strings.cap * sizeof(istr_t));
+    a->ev_n = 0;
+    if (a->refs_cap > 262144) {
+        free(a->refs);
+        a->refs = NULL;
+        a->refs_cap = 0;
     }
-    a->strings.n = 0;
-    if (a->uses_cap > 131072) {
-        free(a->uses);
-        a->uses = NULL;
-        a->uses_cap = 0;
-    } else if (a->uses) {
-        memset(a->uses, 0, a->uses_cap * sizeof(use_slot_t));
-    }
-    a->uses_n = 0;
+    a->refs_n = 0;
     if (a->hours_cap > 131072) {
         free(a->hours);
         a->hours = NULL;
@@ -261,51 +254,14 @@ void agg_reset(agg_t *a)
         memset(a->hours, 0, a->hours_cap * sizeof(hour_slot_t));
     }
     a->hours_n = 0;
-    if (a->pairs_cap > 131072) {
-        free(a->pairs);
-        a->pairs = NULL;
-        a->pairs_cap = 0;
-    } else if (a->pairs) {
-        memset(a->pairs, 0, a->pairs_cap * sizeof(pair_slot_t));
-    }
-    a->pairs_n = 0;
-    if (a->times_cap > 1048576) {
-        free(a->times);
-        a->times = NULL;
-        a->times_cap = 0;
-    }
-    a->times_n = 0;
     a->topics_n = 0;
     a->offsets_n = 0;
     a->events = 0;
 }
 
-static uint64_t use_hash(const agg_t *a, uint32_t pat, uint32_t agent)
-{
-    return mix(a->patterns.byidx[pat].hash, a->strings.byidx[agent].hash);
-}
-
 static uint64_t hour_hash(const agg_t *a, uint32_t pat, int64_t hour)
 {
     return mix(a->patterns.byidx[pat].hash, (uint64_t)hour);
-}
-
-static void uses_grow(agg_t *a)
-{
-    size_t ncap = a->uses_cap ? a->uses_cap * 2 : 1024;
-    use_slot_t *ns = xcalloc(ncap, sizeof(use_slot_t));
-    for (size_t i = 0; i < a->uses_cap; i++) {
-        if (a->uses[i].count != 0) {
-            size_t j = use_hash(a, a->uses[i].pat, a->uses[i].agent) & (ncap - 1);
-            while (ns[j].count != 0) {
-                j = (j + 1) & (ncap - 1);
-            }
-            ns[j] = a->uses[i];
-        }
-    }
-    free(a->uses);
-    a->uses = ns;
-    a->uses_cap = ncap;
 }
 
 static void hours_grow(agg_t *a)
@@ -326,29 +282,6 @@ static void hours_grow(agg_t *a)
     a->hours_cap = ncap;
 }
 
-static uint64_t pair_hash(const agg_t *a, uint32_t i1, uint32_t i2)
-{
-    return mix(a->patterns.byidx[i1].hash, a->patterns.byidx[i2].hash ^ 0x5bd1e995);
-}
-
-static void pairs_grow(agg_t *a)
-{
-    size_t ncap = a->pairs_cap ? a->pairs_cap * 2 : 1024;
-    pair_slot_t *ns = xcalloc(ncap, sizeof(pair_slot_t));
-    for (size_t i = 0; i < a->pairs_cap; i++) {
-        if (a->pairs[i].count != 0) {
-            size_t j = pair_hash(a, a->pairs[i].i1, a->pairs[i].i2) & (ncap - 1);
-            while (ns[j].count != 0) {
-                j = (j + 1) & (ncap - 1);
-            }
-            ns[j] = a->pairs[i];
-        }
-    }
-    free(a->pairs);
-    a->pairs = ns;
-    a->pairs_cap = ncap;
-}
-
 int agg_bytes_cmp(const char *x, size_t lx, const char *y, size_t ly)
 {
     int c = memcmp(x, y, lx < ly ? lx : ly);
@@ -358,136 +291,98 @@ int agg_bytes_cmp(const char *x, size_t lx, const char *y, size_t ly)
     return lx < ly ? -1 : lx > ly ? 1 : 0;
 }
 
-/* The tref of time t: the last entry when it is t (an event's uses and pairs come one after
- * the other), else a new one. */
-static uint32_t tref(agg_t *a, int64_t t)
-{
-    if (a->times_n > 0 && a->times[a->times_n - 1] == t) {
-        return (uint32_t)(a->times_n - 1);
-    }
-    if (a->times_n == a->times_cap) {
-        a->times_cap = a->times_cap ? a->times_cap * 2 : 1024;
-        a->times = xrealloc(a->times, a->times_cap * sizeof(int64_t));
-    }
-    if (a->times_n >= UINT32_MAX) {
-        abort(); /* 32 GB of times: far beyond any max_buffer_mb */
-    }
-    a->times[a->times_n] = t;
-    return (uint32_t)a->times_n++;
-}
-
-/* Adds n to a 32-bit count. Below AGG_MAX_EVENTS events (ingest_accepting) a count cannot
- * get near UINT32_MAX; past it, stopping beats counting wrong. */
-static void count_add(uint32_t *c, int64_t n)
-{
-    if (n < 0 || (uint64_t)n > UINT32_MAX - *c) {
-        abort();
-    }
-    *c += (uint32_t)n;
-}
-
-static void add_pair_n(agg_t *a, const char *p1, size_t l1, const char *p2, size_t l2,
-                       int64_t count, int64_t last_us)
-{
-    if (agg_bytes_cmp(p1, l1, p2, l2) > 0) {
-        const char *t = p1;
-        p1 = p2;
-        p2 = t;
-        size_t tl = l1;
-        l1 = l2;
-        l2 = tl;
-    }
-    uint32_t x = intern(a, &a->patterns, p1, l1)->idx;
-    uint32_t y = intern(a, &a->patterns, p2, l2)->idx;
-    if ((a->pairs_n + 1) * 10 >= a->pairs_cap * 7) {
-        pairs_grow(a);
-    }
-    size_t j = pair_hash(a, x, y) & (a->pairs_cap - 1);
-    while (a->pairs[j].count != 0) {
-        pair_slot_t *e = &a->pairs[j];
-        if (e->i1 == x && e->i2 == y) {
-            count_add(&e->count, count);
-            if (last_us > a->times[e->last]) {
-                e->last = tref(a, last_us);
-            }
-            return;
-        }
-        j = (j + 1) & (a->pairs_cap - 1);
-    }
-    pair_slot_t *e = &a->pairs[j];
-    *e = (pair_slot_t){x, y, 0, tref(a, last_us)};
-    count_add(&e->count, count);
-    a->pairs_n++;
-}
-
-void agg_add_pair(agg_t *a, const char *p1, size_t l1, const char *p2, size_t l2, int64_t time_us)
-{
-    add_pair_n(a, p1, l1, p2, l2, 1, time_us);
-}
-
 static int64_t floor_div(int64_t a, int64_t b)
 {
     int64_t q = a / b;
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
-/* Adds `count` uses with the given time range; the shared body of agg_add_use and merge. */
-static void add_use_range(agg_t *a, const char *pattern, size_t plen, const char *agent,
-                          size_t alen, int64_t count, int64_t first_us, int64_t last_us)
+/* Adds n to an hour's 32-bit count. Below AGG_MAX_EVENTS events (ingest_accepting) a count
+ * cannot get near UINT32_MAX; past it, stopping beats counting wrong. */
+static void add_hour(agg_t *a, uint32_t pat, int64_t hour, int64_t count)
 {
-    const istr_t *p = intern(a, &a->patterns, pattern, plen);
-    const istr_t *g = intern(a, &a->strings, agent, alen);
-    if ((a->uses_n + 1) * 10 >= a->uses_cap * 7) {
-        uses_grow(a);
-    }
-    size_t j = use_hash(a, p->idx, g->idx) & (a->uses_cap - 1);
-    while (a->uses[j].count != 0) {
-        use_slot_t *u = &a->uses[j];
-        if (u->pat == p->idx && u->agent == g->idx) {
-            count_add(&u->count, count);
-            if (first_us < a->times[u->first]) {
-                u->first = tref(a, first_us);
-            }
-            if (last_us > a->times[u->last]) {
-                u->last = tref(a, last_us);
-            }
-            return;
-        }
-        j = (j + 1) & (a->uses_cap - 1);
-    }
-    use_slot_t *u = &a->uses[j];
-    *u = (use_slot_t){p->idx, g->idx, 0, tref(a, first_us), 0};
-    u->last = tref(a, last_us);
-    count_add(&u->count, count);
-    a->uses_n++;
-}
-
-static void add_hour(agg_t *a, const char *pattern, size_t plen, int64_t hour, int64_t count)
-{
-    const istr_t *p = intern(a, &a->patterns, pattern, plen);
     if ((a->hours_n + 1) * 10 >= a->hours_cap * 7) {
         hours_grow(a);
     }
-    size_t j = hour_hash(a, p->idx, hour) & (a->hours_cap - 1);
+    size_t j = hour_hash(a, pat, hour) & (a->hours_cap - 1);
     while (a->hours[j].count != 0) {
         hour_slot_t *e = &a->hours[j];
-        if (e->pat == p->idx && e->hour == hour) {
-            count_add(&e->count, count);
-            return;
+        if (e->pat == pat && e->hour == hour) {
+            break;
         }
         j = (j + 1) & (a->hours_cap - 1);
     }
     hour_slot_t *e = &a->hours[j];
-    *e = (hour_slot_t){hour, p->idx, 0};
-    count_add(&e->count, count);
-    a->hours_n++;
+    if (e->count == 0) {
+        *e = (hour_slot_t){hour, pat, 0};
+        a->hours_n++;
+    }
+    if (count < 0 || (uint64_t)count > UINT32_MAX - e->count) {
+        abort();
+    }
+    e->count += (uint32_t)count;
+}
+
+/* Appends an event record of the given patterns (already interned). */
+static void push_event(agg_t *a, uint32_t agent, int64_t time_us, const uint32_t *pats, size_t n,
+                       uint32_t flags)
+{
+    if (a->ev_n == a->ev_cap) {
+        a->ev_cap = a->ev_cap ? a->ev_cap * 2 : 1024;
+        a->ev = xrealloc(a->ev, a->ev_cap * sizeof(ev_t));
+    }
+    if (a->refs_n + n > a->refs_cap) {
+        size_t cap = a->refs_cap ? a->refs_cap * 2 : 4096;
+        while (cap < a->refs_n + n) {
+            cap *= 2;
+        }
+        a->refs = xrealloc(a->refs, cap * sizeof(uint32_t));
+        a->refs_cap = cap;
+    }
+    if (a->refs_n + n > UINT32_MAX) {
+        abort(); /* 16 GB of references: far beyond any max_buffer_mb */
+    }
+    if (n > 0) {
+        memcpy(a->refs + a->refs_n, pats, n * sizeof(uint32_t));
+    }
+    a->ev[a->ev_n++] = (ev_t){time_us, agent, (uint32_t)a->refs_n, (uint32_t)n, flags};
+    a->refs_n += n;
+}
+
+void agg_add_event(agg_t *a, const char *agent, size_t alen, int64_t time_us,
+                   const agg_ref_t *patterns, size_t n, bool pairs)
+{
+    if (n == 0) {
+        return;
+    }
+    uint32_t g = intern(a, &a->strings, agent, alen)->idx;
+    uint32_t stack[64];
+    uint32_t *pats = n <= 64 ? stack : xcalloc(n, sizeof(uint32_t));
+    int64_t hour = floor_div(time_us, 3600LL * 1000000LL);
+    for (size_t i = 0; i < n; i++) {
+        pats[i] = intern(a, &a->patterns, patterns[i].s, patterns[i].len)->idx;
+        add_hour(a, pats[i], hour, 1);
+    }
+    push_event(a, g, time_us, pats, n, EV_USES | (pairs && n >= 2 ? EV_PAIRS : 0));
+    if (pats != stack) {
+        free(pats);
+    }
 }
 
 void agg_add_use(agg_t *a, const char *pattern, size_t plen, const char *agent, size_t alen,
                  int64_t time_us)
 {
-    add_use_range(a, pattern, plen, agent, alen, 1, time_us, time_us);
-    add_hour(a, pattern, plen, floor_div(time_us, 3600LL * 1000000LL), 1);
+    agg_ref_t r = {pattern, plen};
+    agg_add_event(a, agent, alen, time_us, &r, 1, false);
+}
+
+void agg_add_pair(agg_t *a, const char *p1, size_t l1, const char *p2, size_t l2, int64_t time_us)
+{
+    uint32_t pats[2] = {intern(a, &a->patterns, p1, l1)->idx, intern(a, &a->patterns, p2, l2)->idx};
+    if (pats[0] == pats[1]) {
+        return; /* a pattern is not its own partner */
+    }
+    push_event(a, NO_AGENT, time_us, pats, 2, EV_PAIRS);
 }
 
 static agg_topic_t *topic_slot(agg_t *a, const char *topic)
@@ -570,26 +465,29 @@ void agg_add_dead(agg_t *a, const char *topic, int32_t partition, int64_t offset
 
 void agg_merge(agg_t *dst, agg_t *src)
 {
-    for (size_t i = 0; i < src->uses_cap; i++) {
-        const use_slot_t *u = &src->uses[i];
-        if (u->count != 0) {
-            const istr_t *p = &src->patterns.byidx[u->pat], *g = &src->strings.byidx[u->agent];
-            add_use_range(dst, p->s, p->len, g->s, g->len, u->count, src->times[u->first],
-                          src->times[u->last]);
+    uint32_t stack[64];
+    for (size_t i = 0; i < src->ev_n; i++) {
+        const ev_t *e = &src->ev[i];
+        uint32_t *pats = e->n <= 64 ? stack : xcalloc(e->n, sizeof(uint32_t));
+        for (uint32_t k = 0; k < e->n; k++) {
+            const istr_t *p = &src->patterns.byidx[src->refs[e->ref + k]];
+            pats[k] = intern(dst, &dst->patterns, p->s, p->len)->idx;
+        }
+        uint32_t g = NO_AGENT;
+        if (e->agent != NO_AGENT) {
+            const istr_t *s = &src->strings.byidx[e->agent];
+            g = intern(dst, &dst->strings, s->s, s->len)->idx;
+        }
+        push_event(dst, g, e->time_us, pats, e->n, e->flags);
+        if (pats != stack) {
+            free(pats);
         }
     }
     for (size_t i = 0; i < src->hours_cap; i++) {
         const hour_slot_t *h = &src->hours[i];
         if (h->count != 0) {
             const istr_t *p = &src->patterns.byidx[h->pat];
-            add_hour(dst, p->s, p->len, h->hour, h->count);
-        }
-    }
-    for (size_t i = 0; i < src->pairs_cap; i++) {
-        const pair_slot_t *p = &src->pairs[i];
-        if (p->count != 0) {
-            const istr_t *x = &src->patterns.byidx[p->i1], *y = &src->patterns.byidx[p->i2];
-            add_pair_n(dst, x->s, x->len, y->s, y->len, p->count, src->times[p->last]);
+            add_hour(dst, intern(dst, &dst->patterns, p->s, p->len)->idx, h->hour, h->count);
         }
     }
     for (size_t i = 0; i < src->topics_n; i++) {
@@ -628,20 +526,23 @@ size_t agg_patterns(const agg_t *a)
     return a->patterns.n;
 }
 
-/* What the batch holds, not what it has reserved: a reset keeps the tables' capacity (up to
- * 131072 slots each), and counting that would keep an empty batch "full" for a small
- * max_buffer_mb, pausing consumption for good. Tables count at twice their entries (their load
- * stays between 35 % and 70 %), strings once more for their byidx; the arena and the times at
- * their used bytes. */
+/* What the batch holds, not what it has reserved: a reset keeps some capacity, and counting
+ * that would keep an empty batch "full" for a small max_buffer_mb, pausing consumption for
+ * good. The hours' table counts at twice its entries (its load stays between 35 % and 70 %),
+ * strings once more for their byidx; the records and the arena at their used bytes. */
 size_t agg_bytes(const agg_t *a)
 {
     size_t arena = 0;
     for (const chunk_t *c = a->chunks; c != NULL; c = c->next) {
         arena += c->used;
     }
-    return arena + 3 * (a->patterns.n + a->strings.n) * sizeof(istr_t) +
-           2 * a->uses_n * sizeof(use_slot_t) + 2 * a->hours_n * sizeof(hour_slot_t) +
-           2 * a->pairs_n * sizeof(pair_slot_t) + a->times_n * sizeof(int64_t) + a->dead_bytes;
+    return arena + 3 * (a->patterns.n + a->strings.n) * sizeof(istr_t) + a->ev_n * sizeof(ev_t) +
+           a->refs_n * sizeof(uint32_t) + 2 * a->hours_n * sizeof(hour_slot_t) + a->dead_bytes;
+}
+
+size_t agg_refs(const agg_t *a)
+{
+    return a->refs_n;
 }
 
 bool agg_empty(const agg_t *a)
@@ -652,19 +553,6 @@ bool agg_empty(const agg_t *a)
 void agg_count_event(agg_t *a)
 {
     a->events++;
-}
-
-void agg_each_use(const agg_t *a, void (*fn)(const agg_use_t *, void *), void *ud)
-{
-    for (size_t i = 0; i < a->uses_cap; i++) {
-        const use_slot_t *s = &a->uses[i];
-        if (s->count != 0) {
-            const istr_t *p = &a->patterns.byidx[s->pat], *g = &a->strings.byidx[s->agent];
-            agg_use_t u = {
-                p->s, p->len, g->s, g->len, s->count, a->times[s->first], a->times[s->last]};
-            fn(&u, ud);
-        }
-    }
 }
 
 void agg_each_hour(const agg_t *a, void (*fn)(const agg_hour_t *, void *), void *ud)
@@ -679,114 +567,6 @@ void agg_each_hour(const agg_t *a, void (*fn)(const agg_hour_t *, void *), void 
     }
 }
 
-void agg_each_pair(const agg_t *a, void (*fn)(const agg_pair_t *, void *), void *ud)
-{
-    for (size_t i = 0; i < a->pairs_cap; i++) {
-        const pair_slot_t *p = &a->pairs[i];
-        if (p->count != 0) {
-            const istr_t *x = &a->patterns.byidx[p->i1], *y = &a->patterns.byidx[p->i2];
-            agg_pair_t e = {x->s, x->len, y->s, y->len, p->count, a->times[p->last]};
-            fn(&e, ud);
-        }
-    }
-}
-
-static int istr_bytes_cmp(const void *x, const void *y)
-{
-    const istr_t *a = x, *b = y;
-    return agg_bytes_cmp(a->s, a->len, b->s, b->len);
-}
-
-typedef struct {
-    uint64_t key; /* rank of the pattern, then of the partner */
-    uint32_t slot;
-} side_key_t;
-
-static int side_key_cmp(const void *x, const void *y)
-{
-    uint64_t a = ((const side_key_t *)x)->key, b = ((const side_key_t *)y)->key;
-    return a < b ? -1 : a > b;
-}
-
-/* Sorting integer ranks, not strings: the patterns are ranked once (a few thousand strings),
- * then each side is a 64-bit key. */
-void agg_each_side(const agg_t *a, void (*fn)(const agg_side_t *, void *), void *ud)
-{
-    if (a->pairs_n == 0) {
-        return;
-    }
-    size_t np = a->patterns.n;
-    istr_t *order = xcalloc(np, sizeof *order); /* the patterns in byte order */
-    uint32_t *rank = xcalloc(np, sizeof *rank);
-    memcpy(order, a->patterns.byidx, np * sizeof *order);
-    qsort(order, np, sizeof *order, istr_bytes_cmp);
-    for (size_t r = 0; r < np; r++) {
-        rank[order[r].idx] = (uint32_t)r;
-    }
-    side_key_t *v = xcalloc(2 * a->pairs_n, sizeof *v);
-    size_t n = 0;
-    for (size_t i = 0; i < a->pairs_cap; i++) {
-        const pair_slot_t *p = &a->pairs[i];
-        if (p->count != 0) {
-            uint64_t r1 = rank[p->i1], r2 = rank[p->i2];
-            v[n++] = (side_key_t){r1 << 32 | r2, (uint32_t)i};
-            v[n++] = (side_key_t){r2 << 32 | r1, (uint32_t)i};
-        }
-    }
-    qsort(v, n, sizeof *v, side_key_cmp);
-    for (size_t i = 0; i < n; i++) {
-        const pair_slot_t *p = &a->pairs[v[i].slot];
-        const istr_t *x = &order[v[i].key >> 32], *y = &order[v[i].key & 0xffffffffu];
-        agg_side_t e = {x->s, y->s, x->len, y->len, p->count, a->times[p->last]};
-        fn(&e, ud);
-    }
-    free(v);
-    free(rank);
-    free(order);
-}
-
-/* The ranks of an interning table's strings in byte order: rank[idx]. Owned by the caller. */
-static uint32_t *ranks(const itab_t *t)
-{
-    istr_t *order = xcalloc(t->n ? t->n : 1, sizeof *order);
-    uint32_t *rank = xcalloc(t->n ? t->n : 1, sizeof *rank);
-    memcpy(order, t->byidx, t->n * sizeof *order);
-    qsort(order, t->n, sizeof *order, istr_bytes_cmp);
-    for (size_t r = 0; r < t->n; r++) {
-        rank[order[r].idx] = (uint32_t)r;
-    }
-    free(order);
-    return rank;
-}
-
-void agg_each_use_sorted(const agg_t *a, bool by_agent, void (*fn)(const agg_use_t *, void *),
-                         void *ud)
-{
-    if (a->uses_n == 0) {
-        return;
-    }
-    uint32_t *pr = ranks(&a->patterns), *sr = ranks(&a->strings);
-    side_key_t *v = xcalloc(a->uses_n, sizeof *v);
-    size_t n = 0;
-    for (size_t i = 0; i < a->uses_cap; i++) {
-        const use_slot_t *u = &a->uses[i];
-        if (u->count != 0) {
-            uint64_t p = pr[u->pat], g = sr[u->agent];
-            v[n++] = (side_key_t){by_agent ? g << 32 | p : p << 32 | g, (uint32_t)i};
-        }
-    }
-    qsort(v, n, sizeof *v, side_key_cmp);
-    for (size_t i = 0; i < n; i++) {
-        const use_slot_t *s = &a->uses[v[i].slot];
-        const istr_t *p = &a->patterns.byidx[s->pat], *g = &a->strings.byidx[s->agent];
-        agg_use_t u = {p->s, p->len, g->s, g->len, s->count, a->times[s->first], a->times[s->last]};
-        fn(&u, ud);
-    }
-    free(v);
-    free(sr);
-    free(pr);
-}
-
 void agg_each_pattern(const agg_t *a, void (*fn)(const char *, uint32_t, void *), void *ud)
 {
     for (size_t i = 0; i < a->patterns.n; i++) {
@@ -794,14 +574,283 @@ void agg_each_pattern(const agg_t *a, void (*fn)(const char *, uint32_t, void *)
     }
 }
 
+/* ---- reading the events: tuples sorted in chunks ---- */
+
+static int istr_bytes_cmp(const void *x, const void *y)
+{
+    const istr_t *a = x, *b = y;
+    return agg_bytes_cmp(a->s, a->len, b->s, b->len);
+}
+
+/* The ranks of an interning table's strings in byte order: rank[idx], and the strings in that
+ * order (order[rank]). Owned by the caller. */
+static uint32_t *ranks(const itab_t *t, istr_t **order_out)
+{
+    istr_t *order = xcalloc(t->n ? t->n : 1, sizeof *order);
+    uint32_t *rank = xcalloc(t->n ? t->n : 1, sizeof *rank);
+    if (t->n > 0) { /* byidx is NULL in an empty table */
+        memcpy(order, t->byidx, t->n * sizeof *order);
+        qsort(order, t->n, sizeof *order, istr_bytes_cmp);
+    }
+    for (size_t r = 0; r < t->n; r++) {
+        rank[order[r].idx] = (uint32_t)r;
+    }
+    *order_out = order;
+    return rank;
+}
+
+/* What a reading pass makes of each event: a use of each pattern keyed (pattern, agent) or
+ * (agent, pattern), or a side of each pair keyed (pattern, partner), ranks in byte order. */
+typedef enum { T_USE_BY_PATTERN, T_USE_BY_AGENT, T_SIDE } tkind_t;
+
+typedef struct {
+    uint64_t key; /* leading rank << 32 | the other rank */
+    int64_t time_us;
+} tuple_t;
+
+/* Tuples a chunk holds at most: 16 bytes each, twice (the sort's second buffer), 8 MB. */
+#define CHUNK_TUPLES ((size_t)1 << 18)
+
+/* LSD radix sort by key, a byte at a time, skipping the bytes every key shares. */
+static void radix_sort(tuple_t *v, tuple_t *tmp, size_t n)
+{
+    static __thread size_t hist[8][256];
+    memset(hist, 0, sizeof hist);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t k = v[i].key;
+        for (int b = 0; b < 8; b++) {
+            hist[b][(k >> (8 * b)) & 255]++;
+        }
+    }
+    tuple_t *src = v, *dst = tmp;
+    for (int b = 0; b < 8; b++) {
+        if (n == 0 || hist[b][(src[0].key >> (8 * b)) & 255] == n) {
+            continue; /* every key has this byte */
+        }
+        size_t pos = 0;
+        for (int d = 0; d < 256; d++) {
+            size_t c = hist[b][d];
+            hist[b][d] = pos;
+            pos += c;
+        }
+        for (size_t i = 0; i < n; i++) {
+            dst[hist[b][(src[i].key >> (8 * b)) & 255]++] = src[i];
+        }
+        tuple_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != v) {
+        memcpy(v, src, n * sizeof *v);
+    }
+}
+
+typedef struct {
+    const agg_t *a;
+    tkind_t kind;
+    uint32_t *prank, *srank; /* pattern and string ranks */
+    istr_t *porder, *sorder; /* strings by rank */
+} reader_t;
+
+/* Leading rank of the tuples an event makes from its k-th pattern (the agent's for uses by
+ * agent: one leading rank for all of them). */
+static void reader_init(reader_t *r, const agg_t *a, tkind_t kind)
+{
+    r->a = a;
+    r->kind = kind;
+    r->prank = ranks(&a->patterns, &r->porder);
+    r->srank = ranks(&a->strings, &r->sorder);
+}
+
+static void reader_free(reader_t *r)
+{
+    free(r->prank);
+    free(r->srank);
+    free(r->porder);
+    free(r->sorder);
+}
+
+static bool counts(const ev_t *e, tkind_t kind)
+{
+    return kind == T_SIDE ? (e->flags & EV_PAIRS) != 0 : (e->flags & EV_USES) != 0;
+}
+
+/* Calls emit for the tuples of events whose leading rank is in [lo, hi), or counts them per
+ * leading rank into per (when not NULL). */
+static void scan(const reader_t *r, uint64_t lo, uint64_t hi, size_t *per, tuple_t *out,
+                 size_t *n_out)
+{
+    const agg_t *a = r->a;
+    size_t n = 0;
+    for (size_t i = 0; i < a->ev_n; i++) {
+        const ev_t *e = &a->ev[i];
+        if (!counts(e, r->kind)) {
+            continue;
+        }
+        const uint32_t *p = a->refs + e->ref;
+        if (r->kind == T_USE_BY_AGENT) {
+            uint64_t g = r->srank[e->agent];
+            if (per != NULL) {
+                per[g] += e->n;
+            } else if (g >= lo && g < hi) {
+                for (uint32_t k = 0; k < e->n; k++) {
+                    out[n++] = (tuple_t){g << 32 | r->prank[p[k]], e->time_us};
+                }
+            }
+            continue;
+        }
+        for (uint32_t k = 0; k < e->n; k++) {
+            uint64_t x = r->prank[p[k]];
+            if (per != NULL) {
+                per[x] += r->kind == T_SIDE ? e->n - 1 : 1;
+            } else if (x >= lo && x < hi) {
+                if (r->kind == T_USE_BY_PATTERN) {
+                    out[n++] = (tuple_t){x << 32 | r->srank[e->agent], e->time_us};
+                } else {
+                    for (uint32_t m = 0; m < e->n; m++) {
+                        if (p[m] != p[k]) {
+                            out[n++] = (tuple_t){x << 32 | r->prank[p[m]], e->time_us};
+                        }
+                    }
+                }
+            }
+        }
+    }
+    *n_out = n;
+}
+
+/* One aggregate of a run of equal keys. */
+typedef void (*run_fn)(const reader_t *r, uint64_t key, int64_t count, int64_t first_us,
+                       int64_t last_us, void *ud);
+
+/* Reads every tuple of the kind in key order, in chunks of at most CHUNK_TUPLES tuples (more
+ * only for a single leading rank that has more), and calls fn once per distinct key. */
+static void read_runs(const agg_t *a, tkind_t kind, run_fn fn, void *ud)
+{
+    reader_t r;
+    reader_init(&r, a, kind);
+    size_t n_lead = kind == T_USE_BY_AGENT ? a->strings.n : a->patterns.n;
+    size_t *per = xcalloc(n_lead + 1, sizeof *per);
+    size_t dummy;
+    scan(&r, 0, 0, per, NULL, &dummy);
+    size_t cap = 0;
+    tuple_t *v = NULL, *tmp = NULL;
+    for (size_t lo = 0; lo < n_lead;) {
+        size_t hi = lo, total = 0;
+        while (hi < n_lead && (hi == lo || total + per[hi] <= CHUNK_TUPLES)) {
+            total += per[hi++];
+        }
+        if (total > 0) {
+            if (total > cap) {
+                free(v);
+                free(tmp);
+                cap = total;
+                v = xcalloc(cap, sizeof *v);
+                tmp = xcalloc(cap, sizeof *tmp);
+            }
+            size_t n;
+            scan(&r, lo, hi, NULL, v, &n);
+            radix_sort(v, tmp, n);
+            for (size_t i = 0; i < n;) {
+                size_t e = i;
+                int64_t first = v[i].time_us, last = v[i].time_us;
+                while (e < n && v[e].key == v[i].key) {
+                    first = v[e].time_us < first ? v[e].time_us : first;
+                    last = v[e].time_us > last ? v[e].time_us : last;
+                    e++;
+                }
+                fn(&r, v[i].key, (int64_t)(e - i), first, last, ud);
+                i = e;
+            }
+        }
+        lo = hi;
+    }
+    free(v);
+    free(tmp);
+    free(per);
+    reader_free(&r);
+}
+
+typedef struct {
+    void (*use)(const agg_use_t *, void *);
+    void (*side)(const agg_side_t *, void *);
+    void (*pair)(const agg_pair_t *, void *);
+    void *ud;
+} emit_t;
+
+static void use_run(const reader_t *r, uint64_t key, int64_t count, int64_t first_us,
+                    int64_t last_us, void *ud)
+{
+    const emit_t *x = ud;
+    uint32_t hi = (uint32_t)(key >> 32), lo = (uint32_t)key;
+    const istr_t *p = &r->porder[r->kind == T_USE_BY_AGENT ? lo : hi];
+    const istr_t *g = &r->sorder[r->kind == T_USE_BY_AGENT ? hi : lo];
+    agg_use_t u = {p->s, p->len, g->s, g->len, count, first_us, last_us};
+    x->use(&u, x->ud);
+}
+
+static void side_run(const reader_t *r, uint64_t key, int64_t count, int64_t first_us,
+                     int64_t last_us, void *ud)
+{
+    (void)first_us;
+    const emit_t *x = ud;
+    const istr_t *p = &r->porder[key >> 32], *q = &r->porder[(uint32_t)key];
+    if (x->side != NULL) {
+        agg_side_t s = {p->s, q->s, p->len, q->len, count, last_us};
+        x->side(&s, x->ud);
+    } else if ((key >> 32) < (uint32_t)key) { /* each pair once, from its lower pattern */
+        agg_pair_t e = {p->s, p->len, q->s, q->len, count, last_us};
+        x->pair(&e, x->ud);
+    }
+}
+
+void agg_each_use_sorted(const agg_t *a, bool by_agent, void (*fn)(const agg_use_t *, void *),
+                         void *ud)
+{
+    emit_t x = {.use = fn, .ud = ud};
+    read_runs(a, by_agent ? T_USE_BY_AGENT : T_USE_BY_PATTERN, use_run, &x);
+}
+
+void agg_each_use(const agg_t *a, void (*fn)(const agg_use_t *, void *), void *ud)
+{
+    agg_each_use_sorted(a, false, fn, ud);
+}
+
+void agg_each_side(const agg_t *a, void (*fn)(const agg_side_t *, void *), void *ud)
+{
+    emit_t x = {.side = fn, .ud = ud};
+    read_runs(a, T_SIDE, side_run, &x);
+}
+
+void agg_each_pair(const agg_t *a, void (*fn)(const agg_pair_t *, void *), void *ud)
+{
+    emit_t x = {.pair = fn, .ud = ud};
+    read_runs(a, T_SIDE, side_run, &x);
+}
+
+static void count_run(const reader_t *r, uint64_t key, int64_t count, int64_t first_us,
+                      int64_t last_us, void *ud)
+{
+    (void)count;
+    (void)first_us;
+    (void)last_us;
+    if (r->kind != T_SIDE || (key >> 32) < (uint32_t)key) {
+        (*(size_t *)ud)++;
+    }
+}
+
 size_t agg_n_pairs(const agg_t *a)
 {
-    return a->pairs_n;
+    size_t n = 0;
+    read_runs(a, T_SIDE, count_run, &n);
+    return n;
 }
 
 size_t agg_n_uses(const agg_t *a)
 {
-    return a->uses_n;
+    size_t n = 0;
+    read_runs(a, T_USE_BY_PATTERN, count_run, &n);
+    return n;
 }
 
 size_t agg_n_hours(const agg_t *a)

@@ -1,7 +1,9 @@
-/* agg: the in-memory aggregate of one batch: usage deltas per (pattern, agent) and per
- * (pattern, hour), per-topic counters, the offset range each partition advanced by, and dead
- * letters. Owns copies of every string it holds. Does not know about SQL, Kafka or Lua: the
- * flush reads it through the iterators below. */
+/* agg: one batch in memory: each event that named patterns (its agent, time and distinct
+ * patterns), counts per (pattern, hour), per-topic counters, the offset range each partition
+ * advanced by, and dead letters. The (pattern, agent) uses and the co-occurring pairs are
+ * aggregated when the batch is read (the iterators below sort the events' tuples in chunks of
+ * bounded memory), not as events come. Owns copies of every string it holds. Does not know
+ * about SQL, Kafka or Lua: the flush reads it through the iterators. */
 #ifndef PT_AGG_H
 #define PT_AGG_H
 
@@ -75,10 +77,19 @@ void agg_free(agg_t *a);
 /* Empties the aggregate, keeping its allocations for reuse. */
 void agg_reset(agg_t *a);
 
-/* One use of a pattern by an agent at an event time. Copies the strings. */
+typedef struct {
+    const char *s;
+    size_t len;
+} agg_ref_t;
+/* One event: its agent used each of the n patterns (distinct) at time_us; with pairs, every
+ * pair of them co-occurred. Copies the strings. */
+void agg_add_event(agg_t *a, const char *agent, size_t alen, int64_t time_us,
+                   const agg_ref_t *patterns, size_t n, bool pairs);
+/* One use of a pattern by an agent at an event time (an event of one pattern). */
 void agg_add_use(agg_t *a, const char *pattern, size_t plen, const char *agent, size_t alen,
                  int64_t time_us);
-/* One event referenced both patterns (given in either order). Copies the strings. */
+/* One event referenced both patterns (given in either order), counted as a pair only: for
+ * tests that build pairs without uses. */
 void agg_add_pair(agg_t *a, const char *p1, size_t l1, const char *p2, size_t l2, int64_t time_us);
 /* Adds to a topic's counters. */
 void agg_add_topic(agg_t *a, const agg_topic_t *delta);
@@ -99,16 +110,19 @@ size_t agg_patterns(const agg_t *a);
 /* Bytes of data the batch holds (for max_buffer_mb): 0 after agg_reset, whatever capacity the
  * reset kept. */
 size_t agg_bytes(const agg_t *a);
+/* Pattern references of the events held (before aggregation). */
+size_t agg_refs(const agg_t *a);
 bool agg_empty(const agg_t *a);
 /* Adds one to the aggregate's event counter (events are counted by the caller: an event may
  * produce several uses or none). */
 void agg_count_event(agg_t *a);
 
-/* Iterators: call fn for each element; order is unspecified. The element lasts for the call
- * (it is built from the slot, not the slot itself): copy it to keep it. */
+/* Iterators: call fn for each element; order is unspecified unless said. The element lasts for
+ * the call: copy it to keep it. Those of uses, pairs and sides aggregate the events as they go
+ * (sorting them in chunks of at most 8 MB on the calling thread). */
 void agg_each_use(const agg_t *a, void (*fn)(const agg_use_t *, void *), void *ud);
 /* The uses ordered by pattern then agent (by_agent: agent then pattern), in byte order: a
- * flush's partner lists of patterns and of agents. Takes 16 bytes a use while it runs. */
+ * flush's partner lists of patterns and of agents. */
 void agg_each_use_sorted(const agg_t *a, bool by_agent, void (*fn)(const agg_use_t *, void *),
                          void *ud);
 /* Each distinct pattern (interned: one pointer per pattern for the aggregate's life). */
@@ -124,8 +138,9 @@ typedef struct {
     int64_t count, last_us;
 } agg_side_t;
 /* Each pair twice, once under each of its patterns, ordered by pattern then partner in byte
- * order: the partner lists of a flush (cooc.h). Takes 32 bytes a pair while it runs. */
+ * order: the partner lists of a flush (cooc.h). */
 void agg_each_side(const agg_t *a, void (*fn)(const agg_side_t *, void *), void *ud);
+/* Distinct pairs and (pattern, agent) uses: an aggregation each (tests, checks). */
 size_t agg_n_pairs(const agg_t *a);
 size_t agg_n_uses(const agg_t *a);
 size_t agg_n_hours(const agg_t *a);

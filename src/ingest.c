@@ -10,10 +10,7 @@
 #include "metrics.h"
 #include "text.h"
 
-typedef struct {
-    const char *s;
-    size_t len;
-} ref_t;
+typedef agg_ref_t ref_t; /* a pattern ID the rule returned */
 
 typedef struct {
     int64_t without, dead, flagged, events, with, over;
@@ -420,27 +417,18 @@ static void process(ingest_t *g, const ingest_msg_t *m, batch_topic_t *bt, inges
         n++;
     }
     n = dedup(g->refs, n);
-    for (size_t i = 0; i < n; i++) {
-        agg_add_use(a, g->refs[i].s, g->refs[i].len, res.agent, res.agent_len, t);
+    /* Pairs of the event's distinct patterns, unless there are so many that the pairs (n^2/2)
+     * would cost more than the event is worth; those events are counted instead. */
+    int64_t maxp = g->cfg->cooccurrence_max_patterns;
+    bool pairs = maxp > 0 && n >= 2 && (int64_t)n <= maxp;
+    if (maxp > 0 && (int64_t)n > maxp) {
+        bt->over++;
     }
+    agg_add_event(a, res.agent, res.agent_len, t, g->refs, n, pairs);
     st->uses += n;
     metric_add(g->tm[m->topic_idx].tracked, (double)n);
     if (n > 0) {
         bt->with++;
-    }
-    /* Pairs of the event's distinct patterns, unless there are so many that the pairs (n^2/2)
-     * would cost more than the event is worth; those events are counted instead. */
-    int64_t maxp = g->cfg->cooccurrence_max_patterns;
-    if (maxp > 0 && n >= 2) {
-        if ((int64_t)n > maxp) {
-            bt->over++;
-        } else {
-            for (size_t i = 0; i + 1 < n; i++) {
-                for (size_t j = i + 1; j < n; j++) {
-                    agg_add_pair(a, g->refs[i].s, g->refs[i].len, g->refs[j].s, g->refs[j].len, t);
-                }
-            }
-        }
     }
     if (n == 0) {
         bt->without++;
@@ -734,10 +722,10 @@ static void flush_done_cb(flush_status_t fs, const char *err, double secs, void 
         g->flushes_ok++;
         g->last_flush_us = now_us();
         g->backoff_ms = 0;
-        log_debug("flush committed: %zu events, %zu uses, %zu hours, %zu pairs (%zu bytes held) in "
-                  "%.3fs",
-                  agg_events(g->inflight), agg_n_uses(g->inflight), agg_n_hours(g->inflight),
-                  agg_n_pairs(g->inflight), agg_bytes(g->inflight), secs);
+        log_debug("flush committed: %zu events, %zu pattern references, %zu patterns, %zu hours "
+                  "(%zu bytes held) in %.3fs",
+                  agg_events(g->inflight), agg_refs(g->inflight), agg_patterns(g->inflight),
+                  agg_n_hours(g->inflight), agg_bytes(g->inflight), secs);
         if (g->hooks.committed) {
             g->hooks.committed(g->inflight, g->hooks.ud);
         }
