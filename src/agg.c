@@ -59,6 +59,7 @@ struct agg {
     size_t ev_n, ev_cap;
     uint32_t *refs;
     size_t refs_n, refs_cap;
+    size_t sides_n; /* co-occurrence pair sides: n (n - 1) for each event with pairs */
     hour_slot_t *hours;
     size_t hours_cap, hours_n;
     agg_topic_t *topics;
@@ -246,6 +247,7 @@ void agg_reset(agg_t *a)
         a->refs_cap = 0;
     }
     a->refs_n = 0;
+    a->sides_n = 0;
     if (a->hours_cap > 131072) {
         free(a->hours);
         a->hours = NULL;
@@ -347,6 +349,9 @@ static void push_event(agg_t *a, uint32_t agent, int64_t time_us, const uint32_t
     }
     a->ev[a->ev_n++] = (ev_t){time_us, agent, (uint32_t)a->refs_n, (uint32_t)n, flags};
     a->refs_n += n;
+    if (flags & EV_PAIRS) {
+        a->sides_n += n * (n - 1);
+    }
 }
 
 void agg_add_event(agg_t *a, const char *agent, size_t alen, int64_t time_us,
@@ -536,8 +541,18 @@ size_t agg_bytes(const agg_t *a)
     for (const chunk_t *c = a->chunks; c != NULL; c = c->next) {
         arena += c->used;
     }
+    /* The batch's own memory, and the parameters its flush will be sent with (the builder's
+     * and libpq's copies, which are transient but are what the peak is made of): measured at
+     * the benchmark's load, about 12 bytes a reference and 10 a pair side before they are
+     * aggregated (flush's debug log prints both). */
     return arena + 3 * (a->patterns.n + a->strings.n) * sizeof(istr_t) + a->ev_n * sizeof(ev_t) +
-           a->refs_n * sizeof(uint32_t) + 2 * a->hours_n * sizeof(hour_slot_t) + a->dead_bytes;
+           a->refs_n * sizeof(uint32_t) + 2 * a->hours_n * sizeof(hour_slot_t) + a->dead_bytes +
+           2 * (12 * a->refs_n + 10 * a->sides_n);
+}
+
+size_t agg_sides(const agg_t *a)
+{
+    return a->sides_n;
 }
 
 size_t agg_refs(const agg_t *a)

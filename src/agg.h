@@ -112,6 +112,8 @@ size_t agg_patterns(const agg_t *a);
 size_t agg_bytes(const agg_t *a);
 /* Pattern references of the events held (before aggregation). */
 size_t agg_refs(const agg_t *a);
+/* Co-occurrence pair sides added (each pair of an event twice, before aggregation). */
+size_t agg_sides(const agg_t *a);
 bool agg_empty(const agg_t *a);
 /* Adds one to the aggregate's event counter (events are counted by the caller: an event may
  * produce several uses or none). */

@@ -130,6 +130,13 @@ static void *builder_main(void *arg)
             pg_array_end(&f->missing);
         } else {
             n = flush_build(f->agg, f->group, f->durable, f->known, values, lengths);
+            size_t bytes = 0;
+            for (int i = 0; i < n; i++) {
+                bytes += (size_t)lengths[i];
+            }
+            log_debug("flush: parameters of %zu events (%zu references, %zu pair sides): %zu "
+                      "bytes",
+                      agg_events(f->agg), agg_refs(f->agg), agg_sides(f->agg), bytes);
         }
         pthread_mutex_lock(&f->mu);
         if (kind == B_PARAMS) {

@@ -18,9 +18,11 @@
 #define FOLD_LOCK_SQL "SELECT pg_try_advisory_xact_lock(7412503912)"
 /* Pending rows of one owner that make it due: every answer about it reads them all. */
 #define FOLD_MAX_ROWS 8
-/* List bytes (pending and folded) one fold reads at most: a transaction of about a second, and
- * a bound on the memory it holds (the rows, their merged lists and libpq's copies). */
-#define FOLD_BUDGET ((int64_t)4 << 20)
+/* List bytes (pending and folded) one fold transaction reads at most: a bound on the memory it
+ * holds (the rows, their merged lists and libpq's copies, about three times the budget). 4 MB
+ * held 11 MB more at peak than 1 MB for no PostgreSQL CPU per event we could measure
+ * (BENCHMARKS.md). */
+#define FOLD_BUDGET ((int64_t)1 << 20)
 #define FOLD_TIMEOUT_MS 600000
 
 /* Per owner (kind p: a pattern, a: an agent): pending rows, their bytes and entries, the

@@ -5,8 +5,10 @@
 #include <librdkafka/rdkafka.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "kafka_wake.h"
 #include "log.h"
 #include "pg.h"
 
@@ -16,6 +18,18 @@
  * is re-armed while messages remain, and the loop's dispatch slice (main.c) lets what arrived
  * meanwhile run between turns. */
 #define KAFKA_BATCH 32
+/* The fetch wake-up (kafka_wake.h): every KAFKA_WAKE_MS while more than KAFKA_WAKE_BACKLOG
+ * messages wait in Kafka beyond what was counted. */
+#define KAFKA_WAKE_MS 50
+#define KAFKA_WAKE_BACKLOG 1000
+/* Back-pressure, first step: while the batches are over max_buffer_mb the engine leaves what
+ * librdkafka fetched in its queue (bounded by queued.max.messages.kbytes, which stops the
+ * fetching) and looks again every KAFKA_HOLD_CHECK_MS: a flush in flight usually makes room
+ * within a second. Only after KAFKA_HOLD_MS (PostgreSQL slow or down) are the partitions paused,
+ * which drops the queue (refetched later) but lets the engine poll again: librdkafka leaves the
+ * group of a consumer that does not poll for max.poll.interval.ms. */
+#define KAFKA_HOLD_CHECK_MS 20
+#define KAFKA_HOLD_MS 3000
 #define NO_RULE ((size_t)-1) /* a partition of a topic the current rules no longer have */
 
 typedef enum { P_PENDING, P_ACTIVE } part_state_t;
@@ -36,10 +50,14 @@ struct kafka {
     ingest_t *ingest;
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
+    kafka_wake_t *wake;
     int pipefd[2];
     struct event *ev_read;
     struct event *ev_retry;    /* retries the offset lookup */
     struct event *ev_pressure; /* re-checks back-pressure */
+    struct event *ev_hold;     /* re-checks back-pressure while holding the queue */
+    bool holding;
+    struct timespec hold_since;
     struct event *ev_revoke_timeout;
     pg_conn_t *pgc;
     part_t *parts;
@@ -457,12 +475,46 @@ static int64_t backlog(kafka_t *k)
     return n;
 }
 
+static void hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kafka_t *k = arg;
+    event_active(k->ev_read, EV_READ, 0);
+}
+
+/* Whether to leave the queue to librdkafka for now (KAFKA_HOLD_MS). */
+static bool hold(kafka_t *k)
+{
+    if (k->closing || k->paused || k->ingest == NULL || ingest_accepting(k->ingest)) {
+        k->holding = false;
+        return false;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (!k->holding) {
+        k->holding = true;
+        k->hold_since = now;
+    }
+    int64_t ms = (int64_t)(now.tv_sec - k->hold_since.tv_sec) * 1000 +
+                 (now.tv_nsec - k->hold_since.tv_nsec) / 1000000;
+    if (ms >= KAFKA_HOLD_MS) {
+        return false; /* handle_message pauses */
+    }
+    struct timeval tv = {0, KAFKA_HOLD_CHECK_MS * 1000};
+    evtimer_add(k->ev_hold, &tv);
+    return true;
+}
+
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     kafka_t *k = arg;
     char drain[256];
     while (read(fd, drain, sizeof drain) > 0) {
+    }
+    if (hold(k)) {
+        return;
     }
     ssize_t n = rd_kafka_consume_batch_queue(k->q, 0, k->msgs, KAFKA_BATCH);
     for (ssize_t i = 0; i < n; i++) {
@@ -471,7 +523,9 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (n > 0) {
         k->brokers_down = false;
-        ingest_set_backlog(k->ingest, backlog(k));
+        int64_t waiting = backlog(k);
+        ingest_set_backlog(k->ingest, waiting);
+        kafka_wake_set_backlogged(k->wake, waiting > KAFKA_WAKE_BACKLOG);
         ingest_poke(k->ingest);
     }
     if (k->closing && rd_kafka_consumer_closed(k->rk)) {
@@ -514,12 +568,11 @@ kafka_t *kafka_new(struct event_base *base, const config_t *c, rules_t *rules, c
         {"enable.auto.commit", "false"},
         {"enable.auto.offset.store", "false"},
         {"auto.offset.reset", c->kafka_start_offset},
-        /* Bounded prefetch: the engine's memory must not depend on the backlog. librdkafka
-         * before 2.2 (Debian 12 has 2.0) stops fetching a partition for a whole second when the
-         * queue is over queued.max.messages.kbytes, so the queue must hold about a second of
-         * the engine's pace (decompressed): 16 MB is ~43,000 events/s of the benchmark's load,
-         * 2 MB was 9,000. Small fetches keep what is held beyond it small (BENCHMARKS.md). */
-        {"queued.max.messages.kbytes", "16384"},
+        /* Bounded prefetch: the engine's memory must not depend on the backlog. 2 MB is
+         * enough because the fetch wake-up (kafka_wake.h) lets librdkafka 2.0 refill it as soon
+         * as the engine made room, instead of a second later; small fetches keep what is held
+         * beyond it small (BENCHMARKS.md). */
+        {"queued.max.messages.kbytes", "2048"},
         {"fetch.max.bytes", "1048576"},
         {"max.partition.fetch.bytes", "262144"},
         {"partition.assignment.strategy", "range,roundrobin"},
@@ -565,9 +618,11 @@ kafka_t *kafka_new(struct event_base *base, const config_t *c, rules_t *rules, c
     k->ev_read = event_new(base, k->pipefd[0], EV_READ | EV_PERSIST, read_cb, k);
     k->ev_retry = evtimer_new(base, retry_cb, k);
     k->ev_pressure = evtimer_new(base, pressure_cb, k);
+    k->ev_hold = evtimer_new(base, hold_cb, k);
     k->ev_revoke_timeout = evtimer_new(base, revoke_timeout_cb, k);
     k->pgc = pg_conn_new(base, c->database_url, "offsets");
-    if (!k->ev_read || !k->ev_retry || !k->ev_pressure || !k->ev_revoke_timeout || !k->pgc) {
+    if (!k->ev_read || !k->ev_retry || !k->ev_pressure || !k->ev_hold || !k->ev_revoke_timeout ||
+        !k->pgc) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -639,6 +694,11 @@ int kafka_start(kafka_t *k, char *err, size_t errlen)
     if (subscribe(k, err, errlen) != 0) {
         return -1;
     }
+    k->wake = kafka_wake_start(k->rk, KAFKA_WAKE_MS);
+    if (k->wake == NULL) {
+        snprintf(err, errlen, "kafka: cannot start the fetch wake-up thread");
+        return -1;
+    }
     event_add(k->ev_read, NULL);
     /* Anything queued before the pipe was watched would not write to it again. */
     event_active(k->ev_read, EV_READ, 0);
@@ -659,6 +719,7 @@ static void close_drained_cb(void *ud)
 void kafka_close(kafka_t *k, void (*done)(void *ud), void *ud)
 {
     k->closing = true;
+    kafka_wake_set_backlogged(k->wake, false);
     k->close_done = done;
     k->close_ud = ud;
     pause_all(k);
@@ -684,9 +745,17 @@ void kafka_free(kafka_t *k)
     if (k->ev_pressure) {
         event_free(k->ev_pressure);
     }
+    if (k->ev_hold) {
+        event_free(k->ev_hold);
+    }
     if (k->ev_revoke_timeout) {
         event_free(k->ev_revoke_timeout);
     }
+    if (k->wake) {
+        log_info("kafka: %lu fetch wake-ups were sent while a backlog waited",
+                 kafka_wake_count(k->wake));
+    }
+    kafka_wake_stop(k->wake);
     if (k->q) {
         rd_kafka_queue_io_event_enable(k->q, -1, NULL, 0);
         rd_kafka_queue_destroy(k->q);
@@ -793,4 +862,9 @@ bool kafka_paused(const kafka_t *k)
 uint64_t kafka_rebalances(const kafka_t *k)
 {
     return k->rebalances;
+}
+
+uint64_t kafka_fetch_wakeups(const kafka_t *k)
+{
+    return kafka_wake_count(k->wake);
 }

@@ -46,5 +46,7 @@ bool kafka_part_info(const kafka_t *k, size_t i, kafka_part_info_t *out);
 bool kafka_brokers_down(const kafka_t *k);
 bool kafka_paused(const kafka_t *k);
 uint64_t kafka_rebalances(const kafka_t *k);
+/* Fetch wake-ups sent while a backlog waited (kafka_wake.h). */
+uint64_t kafka_fetch_wakeups(const kafka_t *k);
 
 #endif

@@ -58,6 +58,7 @@ static int l_app_health(lua_State *L)
         set_bool(L, "brokers_reachable", !kafka_brokers_down(app->kafka));
         set_bool(L, "paused", kafka_paused(app->kafka));
         set_int(L, "rebalances", (long long)kafka_rebalances(app->kafka));
+        set_int(L, "fetch_wakeups", (long long)kafka_fetch_wakeups(app->kafka));
         long long lag = 0;
         lua_newtable(L);
         l_pt_mark_array(L, -1);
@@ -337,6 +338,11 @@ void l_app_collect(void *ud)
         metric_set(metrics_series("patterntrack_consumer_paused", METRIC_GAUGE,
                                   "1 while consumption is paused by back-pressure.", ""),
                    kafka_paused(app->kafka) ? 1 : 0);
+        metric_set(metrics_series("patterntrack_kafka_fetch_wakeups_total", METRIC_COUNTER,
+                                  "Fetch wake-ups sent to librdkafka's broker threads while "
+                                  "a backlog waits (kafka_wake.h).",
+                                  ""),
+                   (double)kafka_fetch_wakeups(app->kafka));
     }
     if (app->ingest) {
         metric_set(metrics_series("patterntrack_buffer_bytes", METRIC_GAUGE,

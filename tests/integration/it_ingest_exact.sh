@@ -55,6 +55,9 @@ n_dl=$(pt_psql -tAc "SELECT count(*) FROM usage_dead_letters WHERE payload IS NO
 big=$(pt_psql -tAc "SELECT count(*) FROM usage_dead_letters WHERE reason = 'too large' AND truncated AND octet_length(payload) = 65536")
 [ "$big" -gt 0 ] || it_fail "oversized events are not stored truncated at 64 KiB"
 engine_stop || it_fail "SIGTERM exit status $?"
+# The backlog was drained with librdkafka's queue refilled by the fetch wake-up (kafka_wake.h).
+wakeups=$(sed -n 's/.*kafka: \([0-9]*\) fetch wake-ups were sent.*/\1/p' "$IT_DIR/engine.log" | tail -1)
+[ "${wakeups:-0}" -gt 0 ] || it_fail "no fetch wake-up was sent while the backlog drained"
 folded=$(pt_psql -tAc "SELECT (SELECT count(*) FROM pattern_lists) + (SELECT count(*) FROM agent_lists)")
 pending=$(pt_psql -tAc "SELECT coalesce(sum(n_partners), 0) / 2 FROM pattern_lists_pending")
 pending_agents=$(pt_psql -tAc "SELECT count(*) FROM agent_lists_pending")
