@@ -9,7 +9,7 @@
 #
 # The history is synthesized with SQL (ingesting 10 M events first would take longer than the
 # benchmark): exact-looking rows of the same shape and size the engine itself writes: 100,000
-# registered patterns, ~2 M (pattern, agent) rows and ~3 M hourly rows over 30 days, summing to
+# registered patterns, ~2 M (pattern, agent) pairs and ~3 M hourly rows over 30 days, summing to
 # 10 M uses. Live ingest runs on top through Kafka (pt-loadgen at INGEST_RATE events/s, as fast
 # as this machine allows) for the whole measurement.
 set -euo pipefail
@@ -55,18 +55,34 @@ SELECT 'pat-' || lpad(g::text, 6, '0'), 'Pattern ' || g, (ARRAY['code','knowledg
        now() - interval '200 days', true
   FROM generate_series(1, 100000) g;
 -- (pattern, agent): pattern g is used by 1 + 400000 / (g + 1000) agents (Zipf-like: 400 for
--- the most used, 4 for the least; ~1.9 M rows), and has 1450000 / (g + 100) uses in all (~10 M
--- over all patterns), spread evenly over its agents
-INSERT INTO pattern_agent_usage (pattern_id, agent_name, usage_count, first_used_at, last_used_at)
-SELECT 'pat-' || lpad(g::text, 6, '0'), 'agent-' || ((g * 7 + a * 13) % 1000),
-       greatest(1, (1450000 / (g + 100)) / (1 + 400000 / (g + 1000))),
-       now() - interval '30 days', now() - (a || ' minutes')::interval
+-- the most used, 4 for the least; ~1.9 M pairs), and has 1450000 / (g + 100) uses in all (~10 M
+-- over all patterns), spread evenly over its agents. As the flush writes them: a key each in
+-- pattern_agents, and partner lists both ways (folded).
+CREATE TEMP TABLE seed_pa AS
+SELECT DISTINCT ON (1, 2) 'pat-' || lpad(g::text, 6, '0') AS pattern_id,
+       'agent-' || ((g * 7 + a * 13) % 1000) AS agent_name,
+       greatest(1, (1450000 / (g + 100)) / (1 + 400000 / (g + 1000)))::bigint AS c,
+       (extract(epoch FROM now() - interval '30 days') * 1000000)::bigint AS f,
+       (extract(epoch FROM now() - (a || ' minutes')::interval) * 1000000)::bigint AS l
   FROM generate_series(1, 100000) g, LATERAL generate_series(1, 1 + (400000 / (g + 1000))) a
-ON CONFLICT DO NOTHING;
-UPDATE pattern_lineage_nodes n SET usage_count = s.c, first_used_at = s.f, last_used_at = s.l, used_by_agents = s.agents
-  FROM (SELECT pattern_id, sum(usage_count) c, min(first_used_at) f, max(last_used_at) l,
-               array_agg(agent_name ORDER BY agent_name) agents
-          FROM pattern_agent_usage GROUP BY 1) s
+ ORDER BY 1, 2, 5 DESC;
+INSERT INTO pattern_agents SELECT pattern_id, agent_name FROM seed_pa ORDER BY 1, 2;
+INSERT INTO pattern_lists (pattern_id, n_agents, agents, n_partners, n_low, partners)
+SELECT pattern_id, count(*),
+       pt_list_encode(array_agg(agent_name ORDER BY agent_name COLLATE "C"),
+                      array_agg(c ORDER BY agent_name COLLATE "C"),
+                      array_agg(f ORDER BY agent_name COLLATE "C"),
+                      array_agg(l ORDER BY agent_name COLLATE "C")), 0, 0, NULL
+  FROM seed_pa GROUP BY pattern_id;
+INSERT INTO agent_lists (agent_name, n_patterns, patterns)
+SELECT agent_name, count(*),
+       pt_list_encode(array_agg(pattern_id ORDER BY pattern_id COLLATE "C"),
+                      array_agg(c ORDER BY pattern_id COLLATE "C"),
+                      array_agg(f ORDER BY pattern_id COLLATE "C"),
+                      array_agg(l ORDER BY pattern_id COLLATE "C"))
+  FROM seed_pa GROUP BY agent_name;
+UPDATE pattern_lineage_nodes n SET usage_count = s.c, first_used_at = pt_ts(s.f), last_used_at = pt_ts(s.l)
+  FROM (SELECT pattern_id, sum(c) c, min(f) f, max(l) l FROM seed_pa GROUP BY 1) s
  WHERE n.pattern_id = s.pattern_id;
 -- hourly: each pattern's uses over up to 30 random hours of the last 30 days
 INSERT INTO pattern_usage_hourly (pattern_id, hour, usage_count)
@@ -75,29 +91,36 @@ SELECT n.pattern_id, date_trunc('hour', now()) - ((h * 37 + substr(n.pattern_id,
   FROM pattern_lineage_nodes n, generate_series(1, 30) h
 ON CONFLICT DO NOTHING;
 -- co-occurrence: pattern g with its next 1 + 200000 / (g + 1000) neighbours, as the partner
--- lists the merges keep (sql/012, format of sql/013), both sides of each pair, and their top
+-- lists the folds keep (src/cooc.h), both sides of each pair, and their top
 CREATE TEMP TABLE seed_pairs AS
 SELECT 'pat-' || lpad(g::text, 6, '0') AS a, 'pat-' || lpad((g + k)::text, 6, '0') AS b,
        (1 + 100000 / (g + k))::bigint AS c,
        (extract(epoch FROM now() - (k || ' minutes')::interval) * 1000000)::bigint AS l
   FROM generate_series(1, 99000) g, LATERAL generate_series(1, 1 + (200000 / (g + 1000))) k;
-INSERT INTO pattern_cooccurrence_merged (pattern_id, n, n_low, data)
-SELECT p, count(*), count(*) FILTER (WHERE o COLLATE "C" < p COLLATE "C"),
-       pt_cooc_list(array_agg(o ORDER BY o COLLATE "C"), array_agg(c ORDER BY o COLLATE "C"),
-                    array_agg(l ORDER BY o COLLATE "C"))
+INSERT INTO pattern_lists AS m (pattern_id, n_agents, agents, n_partners, n_low, partners)
+SELECT p, 0, NULL, count(*), count(*) FILTER (WHERE o COLLATE "C" < p COLLATE "C"),
+       pt_list_encode(array_agg(o ORDER BY o COLLATE "C"), array_agg(c ORDER BY o COLLATE "C"),
+                      NULL, array_agg(l ORDER BY o COLLATE "C"))
   FROM (SELECT a AS p, b AS o, c, l FROM seed_pairs UNION ALL SELECT b, a, c, l FROM seed_pairs) s
  GROUP BY p
-ON CONFLICT DO NOTHING;
+ON CONFLICT (pattern_id) DO UPDATE SET n_partners = EXCLUDED.n_partners, n_low = EXCLUDED.n_low,
+    partners = EXCLUDED.partners;
 SELECT pt_rebuild_cooccurrence_top();
 UPDATE usage_topic_stats SET events = events; -- (no rows yet; the engine adds them)
 INSERT INTO usage_topic_stats (topic, events, events_with_patterns) VALUES ('seed', 2500000, 2500000);
--- the per-agent and per-hour totals the flush would have kept (sql/008_totals.sql)
-SELECT pt_rebuild_totals();
+-- the per-agent and per-hour totals the flush would have kept
+INSERT INTO agent_usage_totals (agent_name, usage_count, distinct_patterns, first_used_at, last_used_at)
+SELECT agent_name, sum(c), count(*), pt_ts(min(f)), pt_ts(max(l)) FROM seed_pa GROUP BY 1;
+INSERT INTO agent_type_usage
+SELECT s.agent_name, coalesce(n.pattern_type, 'unknown'), sum(s.c), count(*), pt_ts(min(s.f)),
+       pt_ts(max(s.l))
+  FROM seed_pa s JOIN pattern_lineage_nodes n USING (pattern_id) GROUP BY 1, 2;
+INSERT INTO usage_hourly_totals SELECT hour, sum(usage_count) FROM pattern_usage_hourly GROUP BY 1;
 ANALYZE;
 SQL
 echo "seeded in $(( $(date +%s) - t0 )) s" >&2
 fi
-echo "database: $(pt_psql -tAc 'SELECT sum(usage_count) FROM pattern_lineage_nodes') uses, $(pt_psql -tAc 'SELECT count(*) FROM pattern_agent_usage') pairs, $(pt_psql -tAc 'SELECT count(*) FROM pattern_usage_hourly') hours" >&2
+echo "database: $(pt_psql -tAc 'SELECT sum(usage_count) FROM pattern_lineage_nodes') uses, $(pt_psql -tAc 'SELECT count(*) FROM pattern_agents') pairs, $(pt_psql -tAc 'SELECT count(*) FROM pattern_usage_hourly') hours" >&2
 
 # name, path (a %d in it means random pattern/agent number), upper bound of that number
 ENDPOINTS=${ENDPOINTS:-"summary|/api/patterns/usage/summary|0

@@ -175,6 +175,12 @@ static void push_rows(lua_State *L, const PGresult *res)
     }
 }
 
+static int push_rows_protected(lua_State *L)
+{
+    push_rows(L, lua_touserdata(L, 1));
+    return 1;
+}
+
 static void push_unavailable(lua_State *L, const char *detail)
 {
     lua_createtable(L, 0, 3);
@@ -204,8 +210,22 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
         lua_pushboolean(co, 0);
         push_unavailable(co, "database unavailable");
     } else if (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK) {
-        lua_pushboolean(co, 1);
-        push_rows(co, res);
+        /* The rows are built on the main state in a protected call: an answer larger than
+         * lua_memory_mb is then this request's 503, not Lua's panic (abort) for the engine, and
+         * the coroutine, which a memory error inside it would reset, can still be resumed. */
+        lua_State *L = routes_main_state(rr);
+        lua_pushcfunction(L, push_rows_protected);
+        lua_pushlightuserdata(L, res);
+        if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+            lua_pushboolean(co, 1);
+            lua_xmove(L, co, 1);
+        } else {
+            log_warn("http query: %d rows do not fit in lua_memory_mb (%s)", PQntuples(res),
+                     lua_isstring(L, -1) ? lua_tostring(L, -1) : "Lua error");
+            lua_pop(L, 1);
+            lua_pushboolean(co, 0);
+            push_unavailable(co, "the answer does not fit in lua_memory_mb");
+        }
     } else {
         const char *state = pg_sqlstate(res);
         lua_pushboolean(co, 0);

@@ -74,6 +74,11 @@ void routes_set_pending(route_req_t *rr, void (*cancel)(void *), void *ud)
     rr->cancel_ud = ud;
 }
 
+lua_State *routes_main_state(route_req_t *rr)
+{
+    return lvm_state(rr->r->vm);
+}
+
 lua_State *routes_thread(route_req_t *rr)
 {
     return rr->co;
@@ -369,6 +374,31 @@ static int push_request(lua_State *L, route_req_t *rr)
     return 0;
 }
 
+/* lua_CFunctions run under lua_pcall on the VM's main state: a memory error raised in the
+ * request's coroutine is re-thrown there (Lua 5.4's luaD_throw for a thread without a handler). */
+static int new_request_thread(lua_State *L)
+{
+    route_req_t *rr = lua_touserdata(L, 1);
+    routes_t *r = rr->r;
+    rr->co = lua_newthread(L);
+    rr->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->reqs_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rr->co_ref);
+    lua_pushlightuserdata(L, rr);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* [dispatch, request] onto the coroutine; returns push_request's status. */
+static int push_request_protected(lua_State *L)
+{
+    route_req_t *rr = lua_touserdata(L, 1);
+    lua_rawgeti(rr->co, LUA_REGISTRYINDEX, rr->r->dispatch_ref);
+    lua_pushinteger(L, push_request(rr->co, rr));
+    return 1;
+}
+
 static void close_cb(struct evhttp_connection *evcon, void *arg)
 {
     (void)evcon;
@@ -607,13 +637,23 @@ void routes_handle(struct evhttp_request *req, void *ud)
     r->live = rr;
     r->in_flight++;
     lua_State *L = lvm_state(r->vm);
-    rr->co = lua_newthread(L);
-    rr->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->reqs_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rr->co_ref);
+    /* Allocations here can fail at lua_memory_mb: in a protected call, a memory error is a 503
+     * for this request instead of Lua's panic (abort) for the whole engine. */
+    lua_pushcfunction(L, new_request_thread);
     lua_pushlightuserdata(L, rr);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        log_warn("http request %llu: %s", (unsigned long long)rr->id,
+                 lua_isstring(L, -1) ? lua_tostring(L, -1) : "Lua error");
+        lua_pop(L, 1);
+        if (rr->co_ref != LUA_NOREF) {
+            luaL_unref(L, LUA_REGISTRYINDEX, rr->co_ref); /* frees a slot: allocates nothing */
+        }
+        rr->co = NULL;
+        evhttp_send_error(req, 503, "Service Unavailable");
+        rr->req = NULL;
+        finish(rr);
+        return;
+    }
     rr->evcon = evhttp_request_get_connection(req);
     if (rr->evcon) {
         evhttp_connection_set_closecb(rr->evcon, close_cb, rr);
@@ -621,8 +661,23 @@ void routes_handle(struct evhttp_request *req, void *ud)
     if (!authorized(rr)) {
         return;
     }
-    lua_rawgeti(rr->co, LUA_REGISTRYINDEX, r->dispatch_ref);
-    int bad = push_request(rr->co, rr);
+    lua_pushcfunction(L, push_request_protected);
+    lua_pushlightuserdata(L, rr);
+    int bad = 0;
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        log_warn("http request %llu: %s", (unsigned long long)rr->id,
+                 lua_isstring(L, -1) ? lua_tostring(L, -1) : "Lua error");
+        bad = 503;
+    } else {
+        bad = (int)lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+    if (bad == 503) {
+        lua_settop(rr->co, 0);
+        char msg[] = "{\"detail\":\"the HTTP Lua state is out of memory (lua_memory_mb)\"}";
+        reply_and_finish(rr, 503, NULL, msg, sizeof msg - 1, "unmatched");
+        return;
+    }
     if (bad) {
         lua_settop(rr->co, 0);
         char msg[] =

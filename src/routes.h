@@ -47,6 +47,8 @@ int64_t routes_query_timeout(routes_t *r);
 /* Records how to cancel the I/O the coroutine waits for (called if the client goes away);
  * NULL when nothing is pending. */
 void routes_set_pending(route_req_t *rr, void (*cancel)(void *), void *ud);
+/* The VM's main state, for work done in a protected call on the request's behalf. */
+lua_State *routes_main_state(route_req_t *rr);
 lua_State *routes_thread(route_req_t *rr);
 /* Resumes the request's coroutine with nargs values already pushed on its stack. */
 void routes_resume(route_req_t *rr, int nargs);

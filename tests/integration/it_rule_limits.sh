@@ -45,5 +45,18 @@ r=$(post '{"agent":"a2","patterns":["good-2"]}')
 echo "$r" | grep -q '"patterns_counted":1' || it_fail "no recovery after the limits: $r"
 good=$(pt_psql -tAc "SELECT sum(usage_count) FROM pattern_agent_usage WHERE agent_name IN ('a1', 'a2')")
 [ "$good" = 2 ] || it_fail "good events counted $good times, want 2"
+# An answer larger than lua_memory_mb (300,000 pending partner lists for /cooccurrence/top to
+# read: more than 32 MB as Lua values) is a 503 for that request; the engine stays up (it used
+# to abort on Lua's panic) and answers the next request.
+pt_psql -qc "INSERT INTO pattern_lists_pending (flush_id, pattern_id, n_agents, agents, n_partners, n_low, partners)
+             SELECT 1, 'big-' || g, 0, NULL, 1, 0, decode('02' || repeat('ab', 40), 'hex')
+               FROM generate_series(1, 300000) g"
+code=$(curl -s -o "$IT_DIR/big" -w '%{http_code}' "http://127.0.0.1:$port/api/patterns/usage/cooccurrence/top?limit=5")
+[ "$code" = 503 ] && grep -q lua_memory_mb "$IT_DIR/big" ||
+    it_fail "an answer over lua_memory_mb: status $code, $(head -c 300 "$IT_DIR/big")"
+kill -0 "$IT_PID" || it_fail "the engine died on an answer over lua_memory_mb"
+pt_psql -qc "DELETE FROM pattern_lists_pending WHERE pattern_id LIKE 'big-%'"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/api/patterns/usage/cooccurrence/top?limit=5")
+[ "$code" = 200 ] || it_fail "no answer after the oversized one: status $code"
 engine_stop || it_fail "SIGTERM exit status $?"
-echo "it_rule_limits: ok (timeout and memory bomb dead-lettered, sandbox closed, engine alive)"
+echo "it_rule_limits: ok (timeout and memory bomb dead-lettered, sandbox closed, an answer over lua_memory_mb refused, engine alive)"
