@@ -2,6 +2,7 @@
  * objects; everything else is reached through them. */
 #include <event2/event.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,6 +193,15 @@ static int run(config_t *cfg)
         log_error("start-up: %s", err);
         return 2;
     }
+    /* SIGTERM and SIGINT wait (blocked) until their handlers are in the loop: a stop asked
+     * during start-up (an orchestrator's, or a test's right after "consuming") is then the
+     * same clean stop as later, not the default action. Threads created meanwhile (librdkafka's,
+     * the flush builder's) inherit the mask, so the loop's thread is the one that gets them. */
+    sigset_t stop_sigs;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGTERM);
+    sigaddset(&stop_sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
     /* Kafka reading re-activates itself while messages are queued (128 per turn). libevent runs
      * the active callbacks until none is left before it looks at timers and sockets again, so
      * draining a backlog after a back-pressure pause kept HTTP requests and timers waiting for
@@ -287,6 +297,7 @@ static int run(config_t *cfg)
     app.ev_deadline = evtimer_new(app.base, deadline_cb, &app);
     evsignal_add(app.ev_term, NULL);
     evsignal_add(app.ev_int, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &stop_sigs, NULL);
     event_base_dispatch(app.base);
     rc = app.exit_code;
     /* Tearing down joins library threads (librdkafka's among them); none of it may keep a

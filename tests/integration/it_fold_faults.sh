@@ -34,6 +34,11 @@ producer=$!
 
 second=
 second_start() {
+    # engine-2.log is appended to: what this start wrote begins after line second_from
+    second_from=0
+    if [ -e "$IT_DIR/engine-2.log" ]; then
+        second_from=$(wc -l <"$IT_DIR/engine-2.log")
+    fi
     sed "s/\"$IT_GROUP-1\"/\"$IT_GROUP-2\"/" "$IT_CONFIG" >"$IT_DIR/config-2.lua"
     (cd "$PT_IT_ROOT" && exec env -u KAFKA_GROUP_ID -u HTTP_PORT "$PT_BIN" run \
         --config "$IT_DIR/config-2.lua") >>"$IT_DIR/engine-2.log" 2>&1 &
@@ -57,7 +62,7 @@ for round in 1 2 3 4 5 6; do
             ;;
         0)
             second_start
-            joined() { grep -q 'partitions assigned' "$IT_DIR/engine-2.log"; }
+            joined() { tail -n +$((second_from + 1)) "$IT_DIR/engine-2.log" | grep -q 'partitions assigned'; }
             wait_for 60 joined || it_fail "the second engine did not join"
             wait_for 60 fold_running || it_fail "no fold seen running while two engines run"
             kill -TERM "$second"
