@@ -6,11 +6,14 @@
 --   metadata.patterns   a list of references (when `metadata` is an object).
 -- action_details.pattern and action_details.glob_pattern are Grep/Glob search regexes, not
 -- pattern references: action_details is never read.
--- Returns agent, patterns, time, nil (see lua/lib/pt/refs.lua).
+-- The event ID (for the host's deduplication) is refs.event_id's: event_id, else id, else
+-- correlation_id@timestamp, each from the event then `payload`; nil when there is none.
+-- Returns agent, patterns, time, nil, event_id (see lua/lib/pt/refs.lua).
 
 local refs = require("pt.refs")
 local add_refs, add_ids = refs.add_refs, refs.add_ids
-local payload_of, agent_of, time_of = refs.payload, refs.agent, refs.time
+local payload_of, agent_of, time_of, event_id_of = refs.payload, refs.agent, refs.time,
+    refs.event_id
 local type = type
 
 -- Appends the references found in one level (the event or its payload); returns the new length.
@@ -34,5 +37,6 @@ return function(event, meta)
     if payload ~= nil then
         level(payload, out, n)
     end
-    return agent_of(event, payload, "agent_name"), out, time_of(event, payload), nil
+    return agent_of(event, payload, "agent_name"), out, time_of(event, payload), nil,
+        event_id_of(event, payload)
 end

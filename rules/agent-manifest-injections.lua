@@ -11,12 +11,14 @@
 -- confidence_scores is keyed by pattern name but is not a reference list; it is not read.
 -- Note "count_without_list": patterns_count/pattern_count > 0 at either level and no list
 -- under any of the keys above at either level (the host counts these extraction gaps).
--- Returns agent, patterns, time, note (see lua/lib/pt/refs.lua).
+-- The event ID (for the host's deduplication) is refs.event_id's: event_id, else id, else
+-- correlation_id@timestamp, each from the event then `payload`; nil when there is none.
+-- Returns agent, patterns, time, note, event_id (see lua/lib/pt/refs.lua).
 
 local refs = require("pt.refs")
 local add_refs, add_ids, add_section = refs.add_refs, refs.add_ids, refs.add_section
-local payload_of, agent_of, time_of, has_count = refs.payload, refs.agent, refs.time,
-    refs.has_count
+local payload_of, agent_of, time_of, has_count, event_id_of = refs.payload, refs.agent,
+    refs.time, refs.has_count, refs.event_id
 local type = type
 
 -- Appends the references found in one level (the event or its payload). Returns the new
@@ -58,5 +60,6 @@ return function(event, meta)
     if not found and (has_count(event) or (payload ~= nil and has_count(payload))) then
         note = "count_without_list"
     end
-    return agent_of(event, payload, "agent_name"), out, time_of(event, payload), note
+    return agent_of(event, payload, "agent_name"), out, time_of(event, payload), note,
+        event_id_of(event, payload)
 end

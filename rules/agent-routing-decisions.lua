@@ -7,11 +7,14 @@
 --   confidence_components.patterns  a list of references (when the parent is an object);
 --   context.patterns                a list of references (when the parent is an object).
 -- confidence_scores, alternatives and the like are not reference lists and are not read.
--- Returns agent, patterns, time, nil (see lua/lib/pt/refs.lua).
+-- The event ID (for the host's deduplication) is refs.event_id's: event_id, else id, else
+-- correlation_id@timestamp, each from the event then `payload`; nil when there is none.
+-- Returns agent, patterns, time, nil, event_id (see lua/lib/pt/refs.lua).
 
 local refs = require("pt.refs")
 local add_refs = refs.add_refs
-local payload_of, agent_of, time_of = refs.payload, refs.agent, refs.time
+local payload_of, agent_of, time_of, event_id_of = refs.payload, refs.agent, refs.time,
+    refs.event_id
 local type = type
 
 -- Appends the references found in one level (the event or its payload); returns the new length.
@@ -39,5 +42,5 @@ return function(event, meta)
         level(payload, out, n)
     end
     return agent_of(event, payload, "selected_agent", "agent_name"), out,
-        time_of(event, payload), nil
+        time_of(event, payload), nil, event_id_of(event, payload)
 end

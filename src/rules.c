@@ -248,13 +248,13 @@ rule_status_t rules_run(rules_t *r, size_t idx, const char *payload, size_t len,
     /* The payload began with '{' and decoded, so it is an object. */
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->meta_ref);
     r->cur_meta = meta;
-    rc = lvm_pcall(r->vm, 2, 4, r->budget);
+    rc = lvm_pcall(r->vm, 2, 5, r->budget);
     r->cur_meta = NULL;
     if (rc != LUA_OK) {
         snprintf(err, errlen, "%s", lua_tostring(L, -1));
         return fail_status(rc);
     }
-    int ai = r->base + 1, pi = r->base + 2, ti = r->base + 3, ni = r->base + 4;
+    int ai = r->base + 1, pi = r->base + 2, ti = r->base + 3, ni = r->base + 4, ii = r->base + 5;
     int at = lua_type(L, ai);
     if (at == LUA_TNIL || (at == LUA_TBOOLEAN && !lua_toboolean(L, ai))) {
         res->agent = "unknown";
@@ -315,6 +315,25 @@ rule_status_t rules_run(rules_t *r, size_t idx, const char *payload, size_t len,
     } else if (nt != LUA_TNIL) {
         snprintf(err, errlen, "the rule returned a %s as the note (expected a string)",
                  luaL_typename(L, ni));
+        return RULE_BAD_RESULT;
+    }
+    int it = lua_type(L, ii);
+    if (it == LUA_TSTRING) {
+        res->event_id = lua_tolstring(L, ii, &res->event_id_len);
+        if (res->event_id_len == 0 || res->event_id_len > 255) {
+            snprintf(err, errlen, "the rule returned an event ID of %zu bytes (expected 1..255)",
+                     res->event_id_len);
+            return RULE_BAD_RESULT;
+        }
+    } else if (it == LUA_TNUMBER && lua_isinteger(L, ii)) {
+        int k = snprintf(res->event_id_buf, sizeof res->event_id_buf, "%lld",
+                         (long long)lua_tointeger(L, ii));
+        res->event_id = res->event_id_buf;
+        res->event_id_len = (size_t)k;
+    } else if (it != LUA_TNIL) {
+        snprintf(err, errlen,
+                 "the rule returned a %s as the event ID (expected a string or an integer)",
+                 it == LUA_TNUMBER ? "fraction" : luaL_typename(L, ii));
         return RULE_BAD_RESULT;
     }
     return RULE_OK;

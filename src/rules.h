@@ -46,6 +46,11 @@ typedef struct {
     int64_t time_us;
     const char *note; /* NULL or the rule's note, valid until rules_done */
     size_t n_patterns;
+    /* The event's ID (the fifth value; NULL: none), valid until rules_done: a string of 1..255
+     * bytes as returned, or an integer in decimal (in event_id_buf). */
+    const char *event_id;
+    size_t event_id_len;
+    char event_id_buf[24];
 } rule_result_t;
 
 /* Loads every topic's rule file. NULL with a message naming the file on any error. */

@@ -7,7 +7,10 @@
 -- A fixture file is a JSON array of cases:
 --   {"name": "...", "topic": "optional, else the file name", "event": {...}, "meta": {...},
 --    "expect": {"agent": "...", "patterns": [sorted distinct IDs], "time": "..."|null,
---               "note": "..."|null}}
+--               "note": "..."|null, "event_id": "..."|null}}
+-- The rule returns agent, patterns, time, note, event_id. A missing or null time or note expects
+-- nil. event_id is compared only when expect has the key (null expects none); fixtures without
+-- it do not check the event ID.
 -- Returns the number of failed cases.
 local sandbox, readfile, files, rule_for, budget_call = ...
 
@@ -32,10 +35,13 @@ local function show(v)
     if v == nil or v == null then
         return "null"
     end
+    if type(v) == "number" then
+        return tostring(v)
+    end
     if type(v) == "table" then
         local parts = {}
         for i, x in ipairs(v) do
-            parts[i] = string.format("%q", x)
+            parts[i] = show(x)
         end
         return "[" .. table.concat(parts, ", ") .. "]"
     end
@@ -89,7 +95,8 @@ for _, file in ipairs(files) do
                 local meta = setmetatable({}, { __index = case.meta or { topic = topic }, __newindex = function()
                     error("meta is read-only")
                 end })
-                local rok, agent, patterns, time, note = budget_call(rule, case.event, meta)
+                local rok, agent, patterns, time, note, event_id =
+                    budget_call(rule, case.event, meta)
                 local want = case.expect or {}
                 if not rok then
                     diffs[1] = "rule raised: " .. tostring(agent)
@@ -118,6 +125,16 @@ for _, file in ipairs(files) do
                     end
                     if wn ~= note then
                         diffs[#diffs + 1] = "note: got " .. show(note) .. ", want " .. show(wn)
+                    end
+                    local we = want.event_id
+                    if we ~= nil then
+                        if we == null then
+                            we = nil
+                        end
+                        if we ~= event_id then
+                            diffs[#diffs + 1] = "event_id: got " .. show(event_id) .. ", want "
+                                .. show(we)
+                        end
                     end
                 end
             end

@@ -21,8 +21,8 @@ local function distinct_sorted(list)
 end
 
 -- Asserts the return contract: agent a string, patterns a sequence of strings, time a string
--- or nil, note a string or nil.
-local function check_contract(agent, patterns, time, note)
+-- or nil, note a string or nil, event_id nil or a string of 1..255 bytes.
+local function check_contract(agent, patterns, time, note, event_id)
     -- Plain assert: luassert's matchers are too slow for the random-shape loop.
     assert(type(agent) == "string", "agent must be a string")
     assert(type(patterns) == "table", "patterns must be a table")
@@ -33,6 +33,8 @@ local function check_contract(agent, patterns, time, note)
     end
     assert(time == nil or type(time) == "string", "time must be a string or nil")
     assert(note == nil or type(note) == "string", "note must be a string or nil")
+    assert(event_id == nil or (type(event_id) == "string" and #event_id >= 1 and #event_id <= 255),
+        "event_id must be nil or a string of 1..255 bytes")
 end
 
 local function opt(v)
@@ -84,13 +86,16 @@ describe("default rules", function()
                     if meta == nil or meta == null then
                         meta = default_meta(topic)
                     end
-                    local agent, patterns, time, note = rule(c.event, meta)
-                    check_contract(agent, patterns, time, note)
+                    local agent, patterns, time, note, event_id = rule(c.event, meta)
+                    check_contract(agent, patterns, time, note, event_id)
                     local e = c.expect
                     assert.are.equal(e.agent, agent)
                     assert.are.same(distinct_sorted(e.patterns), distinct_sorted(patterns))
                     assert.are.equal(opt(e.time), time)
                     assert.are.equal(opt(e.note), note)
+                    if e.event_id ~= nil then
+                        assert.are.equal(opt(e.event_id), event_id)
+                    end
                 end)
             end
 
@@ -102,13 +107,37 @@ describe("default rules", function()
 
             it("accepts a non-object event", function()
                 for _, ev in ipairs({ "not-json", 42, true, null, {}, { 1, 2, 3 } }) do
-                    local agent, patterns, time, note = rule(ev, default_meta(topic))
-                    check_contract(agent, patterns, time, note)
+                    local agent, patterns, time, note, event_id = rule(ev, default_meta(topic))
+                    check_contract(agent, patterns, time, note, event_id)
                     assert.are.equal("unknown", agent)
                     assert.are.same({}, patterns)
                     assert.is_nil(time)
                     assert.is_nil(note)
+                    assert.is_nil(event_id)
                 end
+            end)
+
+            it("covers event IDs in its fixtures: some cases expect one, some expect none",
+                function()
+                    local some, none = 0, 0
+                    for _, c in ipairs(cases) do
+                        if c.expect.event_id == null then
+                            none = none + 1
+                        elseif c.expect.event_id ~= nil then
+                            some = some + 1
+                        end
+                    end
+                    assert.is_true(some >= 3 and none >= 2)
+                end)
+
+            it("returns refs.event_id of the event and its payload as the fifth value", function()
+                local ev = cjson.decode('{"correlation_id": "c", "timestamp": 7,'
+                    .. '"payload": {"id": "p-id", "agent_name": "a"}}')
+                local r = table.pack(rule(ev, default_meta(topic)))
+                assert.are.equal(5, r.n)
+                assert.are.equal("p-id", r[5])
+                ev.payload = nil
+                assert.are.equal("c@7", select(5, rule(ev, default_meta(topic))))
             end)
 
             it("does not modify the event", function()
@@ -244,7 +273,7 @@ describe("random shapes", function()
         "pattern_ids", "full_manifest_snapshot", "available", "patterns_count", "pattern_count",
         "metadata", "patterns_used", "confidence_components", "context", "payload", "timestamp",
         "created_at", "pattern_id", "id", "name", "action_details", "pattern", "glob_pattern",
-        "confidence_scores", "total_count", "correlation_id", "1", "", "x",
+        "confidence_scores", "total_count", "correlation_id", "1", "", "x", "event_id",
     }
     local STRINGS = { "", "p", "unknown", "2025-01-01T00:00:00Z", "3f2b8c1e-4d5a-4e6f-9a7b",
         "\0", "ünïcødé", string.rep("a", 300) }
@@ -305,22 +334,22 @@ describe("random shapes", function()
             local meta = default_meta(topic)
             for i = 1, 3000 do
                 local ev = event()
-                local ok, agent, patterns, time, note = pcall(rule, ev, meta)
+                local ok, agent, patterns, time, note, event_id = pcall(rule, ev, meta)
                 if not ok then
                     error("case " .. i .. " raised: " .. tostring(agent))
                 end
-                check_contract(agent, patterns, time, note)
+                check_contract(agent, patterns, time, note, event_id)
                 assert(agent ~= "", "agent must not be empty")
                 -- The same shape after a JSON round trip (what the host actually decodes).
                 local okenc, text = pcall(cjson.encode, ev)
                 if okenc then
                     local okdec, decoded = pcall(cjson.decode, text)
                     if okdec then
-                        ok, agent, patterns, time, note = pcall(rule, decoded, meta)
+                        ok, agent, patterns, time, note, event_id = pcall(rule, decoded, meta)
                         if not ok then
                             error("case " .. i .. " (decoded) raised: " .. tostring(agent))
                         end
-                        check_contract(agent, patterns, time, note)
+                        check_contract(agent, patterns, time, note, event_id)
                     end
                 end
             end
