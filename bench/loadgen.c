@@ -14,7 +14,15 @@
  *   H  pattern  hour  count
  *   C  pattern_1  pattern_2  count  last_us   (--pairs-truth; pattern_1 < pattern_2 in bytes)
  *   T  topic  events  events_without_patterns  dead_letters  flagged_events
- *   D  topic  reason  count */
+ *   D  topic  reason  count
+ *   U  topic  duplicates   (--dup-ratio; only topics that had any)
+ *
+ * --dup-ratio produces some good events a second time, byte for byte, and gives every event
+ * that reaches the rules an event_id, except --no-id-ratio of the good ones, which carry
+ * nothing the default rules could make an ID of. The truth is then that of an engine
+ * deduplicating every topic over a window longer than the run: a copy of an event with an ID
+ * adds to T's events and to U's duplicates only; a copy without one counts as a new event
+ * everywhere (so the sum of the P counts stays the number of uses stored). */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -81,6 +89,8 @@ typedef struct {
     int64_t time_start_s;
     double span_hours;
     const char *compression;
+    double dup_ratio;
+    double no_id_ratio;
     bool quiet;
 } opts_t;
 
@@ -114,6 +124,12 @@ static void usage(FILE *out)
             "  --time-span-hours H    event times spread uniformly over H hours (default 48)\n"
             "  --compression C        gzip | none | snappy | lz4 | zstd (default gzip); with\n"
             "                         none no 1.5 MB event is made (the broker would refuse it)\n"
+            "  --dup-ratio R          fraction of good events produced twice, byte for byte,\n"
+            "                         0..1 (default 0): half soon after, half about\n"
+            "                         events/2 later (or at the end), half under another key;\n"
+            "                         every event then carries a unique event_id\n"
+            "  --no-id-ratio F        with --dup-ratio, the fraction of good events with no ID\n"
+            "                         at all (no event_id, id or correlation_id; default 0.1)\n"
             "  --partitions-hint N    ignored\n"
             "  --quiet                no progress lines and notes (the summary stays)\n"
             "  --help                 this text\n"
@@ -179,6 +195,8 @@ enum {
     O_TIME_START,
     O_SPAN,
     O_COMPRESSION,
+    O_DUP_RATIO,
+    O_NO_ID_RATIO,
     O_PARTITIONS,
     O_QUIET,
     O_HELP
@@ -204,6 +222,8 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         {"time-start", required_argument, NULL, O_TIME_START},
         {"time-span-hours", required_argument, NULL, O_SPAN},
         {"compression", required_argument, NULL, O_COMPRESSION},
+        {"dup-ratio", required_argument, NULL, O_DUP_RATIO},
+        {"no-id-ratio", required_argument, NULL, O_NO_ID_RATIO},
         {"partitions-hint", required_argument, NULL, O_PARTITIONS},
         {"quiet", no_argument, NULL, O_QUIET},
         {"help", no_argument, NULL, O_HELP},
@@ -221,6 +241,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         .refs_max = 8,
         .span_hours = 48,
         .compression = "gzip",
+        .no_id_ratio = 0.1,
     };
     int c;
     uint64_t u;
@@ -310,6 +331,17 @@ static int parse_opts(int argc, char **argv, opts_t *o)
                 bad = "--compression needs gzip, none, snappy, lz4 or zstd";
             }
             o->compression = optarg;
+            break;
+        case O_DUP_RATIO:
+            if (parse_double(optarg, &o->dup_ratio) != 0 || o->dup_ratio < 0 || o->dup_ratio > 1) {
+                bad = "--dup-ratio needs 0..1";
+            }
+            break;
+        case O_NO_ID_RATIO:
+            if (parse_double(optarg, &o->no_id_ratio) != 0 || o->no_id_ratio < 0 ||
+                o->no_id_ratio > 1) {
+                bad = "--no-id-ratio needs 0..1";
+            }
             break;
         case O_PARTITIONS:
             break;
@@ -817,6 +849,7 @@ typedef struct {
     table_t cooc;  /* key: p1 << 32 | p2, p1's name before p2's in byte order (--pairs-truth) */
     uint64_t events[N_TOPICS], without[N_TOPICS], dead[N_TOPICS], flagged[N_TOPICS];
     uint64_t dl[N_TOPICS][N_REASONS];
+    uint64_t dups[N_TOPICS]; /* copies the engine recognises by their ID */
     uint64_t uses;
 } truth_t;
 
@@ -940,7 +973,37 @@ typedef struct {
     char corr[48];
     int corr_kind;   /* 0 = missing, 1 = present */
     int decoy_level; /* -1 = no decoys */
+    /* --dup-ratio */
+    bool has_id; /* writes event_id; false for every event without --dup-ratio */
+    char event_id[37];
+    bool copy; /* a byte copy follows, near or far, under the same key or another */
+    bool copy_near, copy_same_key;
 } event_t;
+
+/* A copy waiting for its turn: it goes out once `due` originals have been produced, or at the
+ * end of the run. */
+typedef struct {
+    uint64_t due, seq; /* seq orders copies due together as they were queued */
+    int topic;
+    char *value; /* owned */
+    size_t len;
+    char key[64];
+    size_t key_len;
+    int64_t kafka_ts_ms;
+    bool has_id;
+    /* Without an ID the copy counts again as its original did (a good event: no dead letter,
+     * not flagged). */
+    uint32_t agent;
+    int64_t time_us;
+    uint32_t *distinct; /* owned; NULL when n_distinct is 0 */
+    size_t n_distinct;
+} copy_t;
+
+/* A binary min-heap of copies by (due, seq). */
+typedef struct {
+    copy_t *v;
+    size_t n, cap;
+} copyq_t;
 
 typedef struct {
     const opts_t *o;
@@ -955,6 +1018,11 @@ typedef struct {
     bool allow_large;
     unsigned bad_total;
     char *large_blob;
+    /* --dup-ratio draws from its own generator, so that the events of a seed stay those
+     * produced without it (IDs aside). */
+    rng_t dup_rng;
+    uint64_t copies_planned;
+    copyq_t copies;
 } gen_t;
 
 static int64_t wall_us(void)
@@ -1350,12 +1418,19 @@ static void write_level(gen_t *g, buf_t *b, const event_t *ev, int level)
         if (ev->envelope) {
             json_key(b, &first, "event_type");
             json_str(b, types[ev->topic]);
+            /* Drawn with --dup-ratio too, where ev's own ID (or none) replaces it: the rest of
+             * the event stays what the seed makes without --dup-ratio. */
             char id[37];
             make_uuid(r, id);
-            json_key(b, &first, "event_id");
-            json_str(b, id);
+            if (g->o->dup_ratio <= 0 || ev->has_id) {
+                json_key(b, &first, "event_id");
+                json_str(b, ev->has_id ? ev->event_id : id);
+            }
             json_key(b, &first, "source");
             json_str(b, "omniclaude");
+        } else if (ev->has_id) {
+            json_key(b, &first, "event_id");
+            json_str(b, ev->event_id);
         }
         if (ev->corr_kind) {
             json_key(b, &first, "correlation_id");
@@ -1638,6 +1713,39 @@ static void gen_bad_whole(gen_t *g, event_t *ev)
     }
 }
 
+/* With --dup-ratio, for an event that reaches the rules: its ID, and whether and how a copy
+ * follows it. */
+static void plan_ids(gen_t *g, event_t *ev)
+{
+    rng_t *r = &g->dup_rng;
+    const opts_t *o = g->o;
+    if (o->dup_ratio <= 0) {
+        return;
+    }
+    bool good = ev->bad == BAD_NONE;
+    ev->has_id = !good || !rng_chance(r, o->no_id_ratio);
+    if (ev->has_id) {
+        make_uuid(r, ev->event_id);
+    } else {
+        /* The default rules would make an ID of correlation_id + timestamp. */
+        ev->corr_kind = 0;
+    }
+    if (!good || !rng_chance(r, o->dup_ratio)) {
+        return;
+    }
+    /* Taken in turn rather than drawn, so that even a small run has every kind of copy. */
+    unsigned turn = (unsigned)(g->copies_planned++ % 4);
+    ev->copy = true;
+    ev->copy_near = turn % 2 == 0;
+    ev->copy_same_key = turn < 2;
+    if (ev->copy_same_key && ev->key_len == 0) {
+        /* librdkafka spreads keyless messages at random: only a key keeps the copy on the
+         * original's partition. */
+        make_uuid(r, ev->key);
+        ev->key_len = strlen(ev->key);
+    }
+}
+
 /* Builds the next event into g->buf and plans its outcome in ev. */
 static void gen_event(gen_t *g, event_t *ev)
 {
@@ -1650,6 +1758,7 @@ static void gen_event(gen_t *g, event_t *ev)
     ev->topic = ev->bad == BAD_FLAGGED ? TOPIC_MANIFEST : (int)rng_below(r, N_TOPICS);
     ev->whole_dead = -1;
     ev->flagged = ev->invalid = false;
+    ev->has_id = ev->copy = false;
     ev->n_distinct = 0;
     ev->envelope = rng_chance(r, 0.25);
     int64_t now_ms = wall_us() / 1000;
@@ -1681,6 +1790,7 @@ static void gen_event(gen_t *g, event_t *ev)
         return;
     }
 
+    plan_ids(g, ev);
     plan_refs(g, ev);
     collect_distinct(g, ev);
     plan_agent(g, ev);
@@ -1834,12 +1944,148 @@ static int truth_write(const gen_t *g, const char *path)
                         t->dl[tp][rs]);
             }
         }
+        if (t->dups[tp] > 0) {
+            fprintf(f, "U\t%s%s\t%" PRIu64 "\n", o->prefix, topic_base[tp], t->dups[tp]);
+        }
     }
     if (ferror(f) | (fclose(f) != 0)) {
         fprintf(stderr, "pt-loadgen: writing %s failed\n", path);
         return -1;
     }
     return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Copies (--dup-ratio) */
+
+/* NULL for n == 0; aborts when memory runs out, as buf_reserve does. */
+static void *memdup_or_die(const void *p, size_t n)
+{
+    if (n == 0) {
+        return NULL;
+    }
+    void *d = malloc(n);
+    if (d == NULL) {
+        fprintf(stderr, "pt-loadgen: out of memory\n");
+        abort();
+    }
+    memcpy(d, p, n);
+    return d;
+}
+
+static bool copy_before(const copy_t *a, const copy_t *b)
+{
+    return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+}
+
+/* Takes ownership of c's buffers. */
+static void copyq_push(copyq_t *q, const copy_t *c)
+{
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 256;
+        copy_t *nv = realloc(q->v, cap * sizeof(copy_t));
+        if (nv == NULL) {
+            fprintf(stderr, "pt-loadgen: out of memory\n");
+            abort();
+        }
+        q->v = nv;
+        q->cap = cap;
+    }
+    size_t i = q->n++;
+    while (i > 0 && copy_before(c, &q->v[(i - 1) / 2])) {
+        q->v[i] = q->v[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    q->v[i] = *c;
+}
+
+/* Moves the first copy (q->n > 0) to *out; the caller owns its buffers. */
+static void copyq_pop(copyq_t *q, copy_t *out)
+{
+    *out = q->v[0];
+    copy_t last = q->v[--q->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= q->n) {
+            break;
+        }
+        if (c + 1 < q->n && copy_before(&q->v[c + 1], &q->v[c])) {
+            c++;
+        }
+        if (!copy_before(&q->v[c], &last)) {
+            break;
+        }
+        q->v[i] = q->v[c];
+        i = c;
+    }
+    if (q->n > 0) {
+        q->v[i] = last;
+    }
+}
+
+static void copy_free(copy_t *c)
+{
+    free(c->value);
+    free(c->distinct);
+}
+
+static void copyq_free(copyq_t *q)
+{
+    for (size_t i = 0; i < q->n; i++) {
+        copy_free(&q->v[i]);
+    }
+    free(q->v);
+}
+
+/* Queues the copy of ev, just produced as original number n, whose bytes are still in g->buf. */
+static void copy_plan(gen_t *g, const event_t *ev, uint64_t n)
+{
+    rng_t *r = &g->dup_rng;
+    uint64_t half = g->o->events / 2 > 0 ? g->o->events / 2 : 1;
+    copy_t c = {
+        .due = n + (ev->copy_near ? 1 + rng_below(r, 20) : half + rng_below(r, half / 10 + 1)),
+        .seq = g->copies_planned,
+        .topic = ev->topic,
+        .value = memdup_or_die(g->buf.p, g->buf.len),
+        .len = g->buf.len,
+        .kafka_ts_ms = ev->kafka_ts_ms, /* the time of an event without a usable one */
+        .has_id = ev->has_id,
+    };
+    if (ev->copy_same_key) {
+        memcpy(c.key, ev->key, ev->key_len);
+        c.key_len = ev->key_len;
+    } else {
+        make_uuid(r, c.key);
+        c.key_len = strlen(c.key);
+    }
+    if (!c.has_id) {
+        c.agent = ev->agent;
+        c.time_us = ev->time_us;
+        c.n_distinct = ev->n_distinct;
+        c.distinct = memdup_or_die(ev->distinct, ev->n_distinct * sizeof(uint32_t));
+    }
+    copyq_push(&g->copies, &c);
+}
+
+/* The engine recognises a copy by its ID and counts it as consumed and a duplicate only;
+ * without an ID it cannot tell the copy from a new event. */
+static void truth_copy(gen_t *g, const copy_t *c)
+{
+    if (c->has_id) {
+        g->truth.events[c->topic]++;
+        g->truth.dups[c->topic]++;
+        return;
+    }
+    event_t ev = {
+        .topic = c->topic,
+        .whole_dead = -1,
+        .agent = c->agent,
+        .time_us = c->time_us,
+        .distinct = c->distinct,
+        .n_distinct = c->n_distinct,
+    };
+    truth_apply(g, &ev);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1918,6 +2164,24 @@ static void on_signal(int sig)
     signal(sig, SIG_DFL);
 }
 
+/* Queues one message (a copy of value), serving delivery reports while librdkafka's queue is
+ * full. */
+static rd_kafka_resp_err_t produce(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const char *value,
+                                   size_t len, const char *key, size_t key_len, int64_t ts_ms)
+{
+    rd_kafka_resp_err_t err;
+    for (;;) {
+        err = rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_VALUE((void *)value, len),
+                                RD_KAFKA_V_KEY(key_len ? key : NULL, key_len),
+                                RD_KAFKA_V_TIMESTAMP(ts_ms),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            return err;
+        }
+        rd_kafka_poll(rk, 50);
+    }
+}
+
 /* Sleeps (serving delivery reports) until `until` on the monotonic clock. */
 static void wait_until(rd_kafka_t *rk, double until)
 {
@@ -1940,6 +2204,7 @@ static int gen_init(gen_t *g, const opts_t *o)
     memset(g, 0, sizeof *g);
     g->o = o;
     rng_seed(&g->rng, o->seed);
+    rng_seed(&g->dup_rng, mix64(o->seed ^ UINT64_C(0x6475702d72616e64)));
     if (zipf_init(&g->zp, o->patterns, o->zipf) != 0 ||
         zipf_init(&g->za, o->agents, o->zipf) != 0 ||
         names_init(&g->pat, o->patterns, pattern_name) != 0 ||
@@ -1991,6 +2256,7 @@ static void gen_free(gen_t *g)
     free(g->seen);
     free(g->buf.p);
     free(g->large_blob);
+    copyq_free(&g->copies);
 }
 
 int main(int argc, char **argv)
@@ -2007,7 +2273,7 @@ int main(int argc, char **argv)
     rd_kafka_t *rk = NULL;
     rd_kafka_topic_t *rkt[N_TOPICS] = {NULL};
     dr_state_t dr = {0, 0};
-    uint64_t produced = 0, bad = 0;
+    uint64_t produced = 0, bad = 0, copies = 0, copies_with_id = 0;
     bool produce_failed = false;
 
     if (gen_init(&g, &o) != 0) {
@@ -2054,39 +2320,56 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_signal);
 
     double t0 = mono_s(), next_report = t0 + 5;
-    for (uint64_t i = 0; i < o.events && !stop_requested; i++) {
-        gen_event(&g, &ev);
+    while (!stop_requested) {
+        /* A copy goes out once the originals it waits for have, and every copy before the end:
+         * always after its original, which was queued first. */
+        copy_t c;
+        bool is_copy = g.copies.n > 0 && (g.copies.v[0].due <= produced || produced == o.events);
+        if (!is_copy && produced == o.events) {
+            break;
+        }
         rd_kafka_resp_err_t err;
-        for (;;) {
-            err = rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt[ev.topic]),
-                                    RD_KAFKA_V_VALUE(g.buf.p, g.buf.len),
-                                    RD_KAFKA_V_KEY(ev.key_len ? ev.key : NULL, ev.key_len),
-                                    RD_KAFKA_V_TIMESTAMP(ev.kafka_ts_ms),
-                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-            if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                break;
-            }
-            rd_kafka_poll(rk, 50);
+        if (is_copy) {
+            copyq_pop(&g.copies, &c);
+            err = produce(rk, rkt[c.topic], c.value, c.len, c.key, c.key_len, c.kafka_ts_ms);
+        } else {
+            gen_event(&g, &ev);
+            err =
+                produce(rk, rkt[ev.topic], g.buf.p, g.buf.len, ev.key, ev.key_len, ev.kafka_ts_ms);
         }
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             fprintf(stderr, "pt-loadgen: produce failed: %s\n", rd_kafka_err2str(err));
             produce_failed = true;
+            if (is_copy) {
+                copy_free(&c);
+            }
             break;
         }
-        truth_apply(&g, &ev);
-        produced++;
-        bad += ev.bad != BAD_NONE;
-        if ((i & 1023) == 0) {
+        if (is_copy) {
+            truth_copy(&g, &c);
+            copies++;
+            copies_with_id += c.has_id;
+            copy_free(&c);
+        } else {
+            truth_apply(&g, &ev);
+            produced++;
+            bad += ev.bad != BAD_NONE;
+            if (ev.copy) {
+                copy_plan(&g, &ev, produced);
+            }
+        }
+        uint64_t sent = produced + copies;
+        if (((sent - 1) & 1023) == 0) {
             rd_kafka_poll(rk, 0);
             double now = mono_s();
             if (!o.quiet && now >= next_report) {
-                fprintf(stderr, "pt-loadgen: %" PRIu64 " events, %.0f events/s\n", produced,
-                        (double)produced / (now - t0));
+                fprintf(stderr, "pt-loadgen: %" PRIu64 " events, %.0f events/s\n", sent,
+                        (double)sent / (now - t0));
                 next_report = now + 5;
             }
         }
         if (o.rate > 0) {
-            wait_until(rk, t0 + (double)(i + 1) / o.rate);
+            wait_until(rk, t0 + (double)sent / o.rate);
         }
     }
 
@@ -2096,11 +2379,17 @@ int main(int argc, char **argv)
     }
     double secs = mono_s() - t0;
     int left = rd_kafka_outq_len(rk);
+    char copied[96] = "";
+    if (o.dup_ratio > 0) {
+        snprintf(copied, sizeof copied, " and %" PRIu64 " copies (%" PRIu64 " with an ID)", copies,
+                 copies_with_id);
+    }
+    uint64_t sent = produced + copies;
     fprintf(stderr,
-            "pt-loadgen: %" PRIu64 " events produced (%" PRIu64 " bad) in %.2f s, %.0f events/s; "
+            "pt-loadgen: %" PRIu64 " events produced (%" PRIu64 " bad)%s in %.2f s, %.0f events/s; "
             "%" PRIu64 " delivered, %" PRIu64 " failed, %d undelivered\n",
-            produced, bad, secs, secs > 0 ? (double)produced / secs : 0.0, dr.delivered, dr.failed,
-            left);
+            produced, bad, copied, secs, secs > 0 ? (double)sent / secs : 0.0, dr.delivered,
+            dr.failed, left);
     if (!o.quiet) {
         size_t used = 0;
         for (size_t p = 0; p < g.pat.n; p++) {

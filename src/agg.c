@@ -50,6 +50,15 @@ typedef struct {
     uint32_t count;
 } hour_slot_t;
 
+/* A held event: its record (ev[ev], flags 0 until it wins, so that no reader counts it) and
+ * what it would add. */
+typedef struct {
+    agg_hold_t h;
+    uint32_t ev;
+    uint8_t flags;       /* the record's flags once it counts */
+    uint8_t topic_flags; /* AGG_T_* */
+} held_t;
+
 struct agg {
     chunk_t *chunks;
     size_t arena_bytes;
@@ -69,6 +78,8 @@ struct agg {
     agg_dead_t *dead;
     size_t dead_n, dead_cap;
     size_t dead_bytes;
+    held_t *held;
+    size_t held_n, held_cap;
     size_t events;
 };
 
@@ -197,6 +208,7 @@ void agg_free(agg_t *a)
     free(a->topics);
     free(a->offsets);
     free(a->dead);
+    free(a->held);
     free(a);
 }
 
@@ -258,6 +270,12 @@ void agg_reset(agg_t *a)
     a->hours_n = 0;
     a->topics_n = 0;
     a->offsets_n = 0;
+    if (a->held_cap > 65536) {
+        free(a->held);
+        a->held = NULL;
+        a->held_cap = 0;
+    }
+    a->held_n = 0;
     a->events = 0;
 }
 
@@ -416,6 +434,80 @@ void agg_add_topic(agg_t *a, const agg_topic_t *d)
     e->flagged += d->flagged;
     e->with_patterns += d->with_patterns;
     e->over_pair_limit += d->over_pair_limit;
+    e->duplicates += d->duplicates;
+}
+
+static void push_held(agg_t *a, const agg_hold_t *h, uint32_t ev, uint8_t flags,
+                      uint8_t topic_flags)
+{
+    if (a->held_n == a->held_cap) {
+        a->held_cap = a->held_cap ? a->held_cap * 2 : 1024;
+        a->held = xrealloc(a->held, a->held_cap * sizeof(held_t));
+    }
+    held_t *e = &a->held[a->held_n++];
+    e->h = *h;
+    e->h.topic = intern(a, &a->strings, h->topic, strlen(h->topic))->s;
+    e->ev = ev;
+    e->flags = flags;
+    e->topic_flags = topic_flags;
+}
+
+void agg_hold_event(agg_t *a, const agg_hold_t *h, const char *agent, size_t alen, int64_t time_us,
+                    const agg_ref_t *patterns, size_t n, bool pairs, unsigned topic_flags)
+{
+    uint32_t g = intern(a, &a->strings, agent, alen)->idx;
+    uint32_t stack[64];
+    uint32_t *pats = n <= 64 ? stack : xcalloc(n, sizeof(uint32_t));
+    for (size_t i = 0; i < n; i++) {
+        pats[i] = intern(a, &a->patterns, patterns[i].s, patterns[i].len)->idx;
+    }
+    if (a->ev_n >= UINT32_MAX) {
+        abort();
+    }
+    uint32_t ev = (uint32_t)a->ev_n;
+    push_event(a, g, time_us, pats, n, 0);
+    if (pats != stack) {
+        free(pats);
+    }
+    uint8_t flags = n == 0 ? 0 : (uint8_t)(EV_USES | (pairs && n >= 2 ? EV_PAIRS : 0));
+    push_held(a, h, ev, flags, (uint8_t)topic_flags);
+}
+
+size_t agg_n_held(const agg_t *a)
+{
+    return a->held_n;
+}
+
+const agg_hold_t *agg_held_at(const agg_t *a, size_t i)
+{
+    return &a->held[i].h;
+}
+
+void agg_release_held(agg_t *a, const bool *won)
+{
+    for (size_t i = 0; i < a->held_n; i++) {
+        const held_t *e = &a->held[i];
+        agg_topic_t d = {.topic = e->h.topic};
+        if (won[i]) {
+            ev_t *ev = &a->ev[e->ev];
+            ev->flags = e->flags;
+            int64_t hour = floor_div(ev->time_us, 3600LL * 1000000LL);
+            for (uint32_t k = 0; k < ev->n && (e->flags & EV_USES); k++) {
+                add_hour(a, a->refs[ev->ref + k], hour, 1);
+            }
+            if (e->flags & EV_PAIRS) {
+                a->sides_n += (size_t)ev->n * (ev->n - 1);
+            }
+            d.with_patterns = (e->topic_flags & AGG_T_WITH) != 0;
+            d.without_patterns = (e->topic_flags & AGG_T_WITHOUT) != 0;
+            d.flagged = (e->topic_flags & AGG_T_FLAGGED) != 0;
+            d.over_pair_limit = (e->topic_flags & AGG_T_OVER) != 0;
+        } else {
+            d.duplicates = 1;
+        }
+        agg_add_topic(a, &d);
+    }
+    a->held_n = 0;
 }
 
 void agg_note_offset(agg_t *a, const char *topic, int32_t partition, int64_t expected, int64_t next)
@@ -471,6 +563,7 @@ void agg_add_dead(agg_t *a, const char *topic, int32_t partition, int64_t offset
 void agg_merge(agg_t *dst, agg_t *src)
 {
     uint32_t stack[64];
+    size_t ev_base = dst->ev_n;
     for (size_t i = 0; i < src->ev_n; i++) {
         const ev_t *e = &src->ev[i];
         uint32_t *pats = e->n <= 64 ? stack : xcalloc(e->n, sizeof(uint32_t));
@@ -517,6 +610,10 @@ void agg_merge(agg_t *dst, agg_t *src)
         d->detail = NULL;
         d->payload = NULL;
     }
+    for (size_t i = 0; i < src->held_n; i++) {
+        const held_t *e = &src->held[i];
+        push_held(dst, &e->h, (uint32_t)(ev_base + e->ev), e->flags, e->topic_flags);
+    }
     dst->events += src->events;
     agg_reset(src);
 }
@@ -547,6 +644,7 @@ size_t agg_bytes(const agg_t *a)
      * aggregated (flush's debug log prints both). */
     return arena + 3 * (a->patterns.n + a->strings.n) * sizeof(istr_t) + a->ev_n * sizeof(ev_t) +
            a->refs_n * sizeof(uint32_t) + 2 * a->hours_n * sizeof(hour_slot_t) + a->dead_bytes +
+           a->held_n * (sizeof(held_t) + 64) + /* 64: its claim's parameters as text */
            2 * (12 * a->refs_n + 10 * a->sides_n);
 }
 

@@ -52,6 +52,7 @@ typedef struct {
     int64_t flagged;
     int64_t with_patterns;
     int64_t over_pair_limit;
+    int64_t duplicates; /* copies of events counted before (event-ID deduplication) */
 } agg_topic_t;
 
 typedef struct {
@@ -101,6 +102,28 @@ void agg_note_offset(agg_t *a, const char *topic, int32_t partition, int64_t exp
 void agg_add_dead(agg_t *a, const char *topic, int32_t partition, int64_t offset,
                   const char *reason, const char *detail, const char *payload, size_t len,
                   size_t max_payload);
+/* Event-ID deduplication. An event of a deduplicated topic that has an ID is held: recorded but
+ * not counted until its claim is decided (src/flush.c claims a batch's held events in
+ * PostgreSQL before it builds the counts). */
+typedef struct {
+    uint8_t key[16];   /* 128-bit hash of the topic and the event ID */
+    const char *topic; /* interned */
+    int32_t partition;
+    int64_t offset;
+    int64_t window_s;
+} agg_hold_t;
+/* What a held event adds to its topic's counters when it counts. */
+#define AGG_T_WITH 1u
+#define AGG_T_WITHOUT 2u
+#define AGG_T_FLAGGED 4u
+#define AGG_T_OVER 8u
+void agg_hold_event(agg_t *a, const agg_hold_t *h, const char *agent, size_t alen, int64_t time_us,
+                    const agg_ref_t *patterns, size_t n, bool pairs, unsigned topic_flags);
+size_t agg_n_held(const agg_t *a);
+const agg_hold_t *agg_held_at(const agg_t *a, size_t i);
+/* Decides every held event: those with won[i] count as if just added, the others are counted
+ * only as their topic's duplicates. Empties the held list. */
+void agg_release_held(agg_t *a, const bool *won);
 /* Folds `src` (the newer batch) into `dst` (the older one) and empties src: counts add up,
  * first/last times widen, offsets keep dst's expected and take src's next. */
 void agg_merge(agg_t *dst, agg_t *src);

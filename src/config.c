@@ -13,7 +13,7 @@
 #define PT_SOURCE_DIR "."
 #endif
 
-typedef enum { T_STRING, T_INT, T_BOOL, T_TOPICS, T_PROPS, T_DAYS } opt_type_t;
+typedef enum { T_STRING, T_INT, T_BOOL, T_TOPICS, T_PROPS, T_DAYS, T_DEDUPE } opt_type_t;
 
 typedef struct {
     const char *key;
@@ -128,6 +128,11 @@ static const option_t options[] = {
      "Expected lifetime of a pattern per pattern_type, in days: an active pattern never used "
      "past it is potentially stale (/lifecycle). A table, e.g. { default = 90, ops = 30 }; "
      "default applies to types not listed (90 when not set)."},
+    {"dedupe", T_DEDUPE, NULL, OFF(n_dedupe), NULL, true, 1, 2592000,
+     "Event-ID deduplication, off unless a topic is listed: { [\"agent-actions\"] = { window_s = "
+     "3600 } }. An event of a listed topic whose rule returns an event ID is not counted when a "
+     "copy with the same ID was counted in the last window_s seconds (1..2592000); its copies "
+     "are counted in usage_topic_stats.duplicates. Kafka input only."},
     {"log_level", T_STRING, "info", OFF(log_level), NULL, true, 0, 0,
      "debug, info, warn or error."},
     {"root", T_STRING, NULL, OFF(root), "PATTERNTRACK_ROOT", false, 0, 0,
@@ -260,6 +265,94 @@ static int cmp_prop(const void *a, const void *b)
     return strcmp(((const config_prop_t *)a)->key, ((const config_prop_t *)b)->key);
 }
 
+static void clear_dedupe(config_t *c)
+{
+    for (size_t i = 0; i < c->n_dedupe; i++) {
+        free(c->dedupe[i].topic);
+    }
+    c->n_dedupe = 0;
+}
+
+static int cmp_dedupe(const void *a, const void *b)
+{
+    return strcmp(((const config_dedupe_t *)a)->topic, ((const config_dedupe_t *)b)->topic);
+}
+
+/* dedupe = { [topic] = { window_s = N }, ... } at the top of the stack. [-0, +0] */
+static int set_dedupe(config_t *c, lua_State *L, const option_t *o, const char *origin, char *err,
+                      size_t errlen)
+{
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        snprintf(err, errlen,
+                 "%s: dedupe must be a table of topic = { window_s = seconds }, got %s", origin,
+                 luaL_typename(L, -1));
+        return -1;
+    }
+    clear_dedupe(c);
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? cstring_at(L, -2) : NULL;
+        if (k == NULL || !valid_topic_name(k)) {
+            snprintf(err, errlen, "%s: dedupe: keys must be Kafka topic names", origin);
+            lua_pop(L, 2);
+            return -1;
+        }
+        if (lua_type(L, -1) != LUA_TTABLE) {
+            snprintf(err, errlen, "%s: dedupe: '%s' must be a table { window_s = seconds }, got %s",
+                     origin, k, luaL_typename(L, -1));
+            lua_pop(L, 2);
+            return -1;
+        }
+        int64_t window = -1;
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+            const char *f = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            if (strcmp(f, "window_s") != 0) {
+                snprintf(err, errlen, "%s: dedupe: '%s': unknown field '%s' (only window_s)",
+                         origin, k, f);
+                lua_pop(L, 4);
+                return -1;
+            }
+            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < o->min ||
+                lua_tointeger(L, -1) > o->max) {
+                snprintf(err, errlen,
+                         "%s: dedupe: '%s': window_s must be whole seconds in %lld..%lld", origin,
+                         k, (long long)o->min, (long long)o->max);
+                lua_pop(L, 4);
+                return -1;
+            }
+            window = (int64_t)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+        }
+        if (window < 0) {
+            snprintf(err, errlen, "%s: dedupe: '%s' needs window_s (seconds)", origin, k);
+            lua_pop(L, 2);
+            return -1;
+        }
+        if (c->n_dedupe == CONFIG_MAX_TOPICS) {
+            snprintf(err, errlen, "%s: dedupe: at most %d topics", origin, CONFIG_MAX_TOPICS);
+            lua_pop(L, 2);
+            return -1;
+        }
+        c->dedupe[c->n_dedupe].topic = xstrdup(k);
+        c->dedupe[c->n_dedupe].window_s = window;
+        c->n_dedupe++;
+        lua_pop(L, 1);
+    }
+    qsort(c->dedupe, c->n_dedupe, sizeof c->dedupe[0], cmp_dedupe);
+    return 0;
+}
+
+int64_t config_dedupe_window(const config_t *c, const char *topic)
+{
+    for (size_t i = 0; i < c->n_dedupe; i++) {
+        if (strcmp(c->dedupe[i].topic, topic) == 0) {
+            return c->dedupe[i].window_s;
+        }
+    }
+    return 0;
+}
+
 static int set_lua(config_t *c, lua_State *L, const option_t *o, const char *origin, char *err,
                    size_t errlen)
 {
@@ -329,6 +422,8 @@ static int set_lua(config_t *c, lua_State *L, const option_t *o, const char *ori
             lua_pop(L, 1);
         }
         return 0;
+    case T_DEDUPE:
+        return set_dedupe(c, L, o, origin, err, errlen);
     case T_TOPICS:
     case T_PROPS:
         if (t != LUA_TTABLE) {
@@ -615,6 +710,16 @@ config_t *config_load(const char *path, char *err, size_t errlen)
                  c->log_level);
         goto fail;
     }
+    for (size_t i = 0; i < c->n_dedupe; i++) {
+        bool found = false;
+        for (size_t t = 0; t < c->n_topics && !found; t++) {
+            found = strcmp(c->topics[t].topic, c->dedupe[i].topic) == 0;
+        }
+        if (!found) {
+            snprintf(err, errlen, "dedupe: topic '%s' has no rule in topics", c->dedupe[i].topic);
+            goto fail;
+        }
+    }
     if (c->n_topics == 0 && c->kafka_enable_consumer) {
         snprintf(err, errlen, "topics is empty: give at least one topic and its rule file");
         goto fail;
@@ -644,6 +749,7 @@ void config_free(config_t *c)
         free(c->lifetimes[i].key);
         free(c->lifetimes[i].value);
     }
+    clear_dedupe(c);
     free(c->config_path);
     free(c);
 }
@@ -678,6 +784,15 @@ static void option_text(const config_t *c, const option_t *o, char *buf, size_t 
         for (size_t i = 0; i < c->n_lifetimes && n < len; i++) {
             n += (size_t)snprintf(buf + n, len - n, "%s=%s;", c->lifetimes[i].key,
                                   c->lifetimes[i].value);
+        }
+        return;
+    }
+    case T_DEDUPE: {
+        size_t n = 0;
+        buf[0] = '\0';
+        for (size_t i = 0; i < c->n_dedupe && n < len; i++) {
+            n += (size_t)snprintf(buf + n, len - n, "%s=%lld;", c->dedupe[i].topic,
+                                  (long long)c->dedupe[i].window_s);
         }
         return;
     }
@@ -756,6 +871,14 @@ void config_apply_live(config_t *running, const config_t *next)
             running->n_lifetimes = next->n_lifetimes;
             running->lifetime_default_days = next->lifetime_default_days;
             break;
+        case T_DEDUPE:
+            clear_dedupe(running);
+            for (size_t t = 0; t < next->n_dedupe; t++) {
+                running->dedupe[t].topic = xstrdup(next->dedupe[t].topic);
+                running->dedupe[t].window_s = next->dedupe[t].window_s;
+            }
+            running->n_dedupe = next->n_dedupe;
+            break;
         }
     }
 }
@@ -782,6 +905,7 @@ static const char *type_name(opt_type_t t)
     case T_TOPICS:
     case T_PROPS:
     case T_DAYS:
+    case T_DEDUPE:
         return "table";
     }
     return "?";

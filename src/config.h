@@ -23,6 +23,13 @@ typedef struct {
     char *value;
 } config_prop_t;
 
+/* Event-ID deduplication of one topic: a copy of an event counted within window_s is not
+ * counted again. */
+typedef struct {
+    char *topic;
+    int64_t window_s;
+} config_dedupe_t;
+
 typedef struct config {
     char *root;
     char *config_path;
@@ -67,6 +74,8 @@ typedef struct config {
     int64_t lifetime_default_days;
     size_t n_lifetimes;
     config_prop_t lifetimes[CONFIG_MAX_PROPS]; /* pattern_type -> days (value as text) */
+    size_t n_dedupe;
+    config_dedupe_t dedupe[CONFIG_MAX_TOPICS]; /* sorted by topic */
 } config_t;
 
 /* Builds a configuration: defaults, then the file at `path` (NULL = the default file if it
@@ -80,6 +89,8 @@ void config_free(config_t *c);
 size_t config_restart_keys(const config_t *running, const config_t *next, char *buf, size_t len);
 /* Copies every option that may change while running from next into running. */
 void config_apply_live(config_t *running, const config_t *next);
+/* The dedupe window of a topic in seconds; 0 when the topic is not deduplicated. */
+int64_t config_dedupe_window(const config_t *c, const char *topic);
 /* Resolves a path relative to the config's root into buf. */
 const char *config_path(const config_t *c, const char *rel, char *buf, size_t buflen);
 /* Prints every option with its type, default, environment variable and help text. */

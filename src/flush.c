@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "claims.h"
 #include "cooc.h"
 #include "known.h"
 #include "log.h"
@@ -17,7 +18,7 @@
 static const char flush_sql[] =
     "SELECT pt_flush($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
     "$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, "
-    "$35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49)";
+    "$35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50)";
 
 static const char types_sql[] =
     "SELECT pattern_id, coalesce(pattern_type, 'unknown') FROM pattern_lineage_nodes "
@@ -44,6 +45,8 @@ struct flush {
     flush_cb cb;
     void *ud;
     const agg_t *agg; /* the batch in flight */
+    agg_t *held;      /* the same, while its held events' claims are decided (claims.h) */
+    claims_t claims;
     bool durable;
     /* After a PT410 the flush runs in a transaction of its own that first locks agent_type_usage
      * (ROW EXCLUSIVE, as pt_flush does): registrations wait until it ends, so the types it reads
@@ -167,6 +170,7 @@ flush_t *flush_new(struct event_base *base, const config_t *c)
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
     pg_buf_init(&f->missing);
+    claims_init(&f->claims);
     f->conn = pg_conn_new(base, c->database_url, "flush");
     f->group = strdup(c->kafka_group_id);
     f->known = known_new(KNOWN_MAX_KEYS);
@@ -214,6 +218,7 @@ void flush_free(flush_t *f)
     pg_conn_free(f->conn);
     known_free(f->known);
     pg_buf_free(&f->missing);
+    claims_free(&f->claims);
     free(f->tx_err);
     free(f->missing_v);
     free(f->missing_len);
@@ -586,6 +591,7 @@ int flush_build(const agg_t *a, const char *group, bool durable, known_t *known,
         arr_int(&p[FLUSH_P_T_FLAGGED], t->flagged);
         arr_int(&p[FLUSH_P_T_WITH], t->with_patterns);
         arr_int(&p[FLUSH_P_T_OVER], t->over_pair_limit);
+        arr_int(&p[FLUSH_P_T_DUPS], t->duplicates);
     }
     for (size_t i = 0; i < agg_n_dead(a); i++) {
         const agg_dead_t *d = agg_dead_at(a, i);
@@ -649,6 +655,7 @@ static void finish(flush_t *f, flush_status_t st, const char *err)
     f->cb = NULL;
     f->ud = NULL;
     f->agg = NULL;
+    f->held = NULL;
     f->locked = false;
     f->in_tx = false;
     if (st == FLUSH_OK) {
@@ -764,7 +771,42 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
     end(f, FLUSH_RETRY, msg, false);
 }
 
-int flush_send(flush_t *f, const agg_t *a, bool durable, flush_cb cb, void *ud)
+/* The held events' claims are decided: they count or are duplicates, and the flush goes on. */
+static void claimed_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
+{
+    (void)c;
+    flush_t *f = ud;
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        const char *st = res ? pg_sqlstate(res) : "";
+        const char *msg = res ? PQresultErrorMessage(res) : err;
+        if (!transient(st)) {
+            log_error("claiming event IDs failed with SQLSTATE %s (retrying; this needs "
+                      "attention): %s",
+                      st, msg);
+        }
+        finish(f, FLUSH_RETRY, msg);
+        return;
+    }
+    size_t n = agg_n_held(f->held);
+    bool *won = calloc(n, sizeof(bool));
+    char why[200];
+    if (won == NULL) {
+        abort();
+    }
+    if (claims_read(&f->claims, res, won, why, sizeof why) != 0) {
+        /* the claims committed, but which are ours is unknown: asking again tells */
+        log_error("claiming event IDs: %s (retrying)", why);
+        free(won);
+        finish(f, FLUSH_RETRY, why);
+        return;
+    }
+    agg_release_held(f->held, won);
+    free(won);
+    f->held = NULL;
+    start_job(f, B_TYPES);
+}
+
+int flush_send(flush_t *f, agg_t *a, bool durable, flush_cb cb, void *ud)
 {
     if (f->cb != NULL) {
         return -1;
@@ -774,6 +816,22 @@ int flush_send(flush_t *f, const agg_t *a, bool durable, flush_cb cb, void *ud)
     f->agg = a;
     f->durable = durable;
     clock_gettime(CLOCK_MONOTONIC, &f->started);
+    if (agg_n_held(a) > 0) {
+        f->held = a;
+        const char *values[CLAIMS_NPARAMS];
+        claims_build(&f->claims, a, values);
+        f->timeout_ms = attempt_timeout(f);
+        if (pg_conn_query(f->conn, CLAIMS_SQL, CLAIMS_NPARAMS, values, NULL, f->timeout_ms,
+                          claimed_cb, f) != 0) {
+            /* cb must not run inside this call */
+            f->held = NULL;
+            f->cb = NULL;
+            f->ud = NULL;
+            f->agg = NULL;
+            return -1;
+        }
+        return 0;
+    }
     start_job(f, B_TYPES);
     return 0;
 }

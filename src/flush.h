@@ -25,12 +25,13 @@ typedef void (*flush_cb)(flush_status_t st, const char *err, double seconds, voi
 
 flush_t *flush_new(struct event_base *base, const config_t *c);
 void flush_free(flush_t *f);
-/* Sends the aggregate. Its parameters are built on a builder thread, so the aggregate must not
- * change until cb has been called. cb is called exactly once (not from inside this call). -1 if
+/* Sends the aggregate: first the claims of its held events (claims.h), which decides them in the
+ * aggregate (agg_release_held), then its counts. Its parameters are built on a builder thread,
+ * so the aggregate must not change otherwise until cb has been called. cb is called exactly once (not from inside this call). -1 if
  * a flush is already in flight. durable: the commit waits for the WAL flush (needed when
  * someone is told "stored"); otherwise a commit lost in a PostgreSQL crash is consumed again
  * from Kafka, since the offsets are lost with it. */
-int flush_send(flush_t *f, const agg_t *a, bool durable, flush_cb cb, void *ud)
+int flush_send(flush_t *f, agg_t *a, bool durable, flush_cb cb, void *ud)
     __attribute__((warn_unused_result));
 bool flush_busy(const flush_t *f);
 /* True when the last flush could not reach PostgreSQL. */
@@ -71,6 +72,7 @@ enum {
     FLUSH_P_T_FLAGGED,
     FLUSH_P_T_WITH,
     FLUSH_P_T_OVER,
+    FLUSH_P_T_DUPS,
     FLUSH_P_D_TOPIC,
     FLUSH_P_D_PART,
     FLUSH_P_D_OFFSET,

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <xxhash.h>
 
 #include "flush.h"
 #include "log.h"
@@ -18,7 +19,7 @@ typedef struct {
 
 /* Per topic series, looked up once. */
 typedef struct {
-    metric_t *ok, *dead, *tracked, *without, *flagged;
+    metric_t *ok, *dead, *tracked, *without, *flagged, *duplicates;
 } topic_metrics_t;
 
 struct ingest_waiter {
@@ -115,6 +116,11 @@ static void topic_series(topic_metrics_t *tm, const char *topic)
     tm->flagged = metrics_series(
         "patterntrack_events_flagged_total", METRIC_COUNTER,
         "Events the rule flagged with a note (e.g. a pattern count but no list), by topic.", lt);
+    tm->duplicates = metrics_series(
+        "patterntrack_duplicate_events_total", METRIC_COUNTER,
+        "Copies of events counted before (same topic and event ID within the topic's dedupe "
+        "window), not counted again, by topic; added when their batch commits.",
+        lt);
 }
 
 ingest_t *ingest_new(struct event_base *base, const config_t *c, rules_t *rules,
@@ -344,6 +350,22 @@ static void describe_invalid(char *buf, size_t cap, size_t *used, const char *s,
     }
 }
 
+void ingest_event_key(const char *topic, const char *id, size_t len, uint8_t key[16])
+{
+    /* topic, a NUL (no topic holds one), the ID: the same ID on two topics is two events.
+     * Topics are at most 249 bytes and IDs 255 (rules.h). */
+    char buf[512];
+    size_t tl = strlen(topic) + 1;
+    if (tl + len > sizeof buf) {
+        abort();
+    }
+    memcpy(buf, topic, tl);
+    memcpy(buf + tl, id, len);
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, XXH3_128bits(buf, tl + len));
+    memcpy(key, c.digest, 16);
+}
+
 /* Everything one message does to the batch; the caller counts it. */
 static void process(ingest_t *g, const ingest_msg_t *m, batch_topic_t *bt, ingest_topic_stats_t *st)
 {
@@ -421,22 +443,33 @@ static void process(ingest_t *g, const ingest_msg_t *m, batch_topic_t *bt, inges
      * would cost more than the event is worth; those events are counted instead. */
     int64_t maxp = g->cfg->cooccurrence_max_patterns;
     bool pairs = maxp > 0 && n >= 2 && (int64_t)n <= maxp;
-    if (maxp > 0 && (int64_t)n > maxp) {
-        bt->over++;
+    bool over = maxp > 0 && (int64_t)n > maxp;
+    /* An event with an ID on a deduplicated topic counts once its Kafka position holds the
+     * claim on that ID (src/flush.c); HTTP events have no position to hold one. */
+    int64_t window = res.event_id != NULL && m->partition >= 0 && g->cfg->n_dedupe > 0
+                         ? config_dedupe_window(g->cfg, m->topic)
+                         : 0;
+    if (window > 0) {
+        agg_hold_t h = {
+            .topic = m->topic, .partition = m->partition, .offset = m->offset, .window_s = window};
+        ingest_event_key(m->topic, res.event_id, res.event_id_len, h.key);
+        agg_hold_event(a, &h, res.agent, res.agent_len, t, g->refs, n, pairs,
+                       (n > 0 ? AGG_T_WITH : AGG_T_WITHOUT) |
+                           (res.note != NULL ? AGG_T_FLAGGED : 0) | (over ? AGG_T_OVER : 0));
+    } else {
+        agg_add_event(a, res.agent, res.agent_len, t, g->refs, n, pairs);
+        bt->over += over;
+        bt->with += n > 0;
+        bt->without += n == 0;
+        bt->flagged += res.note != NULL;
     }
-    agg_add_event(a, res.agent, res.agent_len, t, g->refs, n, pairs);
     st->uses += n;
     metric_add(g->tm[m->topic_idx].tracked, (double)n);
-    if (n > 0) {
-        bt->with++;
-    }
     if (n == 0) {
-        bt->without++;
         st->without_patterns++;
         metric_add(g->tm[m->topic_idx].without, 1);
     }
     if (res.note != NULL) {
-        bt->flagged++;
         st->flagged++;
         metric_add(g->tm[m->topic_idx].flagged, 1);
     }
@@ -712,6 +745,19 @@ static void finish_drain(ingest_t *g)
     }
 }
 
+/* A committed batch's duplicates, into the per-topic counters and the metric. */
+static void count_duplicates(ingest_t *g, const agg_t *a)
+{
+    for (size_t i = 0; i < agg_n_topics(a); i++) {
+        const agg_topic_t *t = agg_topic_at(a, i);
+        int idx = t->duplicates > 0 ? rules_find(g->rules, t->topic) : -1;
+        if (idx >= 0) {
+            g->stats[idx].duplicates += (uint64_t)t->duplicates;
+            metric_add(g->tm[idx].duplicates, (double)t->duplicates);
+        }
+    }
+}
+
 static void flush_done_cb(flush_status_t fs, const char *err, double secs, void *ud)
 {
     ingest_t *g = ud;
@@ -729,6 +775,7 @@ static void flush_done_cb(flush_status_t fs, const char *err, double secs, void 
         if (g->hooks.committed) {
             g->hooks.committed(g->inflight, g->hooks.ud);
         }
+        count_duplicates(g, g->inflight);
         agg_reset(g->inflight);
         notify(&g->inflight_waiters, true, NULL);
         break;

@@ -55,8 +55,12 @@ typedef struct {
     uint64_t without_patterns;
     uint64_t flagged;
     uint64_t uses;
+    uint64_t duplicates; /* copies not counted (event-ID deduplication), once committed */
 } ingest_topic_stats_t;
 
+/* The 128-bit key event-ID deduplication claims for an event: XXH3 of the topic and the ID
+ * (n distinct IDs in a window collide with a probability of about n^2 / 2^129). */
+void ingest_event_key(const char *topic, const char *id, size_t len, uint8_t key[16]);
 /* The seed's source_type label of a topic: manifest, action or routing for the seed topics
  * (also with a prefix such as prod.), else the topic itself. */
 const char *ingest_source_type(const char *topic);

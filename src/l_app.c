@@ -99,6 +99,22 @@ static int l_app_health(lua_State *L)
         } else {
             set_str(L, "last_flush_at", NULL);
         }
+        /* event-ID deduplication: each deduplicated topic, its window and the copies not
+         * counted since start (usage_topic_stats.duplicates has them all) */
+        lua_newtable(L);
+        l_pt_mark_array(L, -1);
+        for (size_t i = 0; i < app->cfg->n_dedupe; i++) {
+            const config_dedupe_t *d = &app->cfg->dedupe[i];
+            int idx = rules_find(app->rules, d->topic);
+            lua_newtable(L);
+            set_str(L, "topic", d->topic);
+            set_int(L, "window_s", (long long)d->window_s);
+            set_int(L, "duplicates",
+                    idx >= 0 ? (long long)ingest_stats(app->ingest, (size_t)idx)->duplicates : 0);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        lua_setfield(L, -2, "dedupe");
+        set_int(L, "expired_claims_deleted", (long long)maint_pruned_claims(app->maint));
     }
     lua_setfield(L, -2, "ingest");
 

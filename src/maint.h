@@ -1,7 +1,7 @@
 /* maint: periodic database maintenance on its own connection: rolls hourly buckets older than
- * retention_hourly_days up into daily buckets (pt_rollup, one transaction, totals unchanged).
- * Runs a minute after start, then hourly (co-occurrence merges are merge.c's). Owns its
- * connection and timer. */
+ * retention_hourly_days up into daily buckets (pt_rollup, one transaction, totals unchanged),
+ * a minute after start, then hourly; deletes expired event-ID claims (pt_prune_claims) in
+ * bounded batches every few seconds (the folds are fold.c's). Owns its connection and timers. */
 #ifndef PT_MAINT_H
 #define PT_MAINT_H
 
@@ -16,5 +16,7 @@ maint_t *maint_new(struct event_base *base, const config_t *c);
 void maint_free(maint_t *m);
 /* How many rollups have moved buckets so far (cached answers about hours are stale after one). */
 uint64_t maint_rollups(const maint_t *m);
+/* Expired event-ID claims deleted so far. */
+uint64_t maint_pruned_claims(const maint_t *m);
 
 #endif

@@ -916,6 +916,12 @@
                     var parts = k.split("\u0000");
                     return h("tr", null, h("td", null, parts[0]), h("td", { class: "id" }, parts[1]), h("td", { class: "num" }, fmtInt(byReason[k])));
                 }));
+                // copies of events counted before: not lost, not counted twice (the dedupe option)
+                var dd = (health && health.ingest && health.ingest.dedupe) || [];
+                fill($(".dups", p.body), dd.length === 0 ? "Event-ID deduplication is off." :
+                    "Duplicates not counted again: " + dd.map(function (d) {
+                        return d.topic + " " + fmtInt(num(d.duplicates)) + " (window " + fmtInt(num(d.window_s)) + " s)";
+                    }).join(", ") + ". All time: usage_topic_stats.duplicates.");
                 p.show("ok");
             });
         });

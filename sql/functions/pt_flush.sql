@@ -15,6 +15,8 @@
 --     (version 2), per agent its patterns (version 3). They arrive in one bytea (x_data), cut
 --     by their lengths: per pattern l_agents_len then l_partners_len bytes, then per agent
 --     m_len bytes. A length 0 is no list.
+-- t_dups: copies of events counted before, which event-ID deduplication did not count again
+-- (their claims were decided by pt_claim_events before this batch was built).
 -- p_type is the pattern_type the engine took for each pattern ('unknown' for none) to add its
 -- agents' uses to agent_type_usage (y_*); when the catalog says otherwise (a registration changed
 -- it), the flush fails with PT410 and the engine looks the types up again.
@@ -30,7 +32,7 @@ CREATE OR REPLACE FUNCTION pt_flush(
     y_agent   TEXT[], y_type TEXT[], y_count BIGINT[], y_first BIGINT[], y_last BIGINT[],
     k_pattern TEXT[], k_agent TEXT[],
     t_topic   TEXT[], t_events BIGINT[], t_without BIGINT[], t_dead BIGINT[],
-    t_flagged BIGINT[], t_with BIGINT[], t_over BIGINT[],
+    t_flagged BIGINT[], t_with BIGINT[], t_over BIGINT[], t_dups BIGINT[],
     d_topic   TEXT[], d_part INTEGER[], d_offset BIGINT[], d_reason TEXT[], d_detail TEXT[],
     d_payload BYTEA[], d_size INTEGER[],
     l_pattern TEXT[], l_n_agents INTEGER[], l_agents_len INTEGER[], l_n_partners INTEGER[],
@@ -238,8 +240,9 @@ BEGIN
     IF coalesce(array_length(t_topic, 1), 0) > 0 THEN
         INSERT INTO usage_topic_stats AS s
                (topic, events, events_without_patterns, dead_letters, flagged_events,
-                events_with_patterns, events_over_cooccurrence_limit)
-        SELECT * FROM unnest(t_topic, t_events, t_without, t_dead, t_flagged, t_with, t_over)
+                events_with_patterns, events_over_cooccurrence_limit, duplicates)
+        SELECT * FROM unnest(t_topic, t_events, t_without, t_dead, t_flagged, t_with, t_over,
+                             t_dups)
          ORDER BY 1
         ON CONFLICT (topic) DO UPDATE SET
             events                  = s.events + EXCLUDED.events,
@@ -249,6 +252,7 @@ BEGIN
             events_with_patterns    = s.events_with_patterns + EXCLUDED.events_with_patterns,
             events_over_cooccurrence_limit =
                 s.events_over_cooccurrence_limit + EXCLUDED.events_over_cooccurrence_limit,
+            duplicates              = s.duplicates + EXCLUDED.duplicates,
             updated_at              = now();
     END IF;
 

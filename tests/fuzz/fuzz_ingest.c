@@ -274,7 +274,7 @@ static void check_flush(const agg_t *a, sums_t *s)
     } groups[] = {{FLUSH_P_O_TOPIC, FLUSH_P_O_NEXT},           {FLUSH_P_P_ID, FLUSH_P_P_LAST},
                   {FLUSH_P_H_PATTERN, FLUSH_P_H_COUNT},        {FLUSH_P_A_AGENT, FLUSH_P_A_LAST},
                   {FLUSH_P_Y_AGENT, FLUSH_P_Y_LAST},           {FLUSH_P_K_PATTERN, FLUSH_P_K_AGENT},
-                  {FLUSH_P_T_TOPIC, FLUSH_P_T_OVER},           {FLUSH_P_D_TOPIC, FLUSH_P_D_SIZE},
+                  {FLUSH_P_T_TOPIC, FLUSH_P_T_DUPS},           {FLUSH_P_D_TOPIC, FLUSH_P_D_SIZE},
                   {FLUSH_P_L_PATTERN, FLUSH_P_L_PARTNERS_LEN}, {FLUSH_P_M_AGENT, FLUSH_P_M_LEN}};
     for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
         for (int i = groups[g].from; i <= groups[g].to; i++) {

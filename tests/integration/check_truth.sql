@@ -29,6 +29,7 @@ CREATE TEMP TABLE truth_c (p1 TEXT, p2 TEXT, count BIGINT, last_us BIGINT);
 CREATE TEMP TABLE truth_t (topic TEXT, events BIGINT, without BIGINT, dead BIGINT,
                            flagged BIGINT);
 CREATE TEMP TABLE truth_d (topic TEXT, reason TEXT, count BIGINT);
+CREATE TEMP TABLE truth_u (topic TEXT, duplicates BIGINT);
 
 \i :loadscript
 ANALYZE truth_p;
@@ -285,6 +286,21 @@ WITH s AS (
 INSERT INTO diff (tbl, n, line)
 SELECT 'usage_topic_stats', count(*) OVER (), format('  %s: truth %s | db %s', topic, tv, dv)
   FROM d WHERE tv <> dv ORDER BY topic LIMIT 10;
+
+-- usage_topic_stats.duplicates: the truth has a U record only for a topic with copies the
+-- engine must have recognised; every other topic, and a missing row, must be 0
+WITH s AS (
+    SELECT topic, duplicates FROM usage_topic_stats
+     WHERE left(topic, length(:'prefix')) = :'prefix'
+), d AS (
+    SELECT coalesce(u.topic, s.topic) AS topic, coalesce(u.duplicates, 0) AS t_count,
+           coalesce(s.duplicates, 0) AS db_count
+      FROM truth_u u FULL JOIN s ON s.topic = u.topic
+)
+INSERT INTO diff (tbl, n, line)
+SELECT 'usage_topic_stats duplicates', count(*) OVER (),
+       format('  %s: truth duplicates=%s | db duplicates=%s', topic, t_count, db_count)
+  FROM d WHERE t_count <> db_count ORDER BY topic LIMIT 10;
 
 -- Each row's list: n entries (none when its list is NULL), partners strictly increasing in byte
 -- order (pt_list_entries raises otherwise), counts above 0, first <= last; a pattern's partners

@@ -85,7 +85,8 @@ reset_db() {
                          pattern_usage_daily, pattern_lists, pattern_lists_pending, agent_lists,
                          agent_lists_pending, pattern_cooccurrence_top, agent_usage_totals,
                          usage_hourly_totals, usage_daily_totals, agent_type_usage,
-                         usage_consumer_offsets, usage_topic_stats, usage_dead_letters
+                         usage_consumer_offsets, usage_topic_stats, usage_dead_letters,
+                         usage_event_claims
                 RESTART IDENTITY'
 }
 
@@ -93,7 +94,8 @@ reset_db() {
 # pattern_lineage_nodes (usage_count, first_used_at, last_used_at; the sorted distinct agents
 # from pattern_agents), pattern_agent_usage and agent_pattern_usage (the partner lists both
 # ways, folded and pending), pattern_usage_hourly, the totals, and, for topics that
-# start with PREFIX, usage_topic_stats and the usage_dead_letters rows per (topic, reason).
+# start with PREFIX, usage_topic_stats (duplicates included: 0 for a topic without a U record)
+# and the usage_dead_letters rows per (topic, reason).
 # The pattern tables are compared whole: run it on a database reset before the scenario.
 # Prints "truth: exact (N patterns, M pairs, K hours)" and returns 0, or prints the first 10
 # mismatching rows of each table and returns 1 (2 for a bad truth file or a psql failure).
@@ -110,7 +112,9 @@ check_truth() {
     dir=$(mktemp -d "${TMPDIR:-/tmp}/pt-truth.XXXXXX") || return 2
     # One COPY text file per record type (fields are COPY-escaped, so tabs only separate).
     if ! awk -F'\t' -v d="$dir" '
-            BEGIN { n["P"] = 5; n["A"] = 6; n["H"] = 4; n["C"] = 5; n["T"] = 6; n["D"] = 4 }
+            BEGIN {
+                n["P"] = 5; n["A"] = 6; n["H"] = 4; n["C"] = 5; n["T"] = 6; n["D"] = 4; n["U"] = 3
+            }
             $0 == "" { next }
             !($1 in n) || NF != n[$1] {
                 printf "check_truth: line %d is not a truth record: %s\n", NR,
@@ -125,7 +129,7 @@ check_truth() {
     fi
     {
         local k
-        for k in P A H C T D; do
+        for k in P A H C T D U; do
             : >>"$dir/$k.tsv"
             printf "\\\\copy truth_%s FROM '%s'\n" "${k,,}" "$dir/$k.tsv"
         done
