@@ -16,6 +16,8 @@
 # EXTRA_CONFIG='cooccurrence_max_patterns = 0,'. PT_BENCH_LOGS=DIR keeps each run's engine log
 # there (with EXTRA_CONFIG='log_level = "debug",' it times every flush and merge).
 # PT_BENCH_KEEP=1 keeps the last run's database (pt_bench) for measurements on real tables.
+# DEDUPE_WINDOW_S=S deduplicates the three topics by event ID with an S-second window (give the
+# events IDs, and some copies, with LOADGEN_ARGS: e.g. "... --dup-ratio 0.01 --no-id-ratio 0").
 #
 # CPU per event, from /proc, over each run (engine start .. everything merged, backlog; first
 # event produced .. merged, live): PostgreSQL (the postmaster, every backend and background
@@ -81,6 +83,14 @@ for run in $(seq 1 "$RUNS"); do
     for t in agent-manifest-injections agent-actions agent-routing-decisions; do
         "$ROOT/scripts/services" topic "$prefix$t" >/dev/null
     done
+    dedupe_cfg=
+    if [ -n "${DEDUPE_WINDOW_S:-}" ]; then
+        dedupe_cfg="    dedupe = {"
+        for t in agent-manifest-injections agent-actions agent-routing-decisions; do
+            dedupe_cfg+=$'\n'"        [\"$prefix$t\"] = { window_s = $DEDUPE_WINDOW_S },"
+        done
+        dedupe_cfg+=$'\n    },'
+    fi
     cat >"$dir/config.lua" <<LUA
 return {
     topics = {
@@ -92,6 +102,7 @@ return {
     http_port = 0,
     log_level = "warn",
 ${EXTRA_CONFIG:-}
+${dedupe_cfg}
 }
 LUA
     (cd "$ROOT" && "$BIN" migrate --config "$dir/config.lua" >/dev/null)

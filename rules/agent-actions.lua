@@ -7,7 +7,8 @@
 -- action_details.pattern and action_details.glob_pattern are Grep/Glob search regexes, not
 -- pattern references: action_details is never read.
 -- The event ID (for the host's deduplication) is refs.event_id's: event_id, else id, else
--- correlation_id@timestamp, each from the event then `payload`; nil when there is none.
+-- correlation_id@timestamp, each from the event then `payload`; nil when there is none, and
+-- not looked for unless the topic is deduplicated (meta.dedupe: the host reads it only then).
 -- Returns agent, patterns, time, nil, event_id (see lua/lib/pt/refs.lua).
 
 local refs = require("pt.refs")
@@ -38,5 +39,5 @@ return function(event, meta)
         level(payload, out, n)
     end
     return agent_of(event, payload, "agent_name"), out, time_of(event, payload), nil,
-        event_id_of(event, payload)
+        meta.dedupe and event_id_of(event, payload) or nil
 end

@@ -12,7 +12,8 @@
 -- Note "count_without_list": patterns_count/pattern_count > 0 at either level and no list
 -- under any of the keys above at either level (the host counts these extraction gaps).
 -- The event ID (for the host's deduplication) is refs.event_id's: event_id, else id, else
--- correlation_id@timestamp, each from the event then `payload`; nil when there is none.
+-- correlation_id@timestamp, each from the event then `payload`; nil when there is none, and
+-- not looked for unless the topic is deduplicated (meta.dedupe: the host reads it only then).
 -- Returns agent, patterns, time, note, event_id (see lua/lib/pt/refs.lua).
 
 local refs = require("pt.refs")
@@ -61,5 +62,5 @@ return function(event, meta)
         note = "count_without_list"
     end
     return agent_of(event, payload, "agent_name"), out, time_of(event, payload), note,
-        event_id_of(event, payload)
+        meta.dedupe and event_id_of(event, payload) or nil
 end

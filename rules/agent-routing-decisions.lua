@@ -8,7 +8,8 @@
 --   context.patterns                a list of references (when the parent is an object).
 -- confidence_scores, alternatives and the like are not reference lists and are not read.
 -- The event ID (for the host's deduplication) is refs.event_id's: event_id, else id, else
--- correlation_id@timestamp, each from the event then `payload`; nil when there is none.
+-- correlation_id@timestamp, each from the event then `payload`; nil when there is none, and
+-- not looked for unless the topic is deduplicated (meta.dedupe: the host reads it only then).
 -- Returns agent, patterns, time, nil, event_id (see lua/lib/pt/refs.lua).
 
 local refs = require("pt.refs")
@@ -42,5 +43,5 @@ return function(event, meta)
         level(payload, out, n)
     end
     return agent_of(event, payload, "selected_agent", "agent_name"), out,
-        time_of(event, payload), nil, event_id_of(event, payload)
+        time_of(event, payload), nil, meta.dedupe and event_id_of(event, payload) or nil
 end

@@ -644,8 +644,9 @@ size_t agg_bytes(const agg_t *a)
      * aggregated (flush's debug log prints both). */
     return arena + 3 * (a->patterns.n + a->strings.n) * sizeof(istr_t) + a->ev_n * sizeof(ev_t) +
            a->refs_n * sizeof(uint32_t) + 2 * a->hours_n * sizeof(hour_slot_t) + a->dead_bytes +
-           a->held_n * (sizeof(held_t) + 64) + /* 64: its claim's parameters as text */
-           2 * (12 * a->refs_n + 10 * a->sides_n);
+           /* a held event's claim parameters (about 60 bytes, text) live before the flush's
+            * own, which are larger, are built: the record is what adds to the peak */
+           a->held_n * (sizeof(held_t) + sizeof(size_t)) + 2 * (12 * a->refs_n + 10 * a->sides_n);
 }
 
 size_t agg_sides(const agg_t *a)

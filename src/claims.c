@@ -21,6 +21,14 @@ void claims_free(claims_t *c)
     c->order = NULL;
 }
 
+void claims_drop_params(claims_t *c)
+{
+    for (int i = 0; i < CLAIMS_NPARAMS; i++) {
+        pg_buf_free(&c->p[i]);
+        pg_buf_init(&c->p[i]);
+    }
+}
+
 static const agg_t *sort_agg; /* qsort has no context argument; claims run on the loop only */
 
 static int cmp_held(const void *x, const void *y)

@@ -29,6 +29,9 @@ void claims_free(claims_t *c);
  * the first four arrays; keys that several hold (copies within the batch) in the last four,
  * where PostgreSQL picks the one position that may count. */
 void claims_build(claims_t *c, const agg_t *a, const char *values[CLAIMS_NPARAMS]);
+/* Frees the parameters' text once the query holds its own copy (they are about 60 bytes a held
+ * event, and a flush's own parameters are built next). */
+void claims_drop_params(claims_t *c);
 /* Reads pt_claim_events' answer (the ordinals of the claims held) into won (one per held event
  * of a). -1 with a message when the answer is not one. */
 int claims_read(const claims_t *c, const PGresult *res, bool *won, char *err, size_t errlen);

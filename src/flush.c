@@ -830,6 +830,7 @@ int flush_send(flush_t *f, agg_t *a, bool durable, flush_cb cb, void *ud)
             f->agg = NULL;
             return -1;
         }
+        claims_drop_params(&f->claims);
         return 0;
     }
     start_job(f, B_TYPES);

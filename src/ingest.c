@@ -385,6 +385,13 @@ static void process(ingest_t *g, const ingest_msg_t *m, batch_topic_t *bt, inges
         st->dead_letters++;
         return;
     }
+    /* An event with an ID on a deduplicated topic counts once its Kafka position holds the
+     * claim on that ID (src/flush.c); HTTP events have no position to hold one. */
+    int64_t window =
+        m->partition >= 0 && g->cfg->n_dedupe > 0 ? config_dedupe_window(g->cfg, m->topic) : 0;
+    if (m->meta != NULL) {
+        m->meta->dedupe = window > 0;
+    }
     rule_result_t res;
     rule_status_t rs =
         rules_run(g->rules, m->topic_idx, m->payload, m->len, m->meta, &res, err, sizeof err);
@@ -444,12 +451,7 @@ static void process(ingest_t *g, const ingest_msg_t *m, batch_topic_t *bt, inges
     int64_t maxp = g->cfg->cooccurrence_max_patterns;
     bool pairs = maxp > 0 && n >= 2 && (int64_t)n <= maxp;
     bool over = maxp > 0 && (int64_t)n > maxp;
-    /* An event with an ID on a deduplicated topic counts once its Kafka position holds the
-     * claim on that ID (src/flush.c); HTTP events have no position to hold one. */
-    int64_t window = res.event_id != NULL && m->partition >= 0 && g->cfg->n_dedupe > 0
-                         ? config_dedupe_window(g->cfg, m->topic)
-                         : 0;
-    if (window > 0) {
+    if (window > 0 && res.event_id != NULL) {
         agg_hold_t h = {
             .topic = m->topic, .partition = m->partition, .offset = m->offset, .window_s = window};
         ingest_event_key(m->topic, res.event_id, res.event_id_len, h.key);

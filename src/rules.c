@@ -55,6 +55,8 @@ static int l_rules_meta_index(lua_State *L)
         } else {
             lua_pushnil(L);
         }
+    } else if (strcmp(k, "dedupe") == 0) {
+        lua_pushboolean(L, m->dedupe);
     } else if (strcmp(k, "headers") == 0) {
         lua_createtable(L, 0, (int)m->n_headers);
         for (size_t i = 0; i < m->n_headers; i++) {

@@ -36,6 +36,10 @@ typedef struct {
     const char *header_names[RULES_MAX_HEADERS];
     const char *header_values[RULES_MAX_HEADERS];
     size_t header_lens[RULES_MAX_HEADERS];
+    /* meta.dedupe: the topic is deduplicated by event ID (config dedupe) and the message has a
+     * Kafka position to claim one with, so the rule's event ID is read; a rule may skip
+     * finding one otherwise */
+    bool dedupe;
 } rule_meta_t;
 
 typedef struct {

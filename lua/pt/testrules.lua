@@ -92,7 +92,15 @@ for _, file in ipairs(files) do
             if type(rule) ~= "function" then
                 diffs[1] = "rule does not load: " .. tostring(rule)
             else
-                local meta = setmetatable({}, { __index = case.meta or { topic = topic }, __newindex = function()
+                -- as on a deduplicated topic (meta.dedupe), so that rules give their event IDs
+                local base = case.meta or { topic = topic }
+                local meta = setmetatable({}, { __index = function(_, k)
+                    local v = base[k]
+                    if k == "dedupe" and v == nil then
+                        return true
+                    end
+                    return v
+                end, __newindex = function()
                     error("meta is read-only")
                 end })
                 local rok, agent, patterns, time, note, event_id =

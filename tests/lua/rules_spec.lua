@@ -45,7 +45,7 @@ local function opt(v)
 end
 
 local function default_meta(topic)
-    return { topic = topic, partition = 0, offset = 0, headers = {} }
+    return { topic = topic, partition = 0, offset = 0, headers = {}, dedupe = true }
 end
 
 -- Per topic: an event with repeated references in each of its locations, and the exact
@@ -85,6 +85,8 @@ describe("default rules", function()
                     local meta = c.meta
                     if meta == nil or meta == null then
                         meta = default_meta(topic)
+                    elseif meta.dedupe == nil then
+                        meta = setmetatable({ dedupe = true }, { __index = meta })
                     end
                     local agent, patterns, time, note, event_id = rule(c.event, meta)
                     check_contract(agent, patterns, time, note, event_id)
@@ -138,6 +140,14 @@ describe("default rules", function()
                 assert.are.equal("p-id", r[5])
                 ev.payload = nil
                 assert.are.equal("c@7", select(5, rule(ev, default_meta(topic))))
+                -- a topic that is not deduplicated: no ID is looked for
+                local meta = default_meta(topic)
+                meta.dedupe = false
+                local r2 = table.pack(rule(ev, meta))
+                local r1 = table.pack(rule(ev, default_meta(topic)))
+                assert.is_nil(r2[5])
+                assert.are.equal(r1[1], r2[1])
+                assert.are.same(r1[2], r2[2])
             end)
 
             it("does not modify the event", function()
