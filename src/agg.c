@@ -80,6 +80,7 @@ struct agg {
     size_t dead_bytes;
     held_t *held;
     size_t held_n, held_cap;
+    size_t held_sides_n; /* the pair sides the held events will add if they count */
     size_t events;
 };
 
@@ -276,6 +277,7 @@ void agg_reset(agg_t *a)
         a->held_cap = 0;
     }
     a->held_n = 0;
+    a->held_sides_n = 0;
     a->events = 0;
 }
 
@@ -471,6 +473,9 @@ void agg_hold_event(agg_t *a, const agg_hold_t *h, const char *agent, size_t ale
     }
     uint8_t flags = n == 0 ? 0 : (uint8_t)(EV_USES | (pairs && n >= 2 ? EV_PAIRS : 0));
     push_held(a, h, ev, flags, (uint8_t)topic_flags);
+    if (flags & EV_PAIRS) {
+        a->held_sides_n += n * (n - 1); /* counted in agg_bytes as if they counted */
+    }
 }
 
 size_t agg_n_held(const agg_t *a)
@@ -508,6 +513,7 @@ void agg_release_held(agg_t *a, const bool *won)
         agg_add_topic(a, &d);
     }
     a->held_n = 0;
+    a->held_sides_n = 0;
 }
 
 void agg_note_offset(agg_t *a, const char *topic, int32_t partition, int64_t expected, int64_t next)
@@ -614,6 +620,7 @@ void agg_merge(agg_t *dst, agg_t *src)
         const held_t *e = &src->held[i];
         push_held(dst, &e->h, (uint32_t)(ev_base + e->ev), e->flags, e->topic_flags);
     }
+    dst->held_sides_n += src->held_sides_n;
     dst->events += src->events;
     agg_reset(src);
 }
@@ -646,7 +653,8 @@ size_t agg_bytes(const agg_t *a)
            a->refs_n * sizeof(uint32_t) + 2 * a->hours_n * sizeof(hour_slot_t) + a->dead_bytes +
            /* a held event's claim parameters (about 60 bytes, text) live before the flush's
             * own, which are larger, are built: the record is what adds to the peak */
-           a->held_n * (sizeof(held_t) + sizeof(size_t)) + 2 * (12 * a->refs_n + 10 * a->sides_n);
+           a->held_n * (sizeof(held_t) + sizeof(size_t)) +
+           2 * (12 * a->refs_n + 10 * (a->sides_n + a->held_sides_n));
 }
 
 size_t agg_sides(const agg_t *a)
