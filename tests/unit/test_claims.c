@@ -92,8 +92,11 @@ static void test_hold_release(void)
 {
     agg_t *a = agg_new();
     agg_ref_t xy[2] = {{"x", 1}, {"y", 1}};
-    agg_add_event(a, "bob", 3, 5 * H, xy, 2, true);         /* an event without an ID: counts now */
-    hold(a, "e1", 0, 1, xy, 2, AGG_T_WITH);                 /* held 0 */
+    agg_add_event(a, "bob", 3, 5 * H, xy, 2, true); /* an event without an ID: counts now */
+    size_t before = agg_bytes(a);
+    hold(a, "e1", 0, 1, xy, 2, AGG_T_WITH); /* held 0 */
+    /* a held event's memory counts at once, its pair sides included (max_buffer_mb) */
+    CHECK(agg_bytes(a) - before >= 2 * (12 * 2 + 10 * 2));
     hold(a, "e2", 0, 2, NULL, 0, AGG_T_WITHOUT);            /* held 1: no patterns */
     hold(a, "e1", 1, 5, xy, 2, AGG_T_WITH | AGG_T_FLAGGED); /* held 2: a copy of e1 */
     CHECK_EQ_INT(agg_n_held(a), 3);
