@@ -14,7 +14,7 @@
 #include "ingest.h"
 #include "kafka.h"
 #include "maint.h"
-#include "pg.h"
+#include "pg_pool.h"
 #include "reload.h"
 #include "routes.h"
 #include "rules.h"

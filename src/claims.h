@@ -13,6 +13,7 @@
 
 #include "agg.h"
 #include "pg.h"
+#include "pg_buf.h"
 
 #define CLAIMS_SQL "SELECT pt_claim_events($1, $2, $3, $4, $5, $6, $7, $8)"
 #define CLAIMS_NPARAMS 8

@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pg.h"
+#include "pg_buf.h"
 
 #define COOC_VERSION 2
 #define COOC_USAGE_VERSION 3

@@ -13,6 +13,7 @@
 #include "known.h"
 #include "log.h"
 #include "pg.h"
+#include "pg_buf.h"
 #include "text.h"
 
 static const char flush_sql[] =

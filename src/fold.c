@@ -13,6 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pg.h"
+#include "pg_buf.h"
 
 /* One fold at a time over every engine (the migrations take it too). */
 #define FOLD_LOCK_SQL "SELECT pg_try_advisory_xact_lock(7412503912)"

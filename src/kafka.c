@@ -11,6 +11,7 @@
 #include "kafka_wake.h"
 #include "log.h"
 #include "pg.h"
+#include "pg_buf.h"
 
 /* Messages handled per loop turn. Each goes through a Lua rule and into the batch (0.15-0.8 ms
  * per message measured at 100,000 patterns with co-occurrence on), so a turn stays within a

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "cooc.h"
-#include "pg.h"
+#include "pg_buf.h"
 
 /* The answers that read partner lists (pattern_lists, agent_lists: a pattern's agents and
  * co-occurring patterns, an agent's patterns) get them from SQL as bytes, which SQL can only

@@ -6,7 +6,7 @@
 
 #include <lua.h>
 
-#include "pg.h"
+#include "pg_buf.h"
 
 /* Pushes a new `pt` table: [-0, +1]. */
 void l_pt_open(lua_State *L);

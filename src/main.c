@@ -23,7 +23,7 @@
 #include "lvm.h"
 #include "metrics.h"
 #include "migrate.h"
-#include "pg.h"
+#include "pg_pool.h"
 #include "routes.h"
 #include "rules.h"
 

@@ -1,6 +1,7 @@
 #include "metrics.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "pg.h"
+#include "pg_buf.h"
 
 typedef struct metric metric_t;
 

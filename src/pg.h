@@ -55,44 +55,7 @@ bool pg_conn_broken(const pg_conn_t *c);
 void pg_conn_reset(pg_conn_t *c, const char *reason);
 const char *pg_conn_last_error(const pg_conn_t *c);
 
-/* A pool of connections for HTTP queries: jobs wait in a bounded FIFO for a free connection. */
-typedef struct pg_pool pg_pool_t;
-typedef struct pg_job pg_job_t;
-
-/* prepare: pg_conn_set_prepare's max for each connection (0: none). */
-pg_pool_t *pg_pool_new(struct event_base *base, const char *conninfo, const char *options, int size,
-                       int max_queue, int prepare);
-void pg_pool_free(pg_pool_t *p);
-/* Queues a query; cb is called once (never inside this call), unless the job is cancelled.
- * NULL when the queue is full. A heavy query (a whole-table aggregate) runs on at most half of
- * the connections, so light ones (one pattern's answer) never wait behind a burst of them. */
-pg_job_t *pg_pool_query(pg_pool_t *p, const char *sql, int nparams, const char *const *values,
-                        int64_t timeout_ms, bool heavy, pg_result_cb cb, void *ud);
-/* The job's callback will not be called; a query in flight is abandoned with its connection
- * (PostgreSQL stops it when it notices the client is gone). */
-void pg_pool_cancel(pg_pool_t *p, pg_job_t *job);
-int pg_pool_waiting(const pg_pool_t *p);
-
 /* SQLSTATE of a result, or "" */
 const char *pg_sqlstate(const PGresult *res);
-
-/* Appends s to an array literal being built in buf (quoted element). */
-typedef struct {
-    char *data;
-    size_t len, cap;
-} pg_buf_t;
-void pg_buf_init(pg_buf_t *b);
-void pg_buf_free(pg_buf_t *b);
-void pg_buf_reset(pg_buf_t *b);
-void pg_buf_putc(pg_buf_t *b, char c);
-void pg_buf_put(pg_buf_t *b, const char *s, size_t len);
-void pg_buf_printf(pg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Array literals: start with '{', elements separated by ',', end with '}'. */
-void pg_array_text(pg_buf_t *b, const char *s, size_t len);
-void pg_array_word(pg_buf_t *b, const char *s, size_t len);
-void pg_array_int(pg_buf_t *b, int64_t v);
-void pg_array_bytea(pg_buf_t *b, const char *s, size_t len);
-void pg_array_next(pg_buf_t *b);
-void pg_array_end(pg_buf_t *b);
 
 #endif

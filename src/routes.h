@@ -12,7 +12,7 @@
 
 #include "config.h"
 #include "lvm.h"
-#include "pg.h"
+#include "pg_pool.h"
 
 typedef struct routes routes_t;
 typedef struct route_req route_req_t;

@@ -17,6 +17,7 @@
 #include "known.h"
 #include "migrate.h"
 #include "pg.h"
+#include "pg_buf.h"
 
 #define H (3600LL * 1000000LL)
 
