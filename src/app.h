@@ -1,5 +1,5 @@
 /* app: the engine's top-level objects of one running process, shared by main (which builds and
- * tears them down) and l_app (which shows their state to routes). */
+ * tears them down) and l_engine (which shows their state to routes). */
 #ifndef PT_APP_H
 #define PT_APP_H
 
@@ -13,11 +13,11 @@
 #include "http.h"
 #include "ingest.h"
 #include "kafka.h"
-#include "maint.h"
 #include "pg_pool.h"
 #include "reload.h"
 #include "routes.h"
 #include "rules.h"
+#include "upkeep.h"
 
 typedef struct app {
     struct event_base *base;
@@ -28,7 +28,7 @@ typedef struct app {
     pg_pool_t *pool;
     routes_t *routes;
     http_t *http;
-    maint_t *maint;
+    upkeep_t *upkeep;
     fold_t *fold;
     reload_t *reload;
     struct event *ev_term, *ev_int, *ev_deadline;

@@ -18,7 +18,7 @@
 #include "http.h"
 #include "ingest.h"
 #include "kafka.h"
-#include "l_app.h"
+#include "l_engine.h"
 #include "log.h"
 #include "lvm.h"
 #include "metrics.h"
@@ -266,7 +266,7 @@ static int run(config_t *cfg)
             log_error("start-up: out of memory");
             goto done;
         }
-        app.routes = routes_new(app.base, cfg, app.pool, l_app_fns, &app, err, sizeof err);
+        app.routes = routes_new(app.base, cfg, app.pool, l_engine_fns, &app, err, sizeof err);
         if (app.routes == NULL) {
             log_error("start-up: routes: %s", err);
             goto done;
@@ -276,11 +276,11 @@ static int run(config_t *cfg)
             log_error("start-up: %s", err);
             goto done;
         }
-        metrics_add_collector(l_app_collect, &app);
+        metrics_add_collector(l_engine_collect, &app);
     }
-    app.maint = maint_new(app.base, cfg);
+    app.upkeep = upkeep_new(app.base, cfg);
     app.fold = fold_new(app.base, cfg);
-    if (app.maint == NULL || app.fold == NULL) {
+    if (app.upkeep == NULL || app.fold == NULL) {
         log_error("start-up: out of memory");
         goto done;
     }
@@ -318,7 +318,7 @@ done:
     if (app.ev_lag) {
         event_free(app.ev_lag);
     }
-    maint_free(app.maint);
+    upkeep_free(app.upkeep);
     fold_free(app.fold);
     http_free(app.http);
     routes_free(app.routes);
@@ -455,7 +455,7 @@ static int check(config_t *cfg)
     app.base = event_base_new();
     app.pool = app.base ? pg_pool_new(app.base, cfg->database_url, NULL, 1, 1, 0) : NULL;
     routes_t *routes =
-        app.pool ? routes_new(app.base, cfg, app.pool, l_app_fns, &app, err, sizeof err) : NULL;
+        app.pool ? routes_new(app.base, cfg, app.pool, l_engine_fns, &app, err, sizeof err) : NULL;
     int rc = 0;
     if (routes == NULL) {
         fprintf(stderr, "patterntrack check: routes: %s\n", app.pool ? err : "out of memory");

@@ -10,7 +10,7 @@
 
 #include "app.h"
 #include "auth.h"
-#include "l_app.h"
+#include "l_engine.h"
 #include "log.h"
 #include "lvm.h"
 #include "metrics.h"
@@ -210,7 +210,7 @@ int reload_now(reload_t *r, char *msg, size_t msglen)
         goto fail;
     }
     if (app->http) {
-        routes = routes_new(app->base, next, app->pool, l_app_fns, app, err, sizeof err);
+        routes = routes_new(app->base, next, app->pool, l_engine_fns, app, err, sizeof err);
         if (routes == NULL) {
             goto fail;
         }

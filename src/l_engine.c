@@ -1,4 +1,4 @@
-#include "l_app.h"
+#include "l_engine.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -44,7 +44,7 @@ static void file_cb(const char *path, const char *hash, void *ud)
 }
 
 /* pt.health() -> table describing Kafka, the flush and the buffer: [-0, +1] */
-static int l_app_health(lua_State *L)
+static int l_engine_health(lua_State *L)
 {
     app_t *app = lua_touserdata(L, lua_upvalueindex(1));
     lua_newtable(L);
@@ -114,7 +114,7 @@ static int l_app_health(lua_State *L)
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
         lua_setfield(L, -2, "dedupe");
-        set_int(L, "expired_claims_deleted", (long long)maint_pruned_claims(app->maint));
+        set_int(L, "expired_claims_deleted", (long long)upkeep_pruned_claims(app->upkeep));
     }
     lua_setfield(L, -2, "ingest");
 
@@ -140,7 +140,7 @@ static int l_app_health(lua_State *L)
 }
 
 /* pt.metrics() -> the Prometheus text exposition: [-0, +1] */
-static int l_app_metrics(lua_State *L)
+static int l_engine_metrics(lua_State *L)
 {
     pg_buf_t b;
     pg_buf_init(&b);
@@ -201,7 +201,7 @@ static void ingest_cancel(void *ud)
     free(iw);
 }
 
-static int l_app_ingest_k(lua_State *L, int status, lua_KContext ctx)
+static int l_engine_ingest_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
     (void)ctx;
@@ -214,7 +214,7 @@ static int l_app_ingest_k(lua_State *L, int status, lua_KContext ctx)
 /* pt.ingest(topic, body, format) -> {topic, accepted, dead_lettered, patterns_counted} once the
  * batch holding the events committed; nil, message for an unknown topic. format: "json" (one
  * object or an array of them, already validated) or "ndjson". Suspends the route. */
-static int l_app_ingest(lua_State *L)
+static int l_engine_ingest(lua_State *L)
 {
     app_t *app = lua_touserdata(L, lua_upvalueindex(1));
     const char *topic = luaL_checkstring(L, 1);
@@ -262,11 +262,11 @@ static int l_app_ingest(lua_State *L)
     }
     routes_set_pending(rr, ingest_cancel, iw);
     ingest_poke(app->ingest);
-    return lua_yieldk(L, 0, 0, l_app_ingest_k);
+    return lua_yieldk(L, 0, 0, l_engine_ingest_k);
 }
 
 /* pt.reload() -> {ok, message, fingerprint}: reloads now and answers with the result. */
-static int l_app_reload(lua_State *L)
+static int l_engine_reload(lua_State *L)
 {
     app_t *app = lua_touserdata(L, lua_upvalueindex(1));
     char msg[1024];
@@ -280,17 +280,17 @@ static int l_app_reload(lua_State *L)
 
 /* pt.data_version() -> integer that changes whenever this engine committed data (a flush, a
  * catalog change, a rollup of hourly buckets): [-0, +1] */
-static int l_app_data_version(lua_State *L)
+static int l_engine_data_version(lua_State *L)
 {
     app_t *app = lua_touserdata(L, lua_upvalueindex(1));
     uint64_t v = app->data_changes + (app->ingest ? ingest_flushes_ok(app->ingest) : 0) +
-                 maint_rollups(app->maint);
+                 upkeep_rollups(app->upkeep);
     lua_pushinteger(L, (lua_Integer)v);
     return 1;
 }
 
 /* pt.data_changed(): a route wrote data (catalog). [-0, +0] */
-static int l_app_data_changed(lua_State *L)
+static int l_engine_data_changed(lua_State *L)
 {
     app_t *app = lua_touserdata(L, lua_upvalueindex(1));
     app->data_changes++;
@@ -298,7 +298,7 @@ static int l_app_data_changed(lua_State *L)
 }
 
 /* pt.lifetime_days() -> {default = n, by_type = {type = n, ...}} from the config. [-0, +1] */
-static int l_app_lifetime_days(lua_State *L)
+static int l_engine_lifetime_days(lua_State *L)
 {
     app_t *app = lua_touserdata(L, lua_upvalueindex(1));
     lua_newtable(L);
@@ -313,7 +313,7 @@ static int l_app_lifetime_days(lua_State *L)
 }
 
 /* pt.topics() -> array of configured topic names: [-0, +1] */
-static int l_app_topics(lua_State *L)
+static int l_engine_topics(lua_State *L)
 {
     app_t *app = lua_touserdata(L, lua_upvalueindex(1));
     lua_newtable(L);
@@ -325,17 +325,17 @@ static int l_app_topics(lua_State *L)
     return 1;
 }
 
-const routes_fn_t l_app_fns[] = {{"health", l_app_health},
-                                 {"metrics", l_app_metrics},
-                                 {"ingest", l_app_ingest},
-                                 {"topics", l_app_topics},
-                                 {"reload", l_app_reload},
-                                 {"data_version", l_app_data_version},
-                                 {"data_changed", l_app_data_changed},
-                                 {"lifetime_days", l_app_lifetime_days},
-                                 {NULL, NULL}};
+const routes_fn_t l_engine_fns[] = {{"health", l_engine_health},
+                                    {"metrics", l_engine_metrics},
+                                    {"ingest", l_engine_ingest},
+                                    {"topics", l_engine_topics},
+                                    {"reload", l_engine_reload},
+                                    {"data_version", l_engine_data_version},
+                                    {"data_changed", l_engine_data_changed},
+                                    {"lifetime_days", l_engine_lifetime_days},
+                                    {NULL, NULL}};
 
-void l_app_collect(void *ud)
+void l_engine_collect(void *ud)
 {
     app_t *app = ud;
     if (app->kafka) {

@@ -1,4 +1,4 @@
-#include "maint.h"
+#include "upkeep.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,7 +6,7 @@
 #include "log.h"
 #include "pg.h"
 
-struct maint {
+struct upkeep {
     const config_t *cfg;
     pg_conn_t *conn;
     struct event *timer;
@@ -21,7 +21,7 @@ struct maint {
 #define PRUNE_BUSY_MS 100
 #define PRUNE_IDLE_S 10
 
-static void prune_after_ms(maint_t *m, int ms)
+static void prune_after_ms(upkeep_t *m, int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(m->prune_timer, &tv);
@@ -30,7 +30,7 @@ static void prune_after_ms(maint_t *m, int ms)
 static void pruned_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
 {
     (void)c;
-    maint_t *m = ud;
+    upkeep_t *m = ud;
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_warn("deleting expired event-ID claims failed (retrying in %d s): %s", PRUNE_IDLE_S,
                  res ? PQresultErrorMessage(res) : err);
@@ -46,7 +46,7 @@ static void prune_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    maint_t *m = arg;
+    upkeep_t *m = arg;
     if (pg_conn_busy(m->conn)) {
         prune_after_ms(m, 1000); /* the rollup has the connection */
         return;
@@ -60,7 +60,7 @@ static void prune_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void schedule(maint_t *m, int seconds)
+static void schedule(upkeep_t *m, int seconds)
 {
     struct timeval tv = {seconds, 0};
     evtimer_add(m->timer, &tv);
@@ -69,7 +69,7 @@ static void schedule(maint_t *m, int seconds)
 static void done_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
 {
     (void)c;
-    maint_t *m = ud;
+    upkeep_t *m = ud;
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_warn("rollup of old hourly buckets failed (retrying in 5 min): %s",
                  res ? PQresultErrorMessage(res) : err);
@@ -89,7 +89,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    maint_t *m = arg;
+    upkeep_t *m = arg;
     if (pg_conn_busy(m->conn)) {
         schedule(m, 1); /* a prune has the connection */
         return;
@@ -103,9 +103,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-maint_t *maint_new(struct event_base *base, const config_t *c)
+upkeep_t *upkeep_new(struct event_base *base, const config_t *c)
 {
-    maint_t *m = calloc(1, sizeof *m);
+    upkeep_t *m = calloc(1, sizeof *m);
     if (m == NULL) {
         return NULL;
     }
@@ -114,7 +114,7 @@ maint_t *maint_new(struct event_base *base, const config_t *c)
     m->timer = evtimer_new(base, tick_cb, m);
     m->prune_timer = evtimer_new(base, prune_cb, m);
     if (m->conn == NULL || m->timer == NULL || m->prune_timer == NULL) {
-        maint_free(m);
+        upkeep_free(m);
         return NULL;
     }
     schedule(m, 60);
@@ -122,7 +122,7 @@ maint_t *maint_new(struct event_base *base, const config_t *c)
     return m;
 }
 
-void maint_free(maint_t *m)
+void upkeep_free(upkeep_t *m)
 {
     if (m == NULL) {
         return;
@@ -137,12 +137,12 @@ void maint_free(maint_t *m)
     free(m);
 }
 
-uint64_t maint_rollups(const maint_t *m)
+uint64_t upkeep_rollups(const upkeep_t *m)
 {
     return m ? m->rollups : 0;
 }
 
-uint64_t maint_pruned_claims(const maint_t *m)
+uint64_t upkeep_pruned_claims(const upkeep_t *m)
 {
     return m ? m->pruned : 0;
 }
