@@ -53,8 +53,7 @@ return function(event, meta)
     local payload = payload_of(event)
     local n, found = level(event, out, 0)
     if payload ~= nil then
-        local f
-        n, f = level(payload, out, n)
+        local _, f = level(payload, out, n)
         found = found or f
     end
     local note = nil

@@ -86,7 +86,8 @@ end
 local function check_route(r, where)
     assert(type(r) == "table", where .. ": each route must be a table")
     assert(SUPPORTED[r.method], where .. ": method must be one of GET POST PUT DELETE PATCH")
-    assert(type(r.path) == "string" and r.path:sub(1, 1) == "/", where .. ": path must start with /")
+    assert(type(r.path) == "string" and r.path:sub(1, 1) == "/",
+        where .. ": path must start with /")
     assert(type(r.handler) == "function", where .. ": handler must be a function")
     assert(r.cache == nil or (r.cache == true and r.method == "GET"),
         where .. ": cache = true is for GET routes only")
@@ -108,7 +109,8 @@ for _, f in ipairs(files) do
         r.file = f[2]
         for _, other in ipairs(routes) do
             assert(not (other.method == r.method and other.path == r.path),
-                f[2] .. ": " .. r.method .. " " .. r.path .. " is already defined in " .. other.file)
+                f[2] .. ": " .. r.method .. " " .. r.path .. " is already defined in " ..
+                    other.file)
         end
         routes[#routes + 1] = r
     end
@@ -117,7 +119,6 @@ end
 -- Finds the route for a path: among routes whose segments match, the one whose first static
 -- segment comes earliest where the others have a parameter wins (so /top beats /{pattern_id}).
 local function match(segments)
-    local best, best_params, best_score
     local methods = {}
     for _, r in ipairs(routes) do
         if #r.segs == #segments then
@@ -172,13 +173,15 @@ local function parse_args(r, query)
             if q.type == "integer" then
                 v = raw:match("^%s*[-+]?%d+%s*$") and math.tointeger(tonumber(raw))
                 if not v then
-                    errors[#errors + 1] = validation_error(loc, "value is not a valid integer", "type_error.integer")
+                    errors[#errors + 1] = validation_error(loc, "value is not a valid integer",
+                        "type_error.integer")
                 end
             elseif q.type == "number" then
                 v = tonumber(raw)
                 if not v or v ~= v or v == math.huge or v == -math.huge then
                     v = nil
-                    errors[#errors + 1] = validation_error(loc, "value is not a valid float", "type_error.float")
+                    errors[#errors + 1] = validation_error(loc, "value is not a valid float",
+                        "type_error.float")
                 end
             elseif q.type == "boolean" then
                 local l = raw:lower()
@@ -187,7 +190,8 @@ local function parse_args(r, query)
                 elseif l == "false" or l == "0" or l == "no" or l == "off" then
                     v = false
                 else
-                    errors[#errors + 1] = validation_error(loc, "value could not be parsed to a boolean", "type_error.bool")
+                    errors[#errors + 1] = validation_error(loc,
+                        "value could not be parsed to a boolean", "type_error.bool")
                 end
             else
                 v = raw
@@ -203,13 +207,15 @@ local function parse_args(r, query)
                     end
                     if not found then
                         errors[#errors + 1] = validation_error(loc,
-                            "value is not a valid enumeration member; permitted: '" .. table.concat(q.enum, "', '") .. "'",
+                            "value is not a valid enumeration member; permitted: '" ..
+                                table.concat(q.enum, "', '") .. "'",
                             "type_error.enum", { enum_values = pt.array(q.enum) })
                         v = nil
                     end
                 elseif q.pattern and not raw:match(q.pattern) then
                     errors[#errors + 1] = validation_error(loc,
-                        "string does not match " .. (q.pattern_text or q.pattern), "value_error.str.regex")
+                        "string does not match " .. (q.pattern_text or q.pattern),
+                        "value_error.str.regex")
                     v = nil
                 end
             end
@@ -265,14 +271,15 @@ local function openapi()
                 local schema = { type = q.type, minimum = q.minimum, maximum = q.maximum,
                     default = q.default, maxLength = q.max_length,
                     enum = enum and pt.array(enum) or nil, pattern = q.openapi_pattern }
-                params[#params + 1] = { name = q.name, ["in"] = "query", required = q.required or false,
-                    description = q.description, schema = schema }
+                params[#params + 1] = { name = q.name, ["in"] = "query",
+                    required = q.required or false, description = q.description, schema = schema }
             end
             local responses = {}
             for code, desc in pairs(r.responses or { ["200"] = "OK" }) do
                 local resp = { description = type(desc) == "table" and desc.description or desc }
                 if type(desc) == "table" and desc.schema then
-                    resp.content = { [desc.content_type or "application/json"] = { schema = desc.schema } }
+                    resp.content = {
+                        [desc.content_type or "application/json"] = { schema = desc.schema } }
                 else
                     resp.content = { ["application/json"] = { schema = {} } }
                 end
@@ -281,12 +288,15 @@ local function openapi()
             -- src/routes.c and src/http.c answer it before any route runs
             responses["400"] = responses["400"] or { description = "Malformed path or query " ..
                 "(bad percent-encoding, not UTF-8, or a NUL byte), or a HEAD request with a body",
-                content = { ["application/json"] = { schema = { ["$ref"] = "#/components/schemas/Error" } } } }
+                content = { ["application/json"] = {
+                    schema = { ["$ref"] = "#/components/schemas/Error" } } } }
             if r.query and #r.query > 0 then
                 responses["422"] = { description = "Validation Error",
-                    content = { ["application/json"] = { schema = { ["$ref"] = "#/components/schemas/HTTPValidationError" } } } }
+                    content = { ["application/json"] = {
+                        schema = { ["$ref"] = "#/components/schemas/HTTPValidationError" } } } }
             end
-            local op = { summary = r.summary, description = r.description, tags = r.tags and pt.array(r.tags),
+            local op = { summary = r.summary, description = r.description,
+                tags = r.tags and pt.array(r.tags),
                 operationId = (r.method .. r.path):lower():gsub("[^%w]+", "_"):gsub("_$", ""),
                 parameters = pt.array(params), responses = responses }
             if r.body then
@@ -298,16 +308,19 @@ local function openapi()
     return {
         openapi = "3.0.3",
         info = { title = "patterntrack", version = "0.1.0",
-            description = "Pattern usage tracking: exact usage counts from Kafka events, and analytics over them." },
+            description = "Pattern usage tracking: exact usage counts from Kafka events, " ..
+                "and analytics over them." },
         paths = paths,
         components = { schemas = {
             ValidationError = { type = "object", required = pt.array({ "loc", "msg", "type" }),
-                properties = { loc = { type = "array", items = { anyOf = pt.array({ { type = "string" }, { type = "integer" } }) } },
+                properties = { loc = { type = "array",
+                    items = { anyOf = pt.array({ { type = "string" }, { type = "integer" } }) } },
                     msg = { type = "string" }, type = { type = "string" } } },
             Error = { type = "object", required = pt.array({ "detail" }),
                 properties = { detail = { type = "string" }, error_id = { type = "string" } } },
             HTTPValidationError = { type = "object",
-                properties = { detail = { type = "array", items = { ["$ref"] = "#/components/schemas/ValidationError" } } } },
+                properties = { detail = { type = "array",
+                    items = { ["$ref"] = "#/components/schemas/ValidationError" } } } },
         } },
     }
 end
@@ -331,20 +344,22 @@ local function run(r, req)
         local body = { detail = a.detail }
         if a.status >= 500 then
             body.error_id = tostring(req.id)
-            pt.log("warn", "request " .. req.id .. " " .. req.method .. " " .. req.raw_path .. ": " .. tostring(a.detail))
+            pt.log("warn", "request " .. req.id .. " " .. req.method .. " " .. req.raw_path ..
+                ": " .. tostring(a.detail))
         end
         for k, v in pairs(a.extra or {}) do
             body[k] = v
         end
         return reply(a.status, body, r.path)
     end
-    pt.log("error", "request " .. req.id .. " " .. req.method .. " " .. req.raw_path .. " (" .. r.file .. "): " .. tostring(a))
+    pt.log("error", "request " .. req.id .. " " .. req.method .. " " .. req.raw_path ..
+        " (" .. r.file .. "): " .. tostring(a))
     return reply(500, { detail = "Internal Server Error", error_id = tostring(req.id) }, r.path)
 end
 
 -- Answers of routes declared with `cache = true`: the encoded body of a 200, per route and
--- validated arguments, reused while still_good, as pt.cache's. Bounded: at most CACHE_MAX answers per
--- route and none over CACHE_BODY_MAX bytes. A full route keeps the CACHE_KEEP answers that took
+-- validated arguments, reused while still_good, as pt.cache's. Bounded: at most CACHE_MAX answers
+-- per route and none over CACHE_BODY_MAX bytes. A full route keeps the CACHE_KEEP answers that took
 -- longest to compute and drops the rest: with keys spread over many patterns, dropping all
 -- threw away the few that cost 100 ms (a pattern with tens of thousands of partners) along
 -- with the many that cost 1 ms.

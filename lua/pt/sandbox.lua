@@ -118,7 +118,8 @@ function M.require(name, modules, extra)
     local rel = "lua/lib/" .. name:gsub("%.", "/") .. ".lua"
     local src, err = readfile(root .. "/" .. rel)
     if not src then
-        error("require: module '" .. name .. "' not found under lua/lib (" .. tostring(err) .. ")", 2)
+        error("require: module '" .. name .. "' not found under lua/lib (" .. tostring(err) .. ")",
+            2)
     end
     local fn, lerr = load(src, "@" .. rel, "t", M.env(modules, extra))
     if not fn then
@@ -159,7 +160,8 @@ function M.load_rule(path, chunkname, modules, extra)
         if type(env) == "string" then
             return nil, env
         end
-        return nil, (chunkname or path) .. ": the file returned nothing (a rule must return a function)"
+        return nil, (chunkname or path) ..
+            ": the file returned nothing (a rule must return a function)"
     end
     if type(res) ~= "function" then
         return nil, (chunkname or path) .. ": a rule must return a function, got " .. type(res)

@@ -113,7 +113,8 @@ for _, file in ipairs(files) do
                         agent = "unknown"
                     end
                     if want.agent ~= nil and agent ~= want.agent then
-                        diffs[#diffs + 1] = "agent: got " .. show(agent) .. ", want " .. show(want.agent)
+                        diffs[#diffs + 1] = "agent: got " .. show(agent) .. ", want " ..
+                            show(want.agent)
                     end
                     local got = sorted_distinct(type(patterns) == "table" and patterns or {})
                     local exp = sorted_distinct(want.patterns)

@@ -2,8 +2,8 @@
 -- From tables the flush keeps current (sql/functions/pt_flush.sql): agent_usage_totals and
 -- agent_type_usage (per agent and the catalog's pattern_type); an agent's top patterns from its
 -- partner lists (agent_lists, folded and pending), ranked in the engine, so a profile reads a
--- few rows however many patterns the agent used. An agent's usage_count counts pattern uses: an event
--- referencing k patterns counts k.
+-- few rows however many patterns the agent used. An agent's usage_count counts pattern uses: an
+-- event referencing k patterns counts k.
 local H = require("pt.history")
 
 local TIME = { type = "string", format = "date-time" }

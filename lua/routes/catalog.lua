@@ -64,12 +64,14 @@ local function literal(list)
 end
 
 local function register(patterns)
-    local ids, names, types, created = { n = #patterns }, { n = #patterns }, { n = #patterns }, { n = #patterns }
+    local ids, names, types, created = { n = #patterns }, { n = #patterns }, { n = #patterns },
+        { n = #patterns }
     local statuses = { n = #patterns }
     local seen = {}
     for i, p in ipairs(patterns) do
         if seen[p.pattern_id] then
-            pt.fail(400, "pattern " .. i .. ": pattern_id " .. p.pattern_id .. " appears twice in one request")
+            pt.fail(400, "pattern " .. i .. ": pattern_id " .. p.pattern_id ..
+                " appears twice in one request")
         end
         seen[p.pattern_id] = true
         ids[i], names[i], types[i] = p.pattern_id, str(p.pattern_name), str(p.pattern_type)
@@ -143,7 +145,8 @@ return {
                     if line:match("%S") then
                         local ok, v = pcall(pt.decode_json, line)
                         if not ok then
-                            pt.fail(400, "line " .. n .. ": " .. (type(v) == "table" and v.detail or tostring(v)))
+                            pt.fail(400, "line " .. n .. ": " ..
+                                (type(v) == "table" and v.detail or tostring(v)))
                         end
                         if not line:match("^%s*{") then
                             pt.fail(400, "line " .. n .. ": each line must be a JSON object")

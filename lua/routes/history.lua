@@ -159,7 +159,7 @@ local function timeseries(req)
         -- and its whole usage (daily + any hourly rows of late events) is in rolled_up.
         out.rolled_up = pt.array()
         local days = {}
-        for d, c in pairs(daily) do
+        for d, _ in pairs(daily) do
             days[#days + 1] = d
         end
         table.sort(days)
@@ -506,7 +506,8 @@ local function lifecycle(req)
     end
     local lifetimes, types, tdays = H.lifetimes(req.args.lifetime_days)
     local never, never_total = strip_total(
-        db.query_heavy(NEVER_USED, H.text_array(types), H.int_array(tdays), lifetimes.default, limit),
+        db.query_heavy(NEVER_USED, H.text_array(types), H.int_array(tdays), lifetimes.default,
+            limit),
         { "pattern_id", "pattern_name", "pattern_type", "status", "created_at", "age_days",
           "lifetime_days" })
     local stale, stale_total = strip_total(db.query_heavy(NOT_RECENT, cut, limit),

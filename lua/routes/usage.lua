@@ -12,7 +12,8 @@ SELECT patterns FROM agent_lists_pending WHERE agent_name = $1]]
 
 local STATS_SCHEMA = {
     type = "object",
-    required = pt.array({ "pattern_id", "usage_count", "used_by_agents", "agent_count", "trend", "trend_percentage" }),
+    required = pt.array({ "pattern_id", "usage_count", "used_by_agents", "agent_count", "trend",
+        "trend_percentage" }),
     properties = {
         pattern_id = { type = "string" }, pattern_name = { type = "string" },
         pattern_type = { type = "string" }, usage_count = { type = "integer" },
@@ -20,7 +21,8 @@ local STATS_SCHEMA = {
         first_used_at = { type = "string", format = "date-time", nullable = true },
         used_by_agents = { type = "array", items = { type = "string" } },
         agent_count = { type = "integer" },
-        trend = { type = "string", enum = pt.array({ "increasing", "decreasing", "stable", "insufficient_data" }) },
+        trend = { type = "string",
+            enum = pt.array({ "increasing", "decreasing", "stable", "insufficient_data" }) },
         trend_percentage = { type = "number" },
         days_since_last_use = { type = "integer", nullable = true },
         registered = { type = "boolean" },
@@ -36,8 +38,9 @@ return {
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Overall usage summary",
         responses = { ["200"] = { description = "Summary", schema = { type = "object",
-            properties = { total_patterns = { type = "integer" }, used_patterns = { type = "integer" },
-                unused_patterns = { type = "integer" }, total_usage = { type = "integer" },
+            properties = { total_patterns = { type = "integer" },
+                used_patterns = { type = "integer" }, unused_patterns = { type = "integer" },
+                total_usage = { type = "integer" },
                 avg_usage_per_pattern = { type = "number" }, usage_rate = { type = "number" },
                 total_agents = { type = "integer" } } } } },
         description = "Recomputed when this engine has committed new data since, at most " ..
@@ -46,7 +49,8 @@ return {
             local r = pt.cache("summary", 1.0, function()
                 return db.query_heavy([[
                 SELECT count(*)::bigint AS total_patterns,
-                       count(*) FILTER (WHERE coalesce(usage_count, 0) > 0)::bigint AS used_patterns,
+                       count(*) FILTER (WHERE coalesce(usage_count, 0) > 0)::bigint
+                           AS used_patterns,
                        coalesce(sum(usage_count), 0)::bigint AS total_usage,
                        (SELECT count(*) FROM agent_usage_totals)::bigint AS total_agents
                   FROM pattern_lineage_nodes]])[1]
@@ -77,7 +81,8 @@ return {
             { name = "pattern_type", type = "string", max_length = 100 },
             { name = "days", type = "integer", minimum = 1, maximum = 365 },
         },
-        responses = { ["200"] = { description = "Patterns by usage, most used first", schema = LIST_SCHEMA } },
+        responses = { ["200"] = { description = "Patterns by usage, most used first",
+            schema = LIST_SCHEMA } },
         handler = function(req)
             if req.args.days then
                 -- Rank by usage in the window first, then describe those patterns as usual.
@@ -87,7 +92,8 @@ return {
                              WHERE hour >= now() - make_interval(days => $3::int)
                             UNION ALL
                             SELECT pattern_id, usage_count FROM pattern_usage_daily
-                             WHERE day >= ((now() - make_interval(days => $3::int)) AT TIME ZONE 'UTC')::date) x
+                             WHERE day >= ((now() - make_interval(days => $3::int))
+                                           AT TIME ZONE 'UTC')::date) x
                       JOIN pattern_lineage_nodes n ON n.pattern_id = x.pattern_id
                      WHERE ($2::text IS NULL OR coalesce(n.pattern_type, 'unknown') = $2)
                      GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1]],
@@ -96,8 +102,8 @@ return {
                 for i, r in ipairs(ranked) do
                     ids[i] = '"' .. (r.pattern_id:gsub('[\\"]', "\\%0")) .. '"'
                 end
-                local rows = db.query(stats.SELECT .. " WHERE n.pattern_id = ANY($2::text[])", WINDOW,
-                    "{" .. table.concat(ids, ",") .. "}")
+                local rows = db.query(stats.SELECT .. " WHERE n.pattern_id = ANY($2::text[])",
+                    WINDOW, "{" .. table.concat(ids, ",") .. "}")
                 local by = {}
                 for _, r in ipairs(rows) do
                     by[r.pattern_id] = r
@@ -123,8 +129,10 @@ return {
         method = "GET", path = "/api/patterns/usage/unused", tags = { "usage" },
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Registered patterns never used, older than min_age_days",
-        query = { { name = "min_age_days", type = "integer", minimum = 1, maximum = 365, default = 30 } },
-        responses = { ["200"] = { description = "Unused patterns, oldest first", schema = LIST_SCHEMA } },
+        query = { { name = "min_age_days", type = "integer", minimum = 1, maximum = 365,
+            default = 30 } },
+        responses = { ["200"] = { description = "Unused patterns, oldest first",
+            schema = LIST_SCHEMA } },
         handler = function(req)
             local rows = db.query(stats.SELECT .. [[
                 WHERE coalesce(n.usage_count, 0) = 0
@@ -141,8 +149,10 @@ return {
         method = "GET", path = "/api/patterns/usage/stale", tags = { "usage" },
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Patterns used before but not in the last days_inactive days",
-        query = { { name = "days_inactive", type = "integer", minimum = 1, maximum = 365, default = 90 } },
-        responses = { ["200"] = { description = "Stale patterns, longest inactive first", schema = LIST_SCHEMA } },
+        query = { { name = "days_inactive", type = "integer", minimum = 1, maximum = 365,
+            default = 90 } },
+        responses = { ["200"] = { description = "Stale patterns, longest inactive first",
+            schema = LIST_SCHEMA } },
         handler = function(req)
             local rows = db.query(stats.SELECT .. [[
                 WHERE n.last_used_at < now() - make_interval(days => $2::int)
@@ -155,7 +165,8 @@ return {
         method = "GET", path = "/api/patterns/usage/unknown", tags = { "usage" },
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Pattern IDs seen in events but never registered in the catalog",
-        query = { { name = "limit", type = "integer", minimum = 1, maximum = 1000, default = 100 } },
+        query = { { name = "limit", type = "integer", minimum = 1, maximum = 1000,
+            default = 100 } },
         handler = function(req)
             local rows = db.query([[
                 SELECT pattern_id, usage_count::bigint AS count, first_used_at AS first_seen,
@@ -170,7 +181,8 @@ return {
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Patterns used by one agent, most used by it first",
         query = { { name = "limit", type = "integer", minimum = 1, maximum = 200, default = 50 } },
-        responses = { ["200"] = { description = "Patterns with the agent's own counts", schema = LIST_SCHEMA } },
+        responses = { ["200"] = { description = "Patterns with the agent's own counts",
+            schema = LIST_SCHEMA } },
         handler = function(req)
             -- The agent's (pattern, agent) counts are its partner lists (agent_lists, folded and
             -- pending), ranked in the engine: count descending, then pattern_id in byte order.
@@ -216,7 +228,8 @@ return {
             { name = "window_days", type = "integer", minimum = 1, maximum = 90, default = WINDOW,
               description = "Length of each trend window in days." },
         },
-        responses = { ["200"] = { description = "PatternUsageStats", schema = STATS_SCHEMA }, ["404"] = NOT_FOUND },
+        responses = { ["200"] = { description = "PatternUsageStats", schema = STATS_SCHEMA },
+            ["404"] = NOT_FOUND },
         handler = function(req)
             local rows = db.query(stats.SELECT .. " WHERE n.pattern_id = $2", req.args.window_days,
                 req.params.pattern_id)

@@ -172,7 +172,7 @@ function M.lifetimes(override)
     local out = { default = override or M.LIFETIME_DAYS.default, by_type = {} }
     local types, days = {}, {}
     if not override then
-        for t, d in pairs(M.LIFETIME_DAYS.by_type) do
+        for t, _ in pairs(M.LIFETIME_DAYS.by_type) do
             types[#types + 1] = t
         end
         table.sort(types)
