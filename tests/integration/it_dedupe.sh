@@ -55,6 +55,10 @@ claims() { pt_psql -At -c "SELECT count(*) FROM usage_event_claims"; }
 has_claims() { [ "$(claims)" -gt 1000 ] && [ "$(dups_db)" -gt 0 ]; }
 wait_for 60 has_claims || it_fail "no events were claimed and counted"
 engine_kill9
+# A flush the killed engine had sent may still commit: its backend runs the statement to the
+# end before it notices the client is gone. Count from when no backend of it is left.
+alone() { [ "$(pt_psql -At -c "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'")" = 0 ]; }
+wait_for 30 alone || it_fail "the killed engine's connections did not go away"
 dups_at_kill=$(dups_db)
 claims_at_kill=$(claims)
 port=$(free_port)
