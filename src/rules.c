@@ -217,6 +217,13 @@ static bool valid_name(const char *s, size_t len)
     return len > 0 && len <= 255 && text_utf8_valid(s, len) && memchr(s, '\0', len) == NULL;
 }
 
+/* A float that names one integer exactly: integral and below 2^53 in magnitude (above it, two
+ * different IDs in the JSON can decode to the same float). */
+static bool integral_id(double v)
+{
+    return isfinite(v) && v == floor(v) && fabs(v) < 9007199254740992.0;
+}
+
 rule_status_t rules_run(rules_t *r, size_t idx, const char *payload, size_t len,
                         const rule_meta_t *meta, rule_result_t *res, char *err, size_t errlen)
 {
@@ -332,10 +339,15 @@ rule_status_t rules_run(rules_t *r, size_t idx, const char *payload, size_t len,
                          (long long)lua_tointeger(L, ii));
         res->event_id = res->event_id_buf;
         res->event_id_len = (size_t)k;
+    } else if (it == LUA_TNUMBER && integral_id(lua_tonumber(L, ii))) {
+        /* lua-cjson decodes every JSON number as a float: {"id": 12} gives 12.0 */
+        int k = snprintf(res->event_id_buf, sizeof res->event_id_buf, "%.0f", lua_tonumber(L, ii));
+        res->event_id = res->event_id_buf;
+        res->event_id_len = (size_t)k;
     } else if (it != LUA_TNIL) {
         snprintf(err, errlen,
                  "the rule returned a %s as the event ID (expected a string or an integer)",
-                 it == LUA_TNUMBER ? "fraction" : luaL_typename(L, ii));
+                 it == LUA_TNUMBER ? "fraction or a number beyond 2^53" : luaL_typename(L, ii));
         return RULE_BAD_RESULT;
     }
     return RULE_OK;
