@@ -6,6 +6,9 @@
 #   bench/api.sh [RUNS] [INGEST_RATE] [DURATION_S]   (defaults 3, 50000, 20)
 #
 # INGEST_RATE 0 measures the API alone. PT_BENCH_REUSE=1 reuses the database of an earlier run.
+# REQ_RATE=N asks each endpoint for about N requests/s (4 connections, each waiting its share of
+# a second after every answer) instead of as many as wrk can send: latency at a given load, not
+# at saturation (0, the default: flat out on 16 connections).
 #
 # The history is synthesized with SQL (ingesting 10 M events first would take longer than the
 # benchmark): exact-looking rows of the same shape and size the engine itself writes: 100,000
@@ -151,25 +154,37 @@ if [ "$RATE" -gt 0 ]; then
 fi
 cat >"$dir/random.lua" <<'LUA'
 -- PT_PATH with one %d: a popular-to-rare pattern (or agent) number per request, log-uniform,
--- so per-pattern endpoints are not measured on one cached row
+-- so per-pattern endpoints are not measured on one cached row (PT_MAX 0: PT_PATH as it is).
+-- PT_GAP_MS: each connection waits that long after every answer (REQ_RATE).
 local template = os.getenv("PT_PATH")
 local max = tonumber(os.getenv("PT_MAX") or "100000")
+local gap = tonumber(os.getenv("PT_GAP_MS") or "0")
 math.randomseed(7)
 request = function()
+    if max == 0 then
+        return wrk.format("GET", template)
+    end
     return wrk.format("GET", string.format(template, math.floor(max ^ math.random())))
 end
+if gap > 0 then
+    delay = function() return gap end
+end
 LUA
+REQ_RATE=${REQ_RATE:-0}
+conns=16
+gap=0
+if [ "$REQ_RATE" -gt 0 ]; then
+    conns=4
+    gap=$((1000 * conns / REQ_RATE))
+fi
 results=()
 names=()
 while IFS='|' read -r ep path max; do
     names+=("$ep")
     for run in $(seq 1 "$RUNS"); do
         before=$(db_total)
-        if [ "$max" = 0 ]; then
-            out=$(wrk -t2 -c16 -d"${DUR}s" --latency "http://127.0.0.1:$port$path")
-        else
-            out=$(PT_PATH="$path" PT_MAX="$max" wrk -t2 -c16 -d"${DUR}s" --latency -s "$dir/random.lua" "http://127.0.0.1:$port")
-        fi
+        out=$(PT_PATH="$path" PT_MAX="$max" PT_GAP_MS="$gap" wrk -t2 -c"$conns" -d"${DUR}s" \
+            --latency -s "$dir/random.lua" "http://127.0.0.1:$port")
         after=$(db_total)
         rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
         p99=$(echo "$out" | awk '$1 == "99%" {print $2}')

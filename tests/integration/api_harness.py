@@ -343,3 +343,58 @@ def metric(samples, name, **labels):
         if n == name and all(ls.get(k) == want for k, want in labels.items()):
             total += v
     return total
+
+
+def run_suite(R, db_name, config, make_ctx, phases, preflight=None, after=None, drop_db=False):
+    """The main of a suite that runs phases against one engine: checks that DATABASE_URL and
+    the binary are there (and preflight(), when given), creates db_name afresh, starts the
+    engine with config, builds ctx = make_ctx(client, server, db_url, binary), waits for
+    /health and runs phases(ctx); then, whatever happened, after(ctx) (when given), SIGTERM
+    (exit 0 expected), the log's tail if anything failed, and the database dropped when
+    drop_db and all passed. Returns the exit status."""
+    binary = engine_binary()
+    base = os.environ.get("DATABASE_URL")
+    if not R.check("DATABASE_URL is set (eval \"$(scripts/services up)\")", bool(base)):
+        print(R.summary())
+        return 1
+    if not R.check("patterntrack binary exists: " + binary, os.access(binary, os.X_OK)):
+        print(R.summary())
+        return 1
+    if preflight is not None and not preflight():
+        print(R.summary())
+        return 1
+    try:
+        db = fresh_db(base, db_name)
+    except RuntimeError as e:
+        R.check("create database " + db_name, False, e)
+        print(R.summary())
+        return 1
+    port = free_port()
+    server = Server(binary, db, port, config)
+    client = Client(port)
+    ctx = make_ctx(client, server, db, binary)
+    started = time.monotonic()
+    try:
+        try:
+            ready = server.wait_ready(client, 30)
+        except RuntimeError as e:
+            ready = False
+            print(e)
+        if R.check("patterntrack answers /health within 30 s", ready, server.log_tail()):
+            phases(ctx)
+    finally:
+        if after is not None:
+            after(ctx)
+        code = server.stop()
+        R.eq("SIGTERM: patterntrack exits with 0", code, 0)
+        if R.failed:
+            print("--- patterntrack log (tail) ---\n" + server.log_tail(40))
+        server.cleanup(keep_log=R.failed > 0)
+        if drop_db and not R.failed:
+            try:
+                psql(base, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db_name)
+            except RuntimeError:
+                pass
+    print("total %.1f s" % (time.monotonic() - started))
+    print(R.summary())
+    return 1 if R.failed else 0

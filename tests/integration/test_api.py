@@ -30,7 +30,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from api_harness import (Client, Results, ROOT, Server, engine_binary, free_port,  # noqa
-                         fresh_db, metric, parse_prometheus, poll, q, services)
+                         fresh_db, metric, parse_prometheus, poll, q, run_suite, services)
 from api_truth import (DAY, HOUR, Batch, Truth, action_event, days_between, iso, now,  # noqa
                        parse_iso, t0_of)
 
@@ -1067,53 +1067,30 @@ def phase_db_down(ctx, state):
 
 
 def main():
-    binary = engine_binary()
-    base = os.environ.get("DATABASE_URL")
-    if not base:
-        R.check("DATABASE_URL is set (eval \"$(scripts/services up)\")", False)
-        print(R.summary())
-        return 1
-    if not R.check("patterntrack binary exists: " + binary, os.access(binary, os.X_OK)):
-        print(R.summary())
-        return 1
-    db = fresh_db(base, "pt_it_api")
-    port = free_port()
-    server = Server(binary, db, port, CONFIG)
-    ctx = Ctx(Client(port), Truth())
     state = {"pg_stopped": False}
-    started = time.monotonic()
-    try:
-        try:
-            ready = server.wait_ready(ctx.c, 30)
-        except RuntimeError as e:
-            ready = False
-            print(e)
-        if R.check("patterntrack answers /health within 30 s", ready, server.log_tail()):
-            R.phase("health", phase_health_start, ctx)
-            R.phase("catalog", phase_catalog, ctx)
-            R.phase("events", phase_events, ctx)
-            R.phase("catalog after events", phase_catalog_after_events, ctx)
-            R.phase("verify", verify_all, ctx, "")
-            R.phase("parameter edges", phase_edges, ctx)
-            R.phase("errors and encodings", phase_errors, ctx)
-            R.phase("openapi", phase_openapi, ctx)
-            R.phase("metrics", phase_metrics, ctx, "")
-            R.phase("concurrency", phase_concurrency, ctx)
-            R.phase("verify after load", verify_all, ctx, " (after load)")
-            R.phase("metrics after load", phase_metrics, ctx, " (after load)")
-            R.phase("database down", phase_db_down, ctx, state)
-    finally:
+
+    def phases(ctx):
+        R.phase("health", phase_health_start, ctx)
+        R.phase("catalog", phase_catalog, ctx)
+        R.phase("events", phase_events, ctx)
+        R.phase("catalog after events", phase_catalog_after_events, ctx)
+        R.phase("verify", verify_all, ctx, "")
+        R.phase("parameter edges", phase_edges, ctx)
+        R.phase("errors and encodings", phase_errors, ctx)
+        R.phase("openapi", phase_openapi, ctx)
+        R.phase("metrics", phase_metrics, ctx, "")
+        R.phase("concurrency", phase_concurrency, ctx)
+        R.phase("verify after load", verify_all, ctx, " (after load)")
+        R.phase("metrics after load", phase_metrics, ctx, " (after load)")
+        R.phase("database down", phase_db_down, ctx, state)
+
+    def after(ctx):
         if state["pg_stopped"]:
             rc, err = services("start", "pg")
             R.check("scripts/services start pg (cleanup)", rc == 0, err)
-        code = server.stop()
-        R.eq("SIGTERM: patterntrack exits with 0", code, 0)
-        if R.failed:
-            print("--- patterntrack log (tail) ---\n" + server.log_tail(40))
-        server.cleanup(keep_log=R.failed > 0)
-    print("total %.1f s" % (time.monotonic() - started))
-    print(R.summary())
-    return 1 if R.failed else 0
+
+    return run_suite(R, "pt_it_api", CONFIG, lambda c, server, db, binary: Ctx(c, Truth()),
+                     phases, after=after)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from fractions import Fraction
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from api_harness import (ROOT, Client, Results, Server, engine_binary, free_port,  # noqa: E402
-                         fresh_db, psql, q)
+                         fresh_db, psql, q, run_suite)
 
 R = Results()
 UTC = dt.timezone.utc
@@ -1159,55 +1159,20 @@ def phase_openapi(ctx):
 
 
 def main():
-    binary = engine_binary()
-    base = os.environ.get("DATABASE_URL")
-    if not base:
-        R.check("DATABASE_URL is set (eval \"$(scripts/services up)\")", False)
-        print(R.summary())
-        return 1
-    if not R.check("patterntrack binary exists: " + binary, os.access(binary, os.X_OK)):
-        print(R.summary())
-        return 1
-    try:
-        db = fresh_db(base, DBNAME)
-    except RuntimeError as e:
-        R.check("create database " + DBNAME, False, e)
-        print(R.summary())
-        return 1
-    port = free_port()
-    server = Server(binary, db, port, CONFIG)
-    ctx = Ctx(Client(port), Model(), db, binary, server.config)
-    started = time.monotonic()
-    try:
-        try:
-            ready = server.wait_ready(ctx.c, 30)
-        except RuntimeError as e:
-            ready = False
-            print(e)
-        if R.check("patterntrack answers /health within 30 s", ready, server.log_tail()):
-            R.phase("catalog", phase_catalog, ctx)
-            R.phase("events", phase_events, ctx)
-            R.phase("verify", verify_all, ctx)
-            R.phase("co-occurrence merges", phase_merges, ctx)
-            R.phase("parameter edges", phase_edges, ctx)
-            R.phase("openapi", phase_openapi, ctx)
-            R.phase("rollup", phase_rollup, ctx)
-            R.phase("after rollup", phase_after_rollup, ctx)
-            R.phase("type changes", phase_retype, ctx)
-    finally:
-        code = server.stop()
-        R.eq("SIGTERM: patterntrack exits with 0", code, 0)
-        if R.failed:
-            print("--- patterntrack log (tail) ---\n" + server.log_tail(40))
-        server.cleanup(keep_log=R.failed > 0)
-        if not R.failed:
-            try:
-                psql(base, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % DBNAME)
-            except RuntimeError:
-                pass
-    print("total %.1f s" % (time.monotonic() - started))
-    print(R.summary())
-    return 1 if R.failed else 0
+    def phases(ctx):
+        R.phase("catalog", phase_catalog, ctx)
+        R.phase("events", phase_events, ctx)
+        R.phase("verify", verify_all, ctx)
+        R.phase("co-occurrence merges", phase_merges, ctx)
+        R.phase("parameter edges", phase_edges, ctx)
+        R.phase("openapi", phase_openapi, ctx)
+        R.phase("rollup", phase_rollup, ctx)
+        R.phase("after rollup", phase_after_rollup, ctx)
+        R.phase("type changes", phase_retype, ctx)
+
+    return run_suite(R, DBNAME, CONFIG,
+                     lambda c, server, db, binary: Ctx(c, Model(), db, binary, server.config),
+                     phases, drop_db=True)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from api_harness import (Client, Results, ROOT, Server, engine_binary, free_port,  # noqa
-                         fresh_db, parse_prometheus, q)
+                         fresh_db, parse_prometheus, q, run_suite)
 
 R = Results()
 VENV = os.path.join(ROOT, "var", "venv")
@@ -173,47 +173,20 @@ def check_metrics(c):
 
 
 def main():
-    binary = engine_binary()
-    base = os.environ.get("DATABASE_URL")
-    if not R.check("DATABASE_URL is set (eval \"$(scripts/services up)\")", bool(base)):
-        print(R.summary())
-        return 1
-    if not R.check("patterntrack binary exists: " + binary, os.access(binary, os.X_OK)):
-        print(R.summary())
-        return 1
-    if not install():
-        print(R.summary())
-        return 1
-    db = fresh_db(base, "pt_it_schema")
-    port = free_port()
-    server = Server(binary, db, port, CONFIG)
-    c = Client(port)
-    started = time.monotonic()
-    try:
-        try:
-            ready = server.wait_ready(c, 30)
-        except RuntimeError as e:
-            ready = False
-            print(e)
-        if R.check("patterntrack answers /health within 30 s", ready, server.log_tail()):
-            R.phase("seed", seed, c)
-            R.phase("found before", phase_found, c)
-            rc = run_schemathesis(port)
-            R.eq("schemathesis: no failure (exit code)", rc, 0)
-            R.check("patterntrack still running after schemathesis", server.proc.poll() is None,
-                    "exit code %s" % server.proc.poll())
-            r = c.get("/health", timeout=10)
-            R.check("GET /health is 200 after schemathesis", r.status == 200, r)
-            check_metrics(c)
-    finally:
-        code = server.stop()
-        R.eq("SIGTERM: patterntrack exits with 0", code, 0)
-        if R.failed:
-            print("--- patterntrack log (tail) ---\n" + server.log_tail(40))
-        server.cleanup(keep_log=R.failed > 0)
-    print("total %.1f s" % (time.monotonic() - started))
-    print(R.summary())
-    return 1 if R.failed else 0
+    def phases(ctx):
+        c, server = ctx
+        R.phase("seed", seed, c)
+        R.phase("found before", phase_found, c)
+        rc = run_schemathesis(server.port)
+        R.eq("schemathesis: no failure (exit code)", rc, 0)
+        R.check("patterntrack still running after schemathesis", server.proc.poll() is None,
+                "exit code %s" % server.proc.poll())
+        r = c.get("/health", timeout=10)
+        R.check("GET /health is 200 after schemathesis", r.status == 200, r)
+        check_metrics(c)
+
+    return run_suite(R, "pt_it_schema", CONFIG, lambda c, server, db, binary: (c, server),
+                     phases, preflight=install)
 
 
 if __name__ == "__main__":

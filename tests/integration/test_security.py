@@ -41,7 +41,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from api_harness import (Client, Results, Server, engine_binary, free_port, fresh_db,  # noqa
-                         metric, parse_prometheus, poll, psql, q)
+                         metric, parse_prometheus, poll, psql, q, run_suite)
 
 R = Results()
 MAX_BODY = 65536
@@ -563,51 +563,28 @@ def phase_slowloris(ctx):
 
 
 def main():
-    binary = engine_binary()
-    base = os.environ.get("DATABASE_URL")
-    if not base:
-        R.check("DATABASE_URL is set (eval \"$(scripts/services up)\")", False)
-        print(R.summary())
-        return 1
-    if not R.check("patterntrack binary exists: " + binary, os.access(binary, os.X_OK)):
-        print(R.summary())
-        return 1
     os.environ.pop("PATTERNTRACK_HTTP_TOKEN", None)  # the file is the token here
-    db = fresh_db(base, "pt_it_security")
     tmp = tempfile.mkdtemp(prefix="pt-it-security-")
     token_file = os.path.join(tmp, "token")
     with open(token_file, "w") as f:
         f.write(TOKENS[0] + "\n")
-    port = free_port()
-    server = Server(binary, db, port, CONFIG % (json.dumps(token_file), "false"))
-    ctx = Ctx(Client(port), server, token_file, db)
-    started = time.monotonic()
+
+    def phases(ctx):
+        R.phase("bind", phase_bind, ctx)
+        R.phase("token on writes", phase_token_writes, ctx)
+        R.phase("token on reads", phase_token_reads, ctx)
+        R.phase("token rotation", phase_token_rotation, ctx)
+        R.phase("sql", phase_sql, ctx)
+        R.phase("limits", phase_limits, ctx)
+        R.phase("slowloris", phase_slowloris, ctx)
+
     try:
-        try:
-            ready = server.wait_ready(ctx.c, 30)
-        except RuntimeError as e:
-            ready = False
-            print(e)
-        if R.check("patterntrack answers /health within 30 s", ready, server.log_tail()):
-            R.phase("bind", phase_bind, ctx)
-            R.phase("token on writes", phase_token_writes, ctx)
-            R.phase("token on reads", phase_token_reads, ctx)
-            R.phase("token rotation", phase_token_rotation, ctx)
-            R.phase("sql", phase_sql, ctx)
-            R.phase("limits", phase_limits, ctx)
-            R.phase("slowloris", phase_slowloris, ctx)
+        return run_suite(R, "pt_it_security", CONFIG % (json.dumps(token_file), "false"),
+                         lambda c, server, db, binary: Ctx(c, server, token_file, db), phases)
     finally:
-        code = server.stop()
-        R.eq("SIGTERM: patterntrack exits with 0", code, 0)
-        if R.failed:
-            print("--- patterntrack log (tail) ---\n" + server.log_tail(40))
-        server.cleanup(keep_log=R.failed > 0)
         for name in os.listdir(tmp):
             os.unlink(os.path.join(tmp, name))
         os.rmdir(tmp)
-    print("total %.1f s" % (time.monotonic() - started))
-    print(R.summary())
-    return 1 if R.failed else 0
 
 
 if __name__ == "__main__":
