@@ -100,7 +100,8 @@ return {
     },
     kafka_group_id = "g-$prefix",
     http_port = 0,
-    log_level = "warn",
+    -- live mode waits for the engine's "partitions assigned" (info) before producing
+    log_level = "$([ "$MODE" = live ] && echo info || echo warn)",
 ${EXTRA_CONFIG:-}
 ${dedupe_cfg}
 }
@@ -117,7 +118,7 @@ LUA
     else
         (cd "$ROOT" && exec "$BIN" run --config "$dir/config.lua") 2>"$dir/engine.log" &
         pid=$!
-        ready() { grep -q "consuming" "$dir/engine.log"; }
+        ready() { grep -q "partitions assigned" "$dir/engine.log"; }
         wait_for 60 ready
         pg0=$(cpu_ticks "$(pg_pid)" 1)
         k0=$(cpu_ticks "$(kafka_pid)")
