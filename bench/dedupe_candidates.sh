@@ -23,20 +23,7 @@ q() { psql "$DB" -XqAt -v ON_ERROR_STOP=1 "$@"; }
 psql "$DATABASE_URL" -Xq -c "DROP DATABASE IF EXISTS pt_dedupe_cand WITH (FORCE)" \
     -c "CREATE DATABASE pt_dedupe_cand" >/dev/null
 
-# time_ms SETUP STATEMENT: ms of STATEMENT (after SETUP, untimed), median of RUNS.
-time_ms() {
-    local setup=$1 stmt=$2 i out ms all=()
-    for i in $(seq 1 "$RUNS"); do
-        q <<<"$setup;" >/dev/null || return 1
-        out=$(q -c "SET synchronous_commit = off" -c '\timing on' -c "$stmt" 2>&1) || {
-            echo "failed: $stmt: $out" >&2
-            return 1
-        }
-        ms=$(printf '%s\n' "$out" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -n1)
-        all+=("$ms")
-    done
-    printf '%s\n' "${all[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
-}
+. "$(dirname -- "${BASH_SOURCE[0]}")/timing.sh"
 report() {
     awk -v n="$1" -v ms="$2" -v u="$3" \
         'BEGIN { printf "%-70s %9.1f ms %8.2f us/claim\n", n, ms, ms * 1000 / u }'

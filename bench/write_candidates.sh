@@ -54,20 +54,7 @@ n_l=$(q -c "SELECT count(*) FROM src_lists")
 b_l=$(q -c "SELECT sum(octet_length(data)) FROM src_lists")
 echo "source $SRC: $n_pa (pattern, agent) rows, $n_p patterns, $n_h hourly rows, $n_l partner lists of $b_l bytes"
 
-# time_ms SETUP STATEMENT: ms of STATEMENT (after SETUP, untimed), median of RUNS.
-time_ms() {
-    local setup=$1 stmt=$2 i out ms all=()
-    for i in $(seq 1 "$RUNS"); do
-        q <<<"$setup;" >/dev/null || return 1
-        out=$(q -c "SET synchronous_commit = off" -c '\timing on' -c "$stmt" 2>&1) || {
-            echo "failed: $stmt: $out" >&2
-            return 1
-        }
-        ms=$(printf '%s\n' "$out" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -n1)
-        all+=("$ms")
-    done
-    printf '%s\n' "${all[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
-}
+. "$(dirname -- "${BASH_SOURCE[0]}")/timing.sh"
 # report NAME MS UNITS UNIT
 report() {
     awk -v n="$1" -v ms="$2" -v u="$3" -v unit="$4" \
