@@ -168,6 +168,7 @@ EXTRACT = r"""(() => {
     trendsNote: t(document.querySelector("#panel-trends .note")),
     trendsOverall: t(document.querySelector("#panel-trends .overall")),
     dead: t(document.querySelector("#panel-deadletters .value")),
+    dups: t(document.querySelector("#panel-deadletters .dups")),
     heat: all("#panel-heatmap .cell").map(c => [c.getAttribute("data-day"),
       Number(c.getAttribute("data-hour")), Number(c.getAttribute("data-count"))]),
     heatTz: t(document.querySelector("#panel-heatmap .tz")),
@@ -387,6 +388,9 @@ def phase_page(ctx):
     dead = metric(api.metrics(), "patterntrack_dead_letters_total")
     R.eq("dead letters on the page = /metrics", page_num(d["dead"]), int(dead))
     R.eq("dead letters: the two sent", int(dead), len(ctx.seed.dead))
+    # this engine has no dedupe option: the panel says so (/health's ingest.dedupe is empty)
+    R.eq("dead-letter panel: event-ID deduplication is off", d["dups"],
+         "Event-ID deduplication is off.")
 
     check_trends(ctx, d, top100)
     check_heatmap(ctx, d, page)
