@@ -65,6 +65,8 @@ wait_for 60 assigned
 lg=$!
 sleep 2 # ingest under way before the first marker
 broker=${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:59092}
+: >"$dir/sent"
+: >"$dir/seen"
 now_ms() { date +%s%3N; }
 # producer: marker N at its production time, one line each in $dir/sent
 (
