@@ -18,6 +18,7 @@
 set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 . "$ROOT/tests/integration/lib.sh"
+. "$ROOT/bench/lib.sh"
 RUNS=${1:-3}
 RATE=${2:-50000}
 DUR=${3:-20}
@@ -34,20 +35,9 @@ fi
 export DATABASE_URL="$base/pt_bench_api"
 dir=$(mktemp -d /tmp/pt-bench-api.XXXXXX)
 prefix="bapi-$$-"
-for t in agent-manifest-injections agent-actions agent-routing-decisions; do
-    "$ROOT/scripts/services" topic "$prefix$t" >/dev/null
-done
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$dir/config.lua" <<LUA
-return {
-    topics = {
-        ["${prefix}agent-manifest-injections"] = "rules/agent-manifest-injections.lua",
-        ["${prefix}agent-actions"] = "rules/agent-actions.lua",
-        ["${prefix}agent-routing-decisions"] = "rules/agent-routing-decisions.lua",
-    },
-    kafka_group_id = "g-$prefix", http_port = $port, log_level = "warn",
-}
-LUA
+bench_topics "$prefix"
+port=$(free_port)
+bench_config "$dir/config.lua" "$prefix" "    http_port = $port, log_level = \"warn\","
 (cd "$ROOT" && "$BIN" migrate --config "$dir/config.lua" >/dev/null)
 if [ "$reuse" = 0 ]; then
 echo "seeding: 100k patterns, 1k agents, 10M uses ..." >&2

@@ -23,7 +23,7 @@ q() { psql "$DB" -XqAt -v ON_ERROR_STOP=1 "$@"; }
 psql "$DATABASE_URL" -Xq -c "DROP DATABASE IF EXISTS pt_dedupe_cand WITH (FORCE)" \
     -c "CREATE DATABASE pt_dedupe_cand" >/dev/null
 
-. "$(dirname -- "${BASH_SOURCE[0]}")/timing.sh"
+. "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 report() {
     awk -v n="$1" -v ms="$2" -v u="$3" \
         'BEGIN { printf "%-70s %9.1f ms %8.2f us/claim\n", n, ms, ms * 1000 / u }'

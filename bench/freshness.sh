@@ -16,6 +16,7 @@
 set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 . "$ROOT/tests/integration/lib.sh"
+. "$ROOT/bench/lib.sh"
 RATE=${1:-10000}
 DUR=${2:-60}
 MPS=${3:-4}
@@ -30,23 +31,9 @@ else
 fi
 dir=$(mktemp -d /tmp/pt-bench-fresh.XXXXXX)
 prefix="fresh-$$-"
-for t in agent-manifest-injections agent-actions agent-routing-decisions; do
-    "$ROOT/scripts/services" topic "$prefix$t" >/dev/null
-done
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$dir/config.lua" <<LUA
-return {
-    topics = {
-        ["${prefix}agent-manifest-injections"] = "rules/agent-manifest-injections.lua",
-        ["${prefix}agent-actions"] = "rules/agent-actions.lua",
-        ["${prefix}agent-routing-decisions"] = "rules/agent-routing-decisions.lua",
-    },
-    kafka_group_id = "g-$prefix",
-    kafka_start_offset = "latest",
-    http_port = $port,
-    log_level = "info",
-}
-LUA
+bench_topics "$prefix"
+port=$(free_port)
+bench_config "$dir/config.lua" "$prefix" "    kafka_start_offset = \"latest\", http_port = $port, log_level = \"info\","
 (cd "$ROOT" && "$BIN" migrate --config "$dir/config.lua" >/dev/null)
 (cd "$ROOT" && exec "$BIN" run --config "$dir/config.lua") 2>"$dir/engine.log" &
 pid=$!

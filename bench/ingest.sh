@@ -26,6 +26,7 @@
 set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 . "$ROOT/tests/integration/lib.sh"
+. "$ROOT/bench/lib.sh"
 EVENTS=${1:-1000000}
 RUNS=${2:-3}
 MODE=${3:-live}
@@ -80,32 +81,20 @@ for run in $(seq 1 "$RUNS"); do
     export DATABASE_URL="$base/pt_bench"
     prefix="bench-$$-$run-"
     dir=$(mktemp -d /tmp/pt-bench.XXXXXX)
-    for t in agent-manifest-injections agent-actions agent-routing-decisions; do
-        "$ROOT/scripts/services" topic "$prefix$t" >/dev/null
-    done
+    bench_topics "$prefix"
     dedupe_cfg=
     if [ -n "${DEDUPE_WINDOW_S:-}" ]; then
         dedupe_cfg="    dedupe = {"
-        for t in agent-manifest-injections agent-actions agent-routing-decisions; do
+        for t in $BENCH_TOPICS; do
             dedupe_cfg+=$'\n'"        [\"$prefix$t\"] = { window_s = $DEDUPE_WINDOW_S },"
         done
         dedupe_cfg+=$'\n    },'
     fi
-    cat >"$dir/config.lua" <<LUA
-return {
-    topics = {
-        ["${prefix}agent-manifest-injections"] = "rules/agent-manifest-injections.lua",
-        ["${prefix}agent-actions"] = "rules/agent-actions.lua",
-        ["${prefix}agent-routing-decisions"] = "rules/agent-routing-decisions.lua",
-    },
-    kafka_group_id = "g-$prefix",
-    http_port = 0,
-    -- live mode waits for the engine's "partitions assigned" (info) before producing
-    log_level = "$([ "$MODE" = live ] && echo info || echo warn)",
+    # live mode waits for the engine's "partitions assigned" (info) before producing
+    bench_config "$dir/config.lua" "$prefix" "    http_port = 0,
+    log_level = \"$([ "$MODE" = live ] && echo info || echo warn)\",
 ${EXTRA_CONFIG:-}
-${dedupe_cfg}
-}
-LUA
+${dedupe_cfg}"
     (cd "$ROOT" && "$BIN" migrate --config "$dir/config.lua" >/dev/null)
     if [ "$MODE" = backlog ]; then
         # shellcheck disable=SC2086

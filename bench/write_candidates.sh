@@ -54,7 +54,7 @@ n_l=$(q -c "SELECT count(*) FROM src_lists")
 b_l=$(q -c "SELECT sum(octet_length(data)) FROM src_lists")
 echo "source $SRC: $n_pa (pattern, agent) rows, $n_p patterns, $n_h hourly rows, $n_l partner lists of $b_l bytes"
 
-. "$(dirname -- "${BASH_SOURCE[0]}")/timing.sh"
+. "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 # report NAME MS UNITS UNIT
 report() {
     awk -v n="$1" -v ms="$2" -v u="$3" -v unit="$4" \

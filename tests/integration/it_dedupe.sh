@@ -39,7 +39,6 @@ truth_dups() { awk -F'\t' '$1 == "U" { s += $3 } END { printf "%.0f\n", s }' "$1
 metric_sum() { # metric_sum PORT NAME: the sum of a metric's series
     curl -sf -m 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 ~ "^" n "[{ ]" || $1 == n { s += $NF } END { printf "%.0f\n", s }'
 }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # ---- 1. one engine, kill -9 between copies ----
 use_dedupe 3600

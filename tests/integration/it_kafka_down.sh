@@ -14,7 +14,7 @@ rss_watch
 "$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events 40000 --rate 2000 --seed 21 \
     --truth "$IT_DIR/truth.tsv" --quiet &
 producer=$!
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 engine_start HTTP_PORT="$port"
 progressed() { [ "$(db_total)" -gt 0 ]; }
 wait_for 60 progressed || it_fail "nothing counted before the outage"

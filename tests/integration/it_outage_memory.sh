@@ -13,7 +13,7 @@ OUTAGE_S=${OUTAGE_S:-60}
 IT_EXTRA_CONFIG="    max_buffer_mb = $BUFFER_MB," it_setup outage_memory
 restart_pg() { "$PT_IT_ROOT/scripts/services" start pg >/dev/null; }
 trap 'restart_pg; it_cleanup' EXIT
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$IT_PID/status"; }
 metric() { # metric NAME: its value in /metrics (first series)
     local body

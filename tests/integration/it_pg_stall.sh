@@ -17,7 +17,7 @@ pg_pids() { # the postmaster and all its children
 resume_pg() { pg_pids | xargs -r kill -CONT 2>/dev/null || true; }
 trap 'resume_pg; "$PT_IT_ROOT/scripts/services" start pg >/dev/null; it_cleanup' EXIT
 rss_watch
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 
 "$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events 120000 --rate 4000 --seed 17 \
     --truth "$IT_DIR/truth.tsv" --quiet &

@@ -17,7 +17,7 @@ return {
         return db.query("SELECT 1 AS one")[1] end },
 }
 LUA
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 engine_start PATTERNTRACK_ROOT="$root" HTTP_PORT="$port"
 url="http://127.0.0.1:$port"
 light() { curl -sf -m 1.5 "$url/test/light" | grep -q '"one":1'; }

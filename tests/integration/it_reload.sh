@@ -16,7 +16,7 @@ return { { method = "GET", path = "/test/slow", handler = function()
     return db.query("SELECT pg_sleep(0.5)::text AS slept, 1 AS one")[1]
 end } }
 LUA
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 
 "$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events 120000 --rate 4000 --seed 31 \
     --truth "$IT_DIR/truth.tsv" --quiet &

@@ -24,7 +24,7 @@ end
 LUA
 sed -i 's/^    topics = {/    topics = { ["limits"] = "rules\/limits.lua",/' "$IT_CONFIG"
 sed -i '/-agent-/d' "$IT_CONFIG"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 engine_start PATTERNTRACK_ROOT="$root" HTTP_PORT="$port"
 up() { curl -sf "http://127.0.0.1:$port/health" >/dev/null; }
 wait_for 30 up || it_fail "HTTP did not come up"

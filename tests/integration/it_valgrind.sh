@@ -10,7 +10,7 @@ set -euo pipefail
 need_plain_bin
 IT_EXTRA_CONFIG='    shutdown_timeout_ms = 60000,' it_setup valgrind
 command -v valgrind >/dev/null || it_fail "valgrind is not installed (scripts/deps installs it)"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 vlog=$IT_DIR/valgrind.log
 
 "$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events 3000 --rate 1000 --bad-ratio 0.05 --seed 3 \

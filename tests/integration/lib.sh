@@ -10,6 +10,7 @@
 #   db_total                      sum(usage_count) of pattern_lineage_nodes
 #   reset_db                      truncate every table the engine writes
 #   pt_psql ARGS...               psql on $DATABASE_URL: no psqlrc, stop on error, UTF-8
+#   free_port                     a free TCP port on 127.0.0.1
 #
 # PT_LOADGEN is the load generator (default build/bench/pt-loadgen of this tree).
 
@@ -58,6 +59,11 @@ wait_for() {
         fi
         sleep 0.2
     done
+}
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on now.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # truth_total TRUTH: prints the sum of the P counts (= the uses a correct engine counts).
