@@ -19,7 +19,7 @@
 static const char flush_sql[] =
     "SELECT pt_flush($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
     "$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, "
-    "$35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50)";
+    "$35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51)";
 
 static const char types_sql[] =
     "SELECT pattern_id, coalesce(pattern_type, 'unknown') FROM pattern_lineage_nodes "
@@ -274,6 +274,7 @@ typedef struct {
     const char *pattern; /* interned by the aggregate: one pointer per pattern */
     uint32_t pattern_len;
     size_t off, len, n, n_low;
+    int64_t max; /* the largest count: bounds its pairs for /cooccurrence/top */
 } plist_t;
 
 typedef struct {
@@ -300,10 +301,11 @@ static void side_cb(const agg_side_t *e, void *ud)
             }
         }
         cur = &x->v[x->n++];
-        *cur = (plist_t){e->pattern, e->pattern_len, x->data.len, 0, 0, 0};
+        *cur = (plist_t){e->pattern, e->pattern_len, x->data.len, 0, 0, 0, 0};
         cooc_writer_init(&x->w, &x->data);
     }
     cur->n++;
+    cur->max = e->count > cur->max ? e->count : cur->max;
     cur->n_low += agg_bytes_cmp(e->partner, e->partner_len, e->pattern, e->pattern_len) < 0;
     cooc_write(&x->w, e->partner, e->partner_len, e->count, e->last_us);
 }
@@ -391,6 +393,7 @@ static void partners_only(lists_ctx_t *x, const char *pattern, uint32_t len)
         arr_int(&p[FLUSH_P_L_N_PARTNERS], (int64_t)pl->n);
         arr_int(&p[FLUSH_P_L_N_LOW], (int64_t)pl->n_low);
         arr_int(&p[FLUSH_P_L_PARTNERS_LEN], (int64_t)pl->len);
+        arr_int(&p[FLUSH_P_L_PARTNERS_MAX], pl->max);
         x->next_partner++;
     }
 }
@@ -414,11 +417,13 @@ static void end_pattern(lists_ctx_t *x)
         arr_int(&p[FLUSH_P_L_N_PARTNERS], (int64_t)pl->n);
         arr_int(&p[FLUSH_P_L_N_LOW], (int64_t)pl->n_low);
         arr_int(&p[FLUSH_P_L_PARTNERS_LEN], (int64_t)pl->len);
+        arr_int(&p[FLUSH_P_L_PARTNERS_MAX], pl->max);
         x->next_partner++;
     } else {
         arr_int(&p[FLUSH_P_L_N_PARTNERS], 0);
         arr_int(&p[FLUSH_P_L_N_LOW], 0);
         arr_int(&p[FLUSH_P_L_PARTNERS_LEN], 0);
+        arr_int(&p[FLUSH_P_L_PARTNERS_MAX], 0);
     }
 }
 

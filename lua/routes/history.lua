@@ -309,19 +309,40 @@ SELECT p.other AS pattern_id, coalesce(n.pattern_name, p.other) AS pattern_name,
           END DESC NULLS LAST, p.cnt DESC, p.other COLLATE "C"
  LIMIT $4]]
 
--- For /cooccurrence/top, in one snapshot: a header row (the event totals, and in cnt how many
--- pairs pattern_cooccurrence_top keeps), the top's rows and every pending list.
+-- For /cooccurrence/top ($1 = limit), in one snapshot: a header row (the event totals, and in cnt
+-- how many pairs pattern_cooccurrence_top keeps), the top's rows, and the pending lists that can
+-- change the answer. Every count is at least its merged part, so the top's $1-th count (k0) is a
+-- floor of the answer's last one. A pending pair is in both its patterns' lists, with at most
+-- their sums of partners_max (bound) pending; its merged part is the top's row, or at most the
+-- top's last count (tmin) when the top is full and the pair is not in it. A pattern whose pairs
+-- cannot reach k0 (tmin + bound < k0, and every top row of it below k0 with its pending added)
+-- cannot change the answer, and its lists are not read: under ingest, with the fold behind,
+-- they are most of the pending rows. A NULL partners_max (rows from before 016) is no bound.
 local TOP_READ = [[
+WITH top AS (SELECT pattern_id_1 AS a, pattern_id_2 AS b, cooccurrence_count AS cnt, last_us AS l
+               FROM pattern_cooccurrence_top),
+lim AS (SELECT coalesce((SELECT cnt FROM top ORDER BY cnt DESC OFFSET $1 - 1 LIMIT 1), 0) AS k0,
+               CASE WHEN (SELECT count(*) FROM top) >= pt_cooccurrence_top_keep()
+                    THEN coalesce((SELECT min(cnt) FROM top), 0) ELSE 0 END AS tmin),
+b AS (SELECT pattern_id, CASE WHEN count(partners_max) = count(*) THEN sum(partners_max) END
+                         AS bound
+        FROM pattern_lists_pending WHERE n_partners > 0 GROUP BY pattern_id),
+cand AS (SELECT b.pattern_id FROM b, lim WHERE b.bound IS NULL OR lim.tmin + b.bound >= lim.k0
+         UNION
+         SELECT x.p
+           FROM top t JOIN b ba ON ba.pattern_id = t.a JOIN b bb ON bb.pattern_id = t.b
+                CROSS JOIN lim CROSS JOIN LATERAL (VALUES (t.a), (t.b)) AS x(p)
+          WHERE t.cnt + least(coalesce(ba.bound, 4611686018427387904),
+                              coalesce(bb.bound, 4611686018427387904)) >= lim.k0)
 SELECT 'h' AS kind, NULL::text AS a, NULL::text AS b, pt_cooccurrence_top_keep()::bigint AS cnt,
        NULL::bigint AS l, NULL::bytea AS data, tot.events_with_patterns,
        tot.events_over_cooccurrence_limit
   FROM (]] .. H.EVENT_TOTALS .. [[) tot
 UNION ALL
-SELECT 't', pattern_id_1, pattern_id_2, cooccurrence_count, last_us, NULL, NULL, NULL
-  FROM pattern_cooccurrence_top
+SELECT 't', a, b, cnt, l, NULL, NULL, NULL FROM top
 UNION ALL
 SELECT 'p', pattern_id, NULL, NULL, NULL, partners, NULL, NULL FROM pattern_lists_pending
- WHERE partners IS NOT NULL]]
+ WHERE n_partners > 0 AND pattern_id IN (SELECT pattern_id FROM cand)]]
 -- The lists of the patterns ($1) whose pending pairs may rank in the top but whose merged part
 -- is not in pattern_cooccurrence_top; all lists when $1 is NULL.
 local TOP_RESOLVE = [[
@@ -381,7 +402,7 @@ end
 
 local function top_pairs(req)
     local limit = req.args.limit
-    local rows = db.query_heavy(TOP_READ)
+    local rows = db.query_heavy(TOP_READ, limit)
     local head
     for _, r in ipairs(rows) do
         if r.kind == "h" then

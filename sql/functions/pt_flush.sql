@@ -14,7 +14,8 @@
 --     (src/fold.c) to merge: per pattern its agents (version 3) and its co-occurring patterns
 --     (version 2), per agent its patterns (version 3). They arrive in one bytea (x_data), cut
 --     by their lengths: per pattern l_agents_len then l_partners_len bytes, then per agent
---     m_len bytes. A length 0 is no list.
+--     m_len bytes. A length 0 is no list. l_partners_max: the largest count in each
+--     co-occurrence list (0 for none), which bounds what /cooccurrence/top must read.
 -- t_dups: copies of events counted before, which event-ID deduplication did not count again
 -- (their claims were decided by pt_claim_events before this batch was built).
 -- p_type is the pattern_type the engine took for each pattern ('unknown' for none) to add its
@@ -36,7 +37,7 @@ CREATE OR REPLACE FUNCTION pt_flush(
     d_topic   TEXT[], d_part INTEGER[], d_offset BIGINT[], d_reason TEXT[], d_detail TEXT[],
     d_payload BYTEA[], d_size INTEGER[],
     l_pattern TEXT[], l_n_agents INTEGER[], l_agents_len INTEGER[], l_n_partners INTEGER[],
-    l_n_low   INTEGER[], l_partners_len INTEGER[],
+    l_n_low   INTEGER[], l_partners_len INTEGER[], l_partners_max BIGINT[],
     m_agent   TEXT[], m_n INTEGER[], m_len INTEGER[],
     x_data    BYTEA,
     p_durable BOOLEAN
@@ -173,16 +174,18 @@ BEGIN
         END IF;
         -- x.off: where the pattern's agents list starts (1-based), its partners follow
         INSERT INTO pattern_lists_pending
-               (flush_id, pattern_id, n_agents, agents, n_partners, n_low, partners)
+               (flush_id, pattern_id, n_agents, agents, n_partners, n_low, partners,
+                partners_max)
         SELECT v_flush, x.pat, x.na,
                CASE WHEN x.al > 0 THEN substring(x_data FROM x.off::int FOR x.al) END,
                x.np, x.low,
-               CASE WHEN x.pl > 0 THEN substring(x_data FROM (x.off + x.al)::int FOR x.pl) END
+               CASE WHEN x.pl > 0 THEN substring(x_data FROM (x.off + x.al)::int FOR x.pl) END,
+               nullif(x.pmax, 0)
           FROM (SELECT u.*, 1 + coalesce(sum(u.al + u.pl) OVER (ORDER BY u.ord ROWS BETWEEN
                                          UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS off
                   FROM unnest(l_pattern, l_n_agents, l_agents_len, l_n_partners, l_n_low,
-                              l_partners_len) WITH ORDINALITY
-                       AS u(pat, na, al, np, low, pl, ord)) x;
+                              l_partners_len, l_partners_max) WITH ORDINALITY
+                       AS u(pat, na, al, np, low, pl, pmax, ord)) x;
         INSERT INTO agent_lists_pending (flush_id, agent_name, n_patterns, patterns)
         SELECT v_flush, x.agent, x.n, substring(x_data FROM x.off::int FOR x.len)
           FROM (SELECT u.*, 1 + v_pbytes

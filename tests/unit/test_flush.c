@@ -116,6 +116,8 @@ static void test_build(void)
                                 "b\x01\x04\x00"; /* z's patterns: a 1 at 3, b 1 at 5 */
     CHECK_EQ_STR(v[FLUSH_P_L_AGENTS_LEN], "{7,13,0}");
     CHECK_EQ_STR(v[FLUSH_P_L_PARTNERS_LEN], "{6,11,6}");
+    /* each partners list's largest count (a: b 1; b: a 1, c 2; c: b 2) */
+    CHECK_EQ_STR(v[FLUSH_P_L_PARTNERS_MAX], "{1,2,2}");
     CHECK_EQ_STR(v[FLUSH_P_M_LEN], "{7,13}");
     CHECK_EQ_INT(len[FLUSH_DATA_PARAM], sizeof lists - 1);
     CHECK(len[FLUSH_DATA_PARAM] == (int)sizeof lists - 1 &&
@@ -374,6 +376,11 @@ static void test_pg(const char *url)
     CHECK_EQ_STR(one(c, rows), "a\"{,}/1/0/b:1:18000000000 "
                                "b/3/1/a\"{,}:1:18000000000|c:2:21600000000|\xc3\xa9:1:25200000000 "
                                "c/1/1/b:2:21600000000 \xc3\xa9/1/1/b:1:25200000000");
+    /* each pending row's partners_max is its list's largest count, as SQL's decoder reads it */
+    CHECK_EQ_STR(one(c, "SELECT count(*) FILTER (WHERE partners_max IS DISTINCT FROM"
+                        " (SELECT max(cnt) FROM pt_list_entries(partners))) || '/' || count(*)"
+                        " FROM pattern_lists_pending WHERE partners IS NOT NULL"),
+                 "0/4");
     agg_reset(a);
     agg_add_pair(a, "c", 1, "b", 1, 3 * H);
     flush_ok(c, a, k, 140, 150);
