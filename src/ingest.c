@@ -57,6 +57,7 @@ struct ingest {
     ref_t *refs;
     size_t refs_cap;
     uint64_t flushes_ok, flushes_failed;
+    uint64_t flushes_waited; /* committed batches that HTTP requests waited for */
     int64_t last_flush_us;
     time_t dl_log_second;
     uint64_t dl_suppressed;
@@ -659,6 +660,7 @@ static void flush_done_cb(flush_status_t fs, const char *err, double secs, void 
         metric_add(g->m_flush_ok, 1);
         metric_observe(g->m_flush_seconds, secs);
         g->flushes_ok++;
+        g->flushes_waited += g->inflight_waiters != NULL;
         g->last_flush_us = now_us();
         g->backoff_ms = 0;
         log_debug("flush committed: %zu events, %zu pattern references, %zu patterns, %zu hours "
@@ -801,6 +803,11 @@ const ingest_topic_stats_t *ingest_stats(const ingest_t *g, size_t topic_idx)
 uint64_t ingest_flushes_ok(const ingest_t *g)
 {
     return g->flushes_ok;
+}
+
+uint64_t ingest_flushes_waited(const ingest_t *g)
+{
+    return g->flushes_waited;
 }
 
 uint64_t ingest_flushes_failed(const ingest_t *g)

@@ -103,6 +103,8 @@ void ingest_note_offsets(ingest_t *g);
 bool ingest_pg_down(const ingest_t *g);
 const ingest_topic_stats_t *ingest_stats(const ingest_t *g, size_t topic_idx);
 uint64_t ingest_flushes_ok(const ingest_t *g);
+/* Of those, the batches HTTP requests waited for (pt.ingest): their clients may read back. */
+uint64_t ingest_flushes_waited(const ingest_t *g);
 uint64_t ingest_flushes_failed(const ingest_t *g);
 int64_t ingest_last_flush_us(const ingest_t *g);
 size_t ingest_buffer_bytes(const ingest_t *g);

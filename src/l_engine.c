@@ -278,15 +278,38 @@ static int l_engine_reload(lua_State *L)
     return 1;
 }
 
-/* pt.data_version() -> integer that changes whenever this engine committed data (a flush, a
- * catalog change, a rollup of hourly buckets): [-0, +1] */
+/* pt.data_version() -> all, written: integers. all changes whenever this engine committed data
+ * (a flush, a catalog change, a rollup of hourly buckets); written only when a client of this
+ * engine may expect to read back what it wrote (a catalog change, a flush of HTTP-ingested
+ * events answered "stored", a rollup), not for Kafka flushes. [-0, +2] */
 static int l_engine_data_version(lua_State *L)
 {
     app_t *app = lua_touserdata(L, lua_upvalueindex(1));
-    uint64_t v = app->data_changes + (app->ingest ? ingest_flushes_ok(app->ingest) : 0) +
-                 upkeep_rollups(app->upkeep);
+    uint64_t w = app->data_changes + upkeep_rollups(app->upkeep) +
+                 (app->ingest ? ingest_flushes_waited(app->ingest) : 0);
+    uint64_t v = w + (app->ingest ? ingest_flushes_ok(app->ingest) : 0);
     lua_pushinteger(L, (lua_Integer)v);
-    return 1;
+    lua_pushinteger(L, (lua_Integer)w);
+    return 2;
+}
+
+/* pt.reply_early(status, body [, content_type [, route]]): answers the current request now;
+ * the route goes on (to refresh a cached answer) and what it returns is not sent. [-0, +0] */
+static int l_engine_reply_early(lua_State *L)
+{
+    app_t *app = lua_touserdata(L, lua_upvalueindex(1));
+    lua_Integer status = luaL_checkinteger(L, 1);
+    size_t len;
+    const char *body = luaL_checklstring(L, 2, &len);
+    const char *ctype = luaL_optstring(L, 3, NULL);
+    const char *route = luaL_optstring(L, 4, "unmatched");
+    luaL_argcheck(L, status >= 100 && status <= 599, 1, "not an HTTP status");
+    route_req_t *rr = app->routes ? routes_current(app->routes, L) : NULL;
+    if (rr == NULL) {
+        return luaL_error(L, "pt.reply_early can only be called while handling a request");
+    }
+    routes_reply_early(rr, (int)status, ctype, body, len, route);
+    return 0;
 }
 
 /* pt.data_changed(): a route wrote data (catalog). [-0, +0] */
@@ -332,6 +355,7 @@ const routes_fn_t l_engine_fns[] = {{"health", l_engine_health},
                                     {"reload", l_engine_reload},
                                     {"data_version", l_engine_data_version},
                                     {"data_changed", l_engine_data_changed},
+                                    {"reply_early", l_engine_reply_early},
                                     {"lifetime_days", l_engine_lifetime_days},
                                     {NULL, NULL}};
 

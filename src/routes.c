@@ -31,6 +31,7 @@ struct route_req {
     void *cancel_ud;
     struct timespec start;
     char method[8];
+    bool replied; /* answered by routes_reply_early; the route goes on for the cache */
     route_req_t *prev, *next;
 };
 
@@ -463,10 +464,38 @@ static void observe(route_req_t *rr, int status, const char *route)
                    secs);
 }
 
+/* Sends the reply and detaches the request from its connection; the coroutine runs on until it
+ * ends, and what it returns then is not sent. */
+static void reply_now(route_req_t *rr, int status, const char *ctype, const char *body, size_t len,
+                      const char *route)
+{
+    if (rr->replied) {
+        return;
+    }
+    rr->replied = true;
+    observe(rr, status, route);
+    if (rr->evcon) {
+        evhttp_connection_set_closecb(rr->evcon, NULL, NULL);
+        rr->evcon = NULL;
+    }
+    if (rr->req) {
+        http_reply(rr->req, status, ctype, body, len);
+        rr->req = NULL;
+    }
+}
+
+void routes_reply_early(route_req_t *rr, int status, const char *ctype, const char *body,
+                        size_t len, const char *route)
+{
+    reply_now(rr, status, ctype, body, len, route);
+}
+
 static void reply_and_finish(route_req_t *rr, int status, const char *ctype, const char *body,
                              size_t len, const char *route)
 {
-    observe(rr, status, route);
+    if (!rr->replied) {
+        observe(rr, status, route);
+    }
     if (rr->evcon) {
         evhttp_connection_set_closecb(rr->evcon, NULL, NULL);
         rr->evcon = NULL;
@@ -480,8 +509,11 @@ static void reply_and_finish(route_req_t *rr, int status, const char *ctype, con
 
 static void fail_request(route_req_t *rr, const char *why)
 {
-    log_error("http request %llu (%s): %s", (unsigned long long)rr->id, rr->method, why);
-    observe(rr, 500, "error");
+    log_error("http request %llu (%s)%s: %s", (unsigned long long)rr->id, rr->method,
+              rr->replied ? ", already answered from the cache, while refreshing it" : "", why);
+    if (!rr->replied) {
+        observe(rr, 500, "error");
+    }
     if (rr->evcon) {
         evhttp_connection_set_closecb(rr->evcon, NULL, NULL);
         rr->evcon = NULL;

@@ -47,6 +47,10 @@ int64_t routes_query_timeout(routes_t *r);
 /* Records how to cancel the I/O the coroutine waits for (called if the client goes away);
  * NULL when nothing is pending. */
 void routes_set_pending(route_req_t *rr, void (*cancel)(void *), void *ud);
+/* Answers the request now (once; later answers are dropped): the route goes on, to refresh a
+ * cached answer after sending the previous one (lua/pt/router.lua). */
+void routes_reply_early(route_req_t *rr, int status, const char *ctype, const char *body,
+                        size_t len, const char *route);
 /* The VM's main state, for work done in a protected call on the request's behalf. */
 lua_State *routes_main_state(route_req_t *rr);
 lua_State *routes_thread(route_req_t *rr);

@@ -14,7 +14,7 @@ return { {
         local key = req.params.key
         pt.test.calls[key] = (pt.test.calls[key] or 0) + 1
         pt.test.t = pt.test.t + tonumber(key:match("^cost%-(%d+)")) / 1000
-        return { key = key }
+        return { key = key, n = pt.test.calls[key] }
     end,
 } }]]
 
@@ -23,11 +23,12 @@ local function new_router()
     local f = assert(io.open(path, "wb"))
     f:write(ROUTE)
     f:close()
-    local test = { t = 1000.0, version = 1, calls = {} }
+    local test = { t = 1000.0, version = 1, written = 1, calls = {}, early = {} }
     local pt = {
         null = cjson.null,
         now = function() return test.t end,
-        data_version = function() return test.version end,
+        data_version = function() return test.version, test.written end,
+        reply_early = function(status, body) test.early[#test.early + 1] = { status, body } end,
         json = cjson.encode,
         log = function() end,
         traceback = debug.traceback,
@@ -56,7 +57,68 @@ local function get(dispatch, key)
     assert.are.equal(key, cjson.decode(body).key)
 end
 
+-- A request's answer: the one sent early (from the cache) if any, else the route's; and the n
+-- of the route's own answer (how many times it had computed that key).
+local function ask(dispatch, test, key)
+    local before = #test.early
+    id = id + 1
+    local status, body = dispatch({ method = "GET", raw_path = "/c/" .. key,
+        segments = { "c", key }, query = {}, headers = {}, body = "", id = id })
+    assert.are.equal(200, status)
+    local computed = cjson.decode(body).n
+    if #test.early > before then
+        assert.are.equal(before + 1, #test.early)
+        assert.are.equal(200, test.early[#test.early][1])
+        return cjson.decode(test.early[#test.early][2]).n, computed
+    end
+    return computed, computed
+end
+
 describe("router answer cache", function()
+    it("answers at once with the previous answer after a Kafka flush, and refreshes it", function()
+        local dispatch, test = new_router()
+        assert.are.same({ 1, 1 }, { ask(dispatch, test, "cost-1-a") })
+        test.version = 2 -- a Kafka flush: the client sent nothing it would read back
+        -- the request gets answer 1 at once, then computes answer 2 for those after it
+        assert.are.same({ 1, 2 }, { ask(dispatch, test, "cost-1-a") })
+        assert.are.same({ 2, 2 }, { ask(dispatch, test, "cost-1-a") })
+        assert.are.equal(2, test.calls["cost-1-a"])
+    end)
+
+    it("never answers early after a write a client may read back", function()
+        local dispatch, test = new_router()
+        ask(dispatch, test, "cost-1-a")
+        test.version, test.written = 2, 2 -- e.g. HTTP-ingested events answered "stored"
+        assert.are.same({ 2, 2 }, { ask(dispatch, test, "cost-1-a") })
+        assert.are.equal(0, #test.early)
+    end)
+
+    it("never answers early with an answer older than a second", function()
+        local dispatch, test = new_router()
+        ask(dispatch, test, "cost-1-a")
+        test.version = 2
+        test.t = test.t + 1.01
+        assert.are.same({ 2, 2 }, { ask(dispatch, test, "cost-1-a") })
+        -- nor when only the second passed (other engines' writes): the TTL's promise
+        test.t = test.t + 1.01
+        assert.are.same({ 3, 3 }, { ask(dispatch, test, "cost-1-a") })
+        assert.are.equal(0, #test.early)
+    end)
+
+    it("answers early with an expensive answer younger than six times its cost", function()
+        local dispatch, test = new_router()
+        ask(dispatch, test, "cost-400-a") -- computed from t = 1000.0 to 1000.4
+        test.version = 2
+        test.t = test.t + 1.5 -- reused as it is (4 x its cost after it was done)
+        assert.are.same({ 1, 1 }, { ask(dispatch, test, "cost-400-a") })
+        test.t = test.t + 0.2 -- 2.1 s after its snapshot: under 6 x 0.4 s
+        assert.are.same({ 1, 2 }, { ask(dispatch, test, "cost-400-a") })
+        test.version = 3
+        test.t = test.t + 2.2 -- 2.6 s after the second's snapshot: over 6 x 0.4 s
+        assert.are.same({ 3, 3 }, { ask(dispatch, test, "cost-400-a") })
+        assert.are.equal(1, #test.early)
+    end)
+
     it("reuses an answer until the data version changes", function()
         local dispatch, test = new_router()
         get(dispatch, "cost-1-a")
