@@ -12,7 +12,9 @@
 # production time is taken when kcat returns (the broker has it). A poller asks the API
 # (GET /api/patterns/usage/<marker>) for the oldest marker not seen yet, every 20 ms; a
 # marker's freshness is the time from its production to the first answer that counts it.
-# Prints the percentiles over the markers.
+# Prints the percentiles over the markers. EXTRA_CONFIG adds engine options (e.g.
+# 'log_level = "debug",' times every flush and fold); PT_BENCH_LOGS=DIR keeps the engine's log
+# and the markers' times there.
 set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 . "$ROOT/tests/integration/lib.sh"
@@ -33,7 +35,8 @@ dir=$(mktemp -d /tmp/pt-bench-fresh.XXXXXX)
 prefix="fresh-$$-"
 bench_topics "$prefix"
 port=$(free_port)
-bench_config "$dir/config.lua" "$prefix" "    kafka_start_offset = \"latest\", http_port = $port, log_level = \"info\","
+bench_config "$dir/config.lua" "$prefix" "    kafka_start_offset = \"latest\", http_port = $port, log_level = \"info\",
+${EXTRA_CONFIG:-}"
 (cd "$ROOT" && "$BIN" migrate --config "$dir/config.lua" >/dev/null)
 (cd "$ROOT" && exec "$BIN" run --config "$dir/config.lua") 2>"$dir/engine.log" &
 pid=$!
@@ -42,6 +45,9 @@ cleanup() {
     [ -n "$lg" ] && kill "$lg" 2>/dev/null || true
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    if [ -n "${PT_BENCH_LOGS:-}" ]; then
+        cp "$dir/engine.log" "$dir/sent" "$dir/seen" "$PT_BENCH_LOGS/" 2>/dev/null || true
+    fi
     rm -rf "$dir"
 }
 trap cleanup EXIT
