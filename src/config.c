@@ -135,6 +135,9 @@ static const option_t options[] = {
      "are counted in usage_topic_stats.duplicates. Kafka input only."},
     {"log_level", T_STRING, "info", OFF(log_level), NULL, true, 0, 0,
      "debug, info, warn or error."},
+    {"log_format", T_STRING, "text", OFF(log_format), "PATTERNTRACK_LOG_FORMAT", true, 0, 0,
+     "text (one line: time, level, message) or json (one JSON object a line: time, level, msg "
+     "and the fields of the event it reports, for log collectors)."},
     {"root", T_STRING, NULL, OFF(root), "PATTERNTRACK_ROOT", false, 0, 0,
      "Directory that relative paths (rules/, lua/, sql/, web/) are resolved against (default: "
      "the current directory when it holds lua/pt/sandbox.lua, else the source tree)."},
@@ -708,6 +711,10 @@ config_t *config_load(const char *path, char *err, size_t errlen)
         strcmp(c->log_level, "warn") && strcmp(c->log_level, "error")) {
         snprintf(err, errlen, "log_level must be debug, info, warn or error, got '%s'",
                  c->log_level);
+        goto fail;
+    }
+    if (strcmp(c->log_format, "text") != 0 && strcmp(c->log_format, "json") != 0) {
+        snprintf(err, errlen, "log_format must be text or json, got '%s'", c->log_format);
         goto fail;
     }
     for (size_t i = 0; i < c->n_dedupe; i++) {

@@ -67,6 +67,7 @@ typedef struct config {
     int64_t fold_interval_ms;
     int64_t retention_hourly_days;
     char *log_level;
+    char *log_format; /* "text" or "json" */
     size_t n_topics;
     config_topic_t topics[CONFIG_MAX_TOPICS];
     size_t n_props;
