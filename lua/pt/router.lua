@@ -42,29 +42,6 @@ local function still_good(e, now, version, ttl)
         (e.took > EXPENSIVE_S and now - e.at < STALE_FACTOR * e.took)
 end
 
--- pt.cache(key, ttl_seconds, fn): fn's result, reused while still_good; the first request for a
--- key waits like any other.
-local cache = {}
-function pt.cache(key, ttl, fn)
-    local e = cache[key]
-    local now = pt.now()
-    local version = pt.data_version()
-    if e and e.value ~= nil and still_good(e, now, version, ttl) then
-        return e.value
-    end
-    e = e or {}
-    cache[key] = e
-    e.refreshing = true
-    local ok, v = pcall(fn)
-    e.refreshing = false
-    if not ok then
-        error(v, 0)
-    end
-    local done = pt.now()
-    e.value, e.at, e.version, e.took = v, done, version, done - now
-    return v
-end
-
 -- Decodes a JSON request body; a malformed one is a 400 that says where.
 function pt.decode_json(text)
     local ok, value = pcall(cjson.decode, text)
@@ -357,9 +334,9 @@ local function run(r, req)
     return reply(500, { detail = "Internal Server Error", error_id = tostring(req.id) }, r.path)
 end
 
--- Answers of routes declared with `cache = true`: the encoded body of a 200, per route and
--- validated arguments, reused while still_good, as pt.cache's. Bounded: at most CACHE_MAX answers
--- per route and none over CACHE_BODY_MAX bytes. A full route keeps the CACHE_KEEP answers that took
+-- The one answer cache: for routes declared with `cache = true`, the encoded body of a 200, per
+-- route and validated arguments, reused while still_good. Bounded: at most CACHE_MAX answers per
+-- route and none over CACHE_BODY_MAX bytes. A full route keeps the CACHE_KEEP answers that took
 -- longest to compute and drops the rest: with keys spread over many patterns, dropping all
 -- threw away the few that cost 100 ms (a pattern with tens of thousands of partners) along
 -- with the many that cost 1 ms.

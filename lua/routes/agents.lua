@@ -117,11 +117,7 @@ return {
             properties = { total = { type = "integer" }, limit = { type = "integer" },
                 offset = { type = "integer" },
                 agents = { type = "array", items = AGENT } } } } },
-        handler = function(req)
-            return H.cached("agents", req.args.limit .. "/" .. req.args.offset, function()
-                return agents(req)
-            end)
-        end,
+        handler = agents,
     },
     {
         method = "GET", path = "/api/agents/{agent_name}/profile", tags = { "agents" },

@@ -83,7 +83,7 @@ local function register(patterns)
     local rows = db.query(REGISTER, literal(ids), literal(names), literal(types), literal(created),
         literal(statuses))
     if pt.data_changed then
-        pt.data_changed() -- cached answers (pt.cache) that read the catalog are stale now
+        pt.data_changed() -- cached answers that read the catalog are stale now
     end
     local inserted = 0
     for _, r in ipairs(rows) do

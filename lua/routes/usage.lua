@@ -46,15 +46,13 @@ return {
         description = "Recomputed when this engine has committed new data since, at most " ..
             "once a second otherwise.",
         handler = function()
-            local r = pt.cache("summary", 1.0, function()
-                return db.query_heavy([[
+            local r = db.query_heavy([[
                 SELECT count(*)::bigint AS total_patterns,
                        count(*) FILTER (WHERE coalesce(usage_count, 0) > 0)::bigint
                            AS used_patterns,
                        coalesce(sum(usage_count), 0)::bigint AS total_usage,
                        (SELECT count(*) FROM agent_usage_totals)::bigint AS total_agents
                   FROM pattern_lineage_nodes]])[1]
-            end)
             local total = r.total_patterns
             local function round1(x)
                 return math.floor(x * 10 + 0.5) / 10

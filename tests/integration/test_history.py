@@ -924,7 +924,7 @@ def phase_merges(ctx):
     R.check("fold of one owner: one pattern's or agent's lists folded, others stay pending",
             merged + agents == 1 and pending > 0 and "of 1 patterns and agents" in out,
             (merged, pending, top, agents, out))
-    # The engine did not write this: answers it caches for 1 s (pt.cache) may predate it.
+    # The engine did not write this: answers it caches for 1 s (cache = true routes) may predate it.
     time.sleep(1.1)
     verify_cooccurrence(ctx, " (part folded)")
     verify_agents(ctx, " (part folded)")
@@ -985,7 +985,7 @@ def phase_rollup(ctx):
     day_cut = floor_day(cut)
     n = int(psql(ctx.db, "SELECT pt_rollup('%s'::timestamptz)" % iso(cut)).strip())
     m.rollup(day_cut)
-    # The engine did not write this: answers it caches for 1 s (pt.cache) may predate it.
+    # The engine did not write this: answers it caches for 1 s (cache = true routes) may predate it.
     time.sleep(1.1)
     R.eq("pt_rollup wrote one daily row per (pattern, rolled-up day)", n,
          len(m.daily()))

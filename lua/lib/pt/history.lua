@@ -129,28 +129,6 @@ function M.measures(both, a, b, n)
     return lift, jaccard
 end
 
--- fn()'s result through pt.cache (reused until this engine commits data, at most 1 s), for the
--- answers that read whole tables. `sig` names the parameters; a route keeps at most SLOTS entries
--- whatever parameters clients send (a parameter set whose slot holds another one's fresh entry
--- is computed directly), so the Lua state's memory stays bounded.
-local SLOTS = 8
-function M.cached(route, sig, fn)
-    if pt.cache == nil then
-        return fn()
-    end
-    local slot = 0
-    for i = 1, #sig do
-        slot = (slot * 31 + sig:byte(i)) % SLOTS
-    end
-    local e = pt.cache(route .. ":" .. slot, 1.0, function()
-        return { sig = sig, value = fn() }
-    end)
-    if e.sig ~= sig then
-        return fn()
-    end
-    return e.value
-end
-
 -- Events with at least one pattern (the N of lift) and events whose pairs were not recorded.
 M.EVENT_TOTALS = [[
 SELECT coalesce(sum(events_with_patterns), 0)::bigint AS events_with_patterns,
