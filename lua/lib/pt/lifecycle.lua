@@ -6,14 +6,18 @@ local H = require("pt.history")
 local M = {}
 
 
--- Deprecated or retired patterns used since $1 (at most $2), most recently used first.
-local STILL_USED = [[
+-- A lifecycle item's columns, and the number of items in all (total), from the catalog.
+local ITEM = [[
 SELECT n.pattern_id, coalesce(n.pattern_name, n.pattern_id) AS pattern_name,
        coalesce(n.pattern_type, 'unknown') AS pattern_type, n.status,
        coalesce(n.usage_count, 0)::bigint AS usage_count, n.last_used_at,
        floor(extract(epoch FROM now() - n.last_used_at) / 86400)::bigint AS days_since_last_use,
        count(*) OVER () AS total
   FROM pattern_lineage_nodes n
+]]
+
+-- Deprecated or retired patterns used since $1 (at most $2), most recently used first.
+local STILL_USED = ITEM .. [[
  WHERE n.status <> 'active' AND n.last_used_at >= $1::timestamptz
  ORDER BY n.last_used_at DESC, n.pattern_id COLLATE "C" LIMIT $2]]
 
@@ -42,13 +46,7 @@ SELECT n.pattern_id, coalesce(n.pattern_name, n.pattern_id) AS pattern_name,
  ORDER BY n.created_at, n.pattern_id COLLATE "C" LIMIT $4]]
 
 -- Active patterns used before, but not since $1, at most $2.
-local NOT_RECENT = [[
-SELECT n.pattern_id, coalesce(n.pattern_name, n.pattern_id) AS pattern_name,
-       coalesce(n.pattern_type, 'unknown') AS pattern_type, n.status,
-       coalesce(n.usage_count, 0)::bigint AS usage_count, n.last_used_at,
-       floor(extract(epoch FROM now() - n.last_used_at) / 86400)::bigint AS days_since_last_use,
-       count(*) OVER () AS total
-  FROM pattern_lineage_nodes n
+local NOT_RECENT = ITEM .. [[
  WHERE n.status = 'active' AND n.last_used_at < $1::timestamptz
  ORDER BY n.last_used_at, n.pattern_id COLLATE "C" LIMIT $2]]
 
