@@ -3,12 +3,49 @@
 #include <string.h>
 #include <strings.h>
 
+static int hex(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Whether the next non-empty segment of *p, percent-decoded, is word; moves *p past it. The
+ * router skips empty segments and decodes each one (routes_set_target), so this must too. */
+static bool segment_is(const char **p, const char *word)
+{
+    const char *s = *p;
+    while (*s == '/') {
+        s++;
+    }
+    size_t i = 0;
+    bool same = true;
+    while (*s != '\0' && *s != '/' && *s != '?') {
+        char c = *s++;
+        if (c == '%' && hex(s[0]) >= 0 && hex(s[1]) >= 0) {
+            c = (char)(hex(s[0]) * 16 + hex(s[1]));
+            s += 2;
+        }
+        same = same && word[i] != '\0' && word[i] == c;
+        i++;
+    }
+    *p = s;
+    return same && word[i] == '\0';
+}
+
+bool auth_sensitive(const char *path)
+{
+    const char *p = path;
+    return segment_is(&p, "api") && segment_is(&p, "dead-letters");
+}
+
 bool auth_required(const char *token, bool guard_reads, bool read, const char *path)
 {
     if (token == NULL) {
         return false;
     }
-    if (!read) {
+    if (!read || auth_sensitive(path)) {
         return true;
     }
     return guard_reads && strcmp(path, "/health") != 0;

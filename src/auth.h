@@ -10,9 +10,14 @@
 typedef enum { AUTH_OK, AUTH_MISSING, AUTH_INVALID } auth_result_t;
 
 /* Whether a request must carry the token: never when token is NULL; always for a method other
- * than GET and HEAD (read false); for reads only when guard_reads, and never for /health.
- * path is the raw path of the request (not decoded: /h%65alth is not /health). */
+ * than GET and HEAD (read false) and for the dead letters (auth_sensitive); for other reads only
+ * when guard_reads, and never for /health. path is the raw path of the request (not decoded:
+ * /h%65alth is not /health). */
 bool auth_required(const char *token, bool guard_reads, bool read, const char *path);
+/* Whether path is under /api/dead-letters as the router matches it (empty segments skipped,
+ * each segment percent-decoded): their payloads may carry user text, so reading them needs the
+ * token like a write does. */
+bool auth_sensitive(const char *path);
 /* Checks an Authorization header value (NULL when absent) against token: the scheme Bearer
  * (any case), one or more spaces, the token, optional trailing white space. */
 auth_result_t auth_check(const char *token, const char *authorization);

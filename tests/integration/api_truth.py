@@ -165,6 +165,7 @@ class Truth:
         self.catalog = {}  # id -> {"name", "type", "created": (lo, hi), "registered"}
         self.uses = {}  # id -> [(agent, lo, hi)]
         self.topics = {}  # topic -> {"events", "dead", "uses", "without", "reasons": {}}
+        self.dead_payloads = []  # (topic, reason, text) of each item sent as a dead letter
 
     # ---- what the test sent ----
 
@@ -206,6 +207,7 @@ class Truth:
             if "dead" in e:
                 st["dead"] += 1
                 st["reasons"][e["dead"]] = st["reasons"].get(e["dead"], 0) + 1
+                self.dead_payloads.append((batch.topic, e["dead"], text))
                 continue
             valid = sorted({i for i in e["ids"] if valid_id(i)})
             if any(not valid_id(i) for i in e["ids"]):

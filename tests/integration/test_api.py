@@ -1021,6 +1021,78 @@ def phase_concurrency(ctx):
     print("concurrency phase: %.1f s" % (time.monotonic() - start), flush=True)
 
 
+def phase_dead_letters(ctx):
+    """GET /api/dead-letters and /summary against what the test sent: per topic and reason the
+    counts, pages that add up to the whole list newest first, filters, and the payloads of the
+    items sent as dead letters, shown whole or cut on a character boundary."""
+    t, c = ctx.t, ctx.c
+    want = {}
+    for topic, st in t.topics.items():
+        for reason, n in st["reasons"].items():
+            want[(topic, reason)] = n
+    r = c.get("/api/dead-letters/summary")
+    if R.check("GET /api/dead-letters/summary: 200 JSON", r.status == 200 and r.is_json(), r):
+        got = {(x["topic"], x["reason"]): x["count"] for x in r.json["by_topic_reason"]}
+        R.eq("dead letters per topic and reason", got, want)
+        R.eq("dead letters in all", r.json["total"], sum(want.values()))
+        R.check("first_at <= last_at in every group", all(
+            parse_iso(x["first_at"]) <= parse_iso(x["last_at"])
+            for x in r.json["by_topic_reason"]), r.json)
+    total = sum(want.values())
+    rows = []
+    offset = 0
+    while True:
+        r = c.get("/api/dead-letters" + qs(limit=7, offset=offset))
+        if not R.check("GET /api/dead-letters offset=%d: 200" % offset, r.status == 200, r):
+            return
+        R.eq("total at offset %d" % offset, r.json["total"], total)
+        rows += r.json["dead_letters"]
+        if len(r.json["dead_letters"]) < 7:
+            break
+        offset += 7
+    R.eq("pages of 7 add up to every dead letter", len(rows), total)
+    ids = [x["id"] for x in rows]
+    R.check("newest first: ids descending, none twice", ids == sorted(set(ids), reverse=True),
+            ids)
+    got = sorted((x["topic"], x["reason"]) for x in rows)
+    R.eq("every row's topic and reason", got, sorted(
+        k for k, n in want.items() for _ in range(n)))
+    # the items sent as dead letters, with their payloads (shown whole: all are short)
+    sent = sorted((tp, rs, tx) for tp, rs, tx in t.dead_payloads)
+    shown = sorted((x["topic"], x["reason"], x["payload"]) for x in rows
+                   if x["reason"] != "invalid pattern id")
+    R.eq("payloads of the items sent as dead letters", shown, sent)
+    R.check("payloads shown as UTF-8, whole", all(
+        x["payload_encoding"] == "utf-8" and x["payload_shown_bytes"] == x["payload_size"]
+        for x in rows), rows[:3])
+    # filters
+    for (topic, reason), n in sorted(want.items()):
+        r = c.get("/api/dead-letters" + qs(topic=topic, reason=reason, limit=1000))
+        R.check("topic=%s reason=%s: %d rows, total %d" % (topic, reason, n, n),
+                r.status == 200 and r.json["total"] == n and len(r.json["dead_letters"]) == n
+                and all(x["topic"] == topic and x["reason"] == reason
+                        for x in r.json["dead_letters"]), r)
+    r = c.get("/api/dead-letters" + qs(topic="no-such-topic"))
+    R.check("an unknown topic: none, total 0",
+            r.status == 200 and r.json["total"] == 0 and r.json["dead_letters"] == [], r)
+    r = c.get("/api/dead-letters" + qs(offset=total + 5))
+    R.check("past the end: none, total still %d" % total,
+            r.status == 200 and r.json["total"] == total and r.json["dead_letters"] == [], r)
+    # payload_max cuts; a multi-byte character is not split
+    long_ = max(rows, key=lambda x: x["payload_size"])
+    for m in (0, 1, 2, 3):
+        r = c.get("/api/dead-letters" + qs(limit=1000, payload_max=m))
+        x = next(y for y in r.json["dead_letters"] if y["id"] == long_["id"])
+        R.check("payload_max=%d shows at most %d bytes, a prefix of the payload" % (m, m),
+                x["payload_shown_bytes"] <= m and x["payload_encoding"] == "utf-8"
+                and long_["payload"].encode().startswith(x["payload"].encode())
+                and len(x["payload"].encode()) == x["payload_shown_bytes"], (x, long_))
+    for name, kw in (("limit=0", {"limit": 0}), ("limit=1001", {"limit": 1001}),
+                     ("payload_max=-1", {"payload_max": -1}), ("offset=x", {"offset": "x"})):
+        r = c.get("/api/dead-letters" + qs(**kw))
+        R.eq("GET /api/dead-letters %s: 422" % name, r.status, 422)
+
+
 def phase_db_down(ctx, state):
     rc, err = services("stop", "pg")
     state["pg_stopped"] = True
@@ -1082,6 +1154,7 @@ def main():
         R.phase("concurrency", phase_concurrency, ctx)
         R.phase("verify after load", verify_all, ctx, " (after load)")
         R.phase("metrics after load", phase_metrics, ctx, " (after load)")
+        R.phase("dead letters", phase_dead_letters, ctx)
         R.phase("database down", phase_db_down, ctx, state)
 
     def after(ctx):

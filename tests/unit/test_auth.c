@@ -63,6 +63,15 @@ static void test_required(void)
     CHECK(!auth_required(TOKEN, true, true, "/health"));
     CHECK(auth_required(TOKEN, true, true, "/health/"));
     CHECK(auth_required(TOKEN, true, true, "/h%65alth"));
+    /* dead letters need the token even when reads are open, however the path is spelled */
+    CHECK(auth_required(TOKEN, false, true, "/api/dead-letters"));
+    CHECK(auth_required(TOKEN, false, true, "/api/dead-letters/summary"));
+    CHECK(auth_required(TOKEN, false, true, "//api//dead-letters?limit=1"));
+    CHECK(auth_required(TOKEN, false, true, "/%61pi/dead%2Dletters"));
+    CHECK(auth_required(TOKEN, false, true, "/api/dead-letters/"));
+    CHECK(!auth_required(TOKEN, false, true, "/api/dead-letterss"));
+    CHECK(!auth_required(TOKEN, false, true, "/api/patterns/usage/dead-letters"));
+    CHECK(!auth_required(NULL, false, true, "/api/dead-letters"));
 }
 
 static void test_config(void)
