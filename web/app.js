@@ -881,40 +881,39 @@
         return out;
     }
 
+    /* Every dead letter kept (GET /api/dead-letters/summary: per reason and topic, all time),
+     * and beside it what this engine process counted since it started (/metrics). */
     function loadDeadLetters(healthP) {
         var p = panels.deadletters;
         return p.run(function (current) {
-            return Promise.all([get("/metrics", { text: true }), healthP]).then(function (r) {
+            var metricsP = get("/metrics", { text: true }).catch(function () {
+                return "";
+            });
+            return Promise.all([get("/api/dead-letters/summary"), metricsP, healthP]).then(function (r) {
                 if (!current()) {
                     return;
                 }
-                var samples = parseMetrics(r[0]).filter(function (s) {
-                    return s.name === "patterntrack_dead_letters_total";
-                });
-                var total = 0;
-                var byReason = {};
-                samples.forEach(function (s) {
-                    if (isFinite(s.value)) {
-                        total += s.value;
-                        var k = (s.labels.reason || "?") + "\u0000" + (s.labels.topic || "?");
-                        byReason[k] = (byReason[k] || 0) + s.value;
+                var summary = r[0];
+                var total = num(summary.total) || 0;
+                var mine = 0;
+                parseMetrics(r[1]).forEach(function (s) {
+                    if (s.name === "patterntrack_dead_letters_total" && isFinite(s.value)) {
+                        mine += s.value;
                     }
                 });
                 var v = $(".value", p.body);
                 fill(v, fmtInt(total));
                 v.className = "value" + (total > 0 ? " bad" : "");
-                var health = r[1];
+                var health = r[2];
                 var up = health && num(health.uptime_seconds);
-                fill($(".note", p.body), (isNaN(up) || up === undefined ? "Counted by this engine process" : "Counted by this engine process, up for " + fmtUptime(up)) +
-                    ". All of them, with payloads: table usage_dead_letters.");
-                var keys = Object.keys(byReason).filter(function (k) {
-                    return byReason[k] > 0;
-                }).sort(function (a, b) {
-                    return byReason[b] - byReason[a];
+                fill($(".note", p.body), "Kept in usage_dead_letters, all time; GET /api/dead-letters lists them with their payloads. " +
+                    "This engine process counted " + fmtInt(mine) + (isNaN(up) || up === undefined ? "" : " in its " + fmtUptime(up)) + ".");
+                var rows = (summary.by_topic_reason || []).slice().sort(function (a, b) {
+                    return num(b.count) - num(a.count);
                 });
-                fill($("tbody", p.body), keys.map(function (k) {
-                    var parts = k.split("\u0000");
-                    return h("tr", null, h("td", null, parts[0]), h("td", { class: "id" }, parts[1]), h("td", { class: "num" }, fmtInt(byReason[k])));
+                fill($("tbody", p.body), rows.map(function (x) {
+                    return h("tr", null, h("td", null, x.reason), h("td", { class: "id" }, x.topic), h("td", { class: "num" }, fmtInt(num(x.count))),
+                        h("td", { class: "when" }, "last " + fmtTime(x.last_at)));
                 }));
                 // copies of events counted before: not lost, not counted twice (the dedupe option)
                 var dd = (health && health.ingest && health.ingest.dedupe) || [];

@@ -168,6 +168,7 @@ EXTRACT = r"""(() => {
     trendsNote: t(document.querySelector("#panel-trends .note")),
     trendsOverall: t(document.querySelector("#panel-trends .overall")),
     dead: t(document.querySelector("#panel-deadletters .value")),
+    deadRows: all("#panel-deadletters tbody tr").map(tr => Array.from(tr.children).map(t)),
     dups: t(document.querySelector("#panel-deadletters .dups")),
     heat: all("#panel-heatmap .cell").map(c => [c.getAttribute("data-day"),
       Number(c.getAttribute("data-hour")), Number(c.getAttribute("data-count"))]),
@@ -386,8 +387,14 @@ def phase_page(ctx):
         d["stale"])
 
     dead = metric(api.metrics(), "patterntrack_dead_letters_total")
-    R.eq("dead letters on the page = /metrics", page_num(d["dead"]), int(dead))
-    R.eq("dead letters: the two sent", int(dead), len(ctx.seed.dead))
+    summary = api.get("/api/dead-letters/summary")
+    R.eq("dead letters on the page = /api/dead-letters/summary's total", page_num(d["dead"]),
+         summary["total"])
+    R.eq("dead letters: the two sent, kept and counted by this engine",
+         (summary["total"], int(dead)), (len(ctx.seed.dead), len(ctx.seed.dead)))
+    want_rows = sorted((x["reason"], x["topic"], x["count"]) for x in summary["by_topic_reason"])
+    R.eq("dead-letter panel: one row per reason and topic, with its count",
+         sorted((r[0], r[1], page_num(r[2])) for r in d["deadRows"]), want_rows)
     # this engine has no dedupe option: the panel says so (/health's ingest.dedupe is empty)
     R.eq("dead-letter panel: event-ID deduplication is off", d["dups"],
          "Event-ID deduplication is off.")
@@ -689,7 +696,7 @@ def phase_errors(ctx):
             return (200, "application/json", b"<html>proxy error page</html>")
         if path.startswith("/api/patterns/usage/trends"):
             return (200, "application/json", b'{"patterns": "not a list"}')
-        if path.startswith("/metrics"):
+        if path.startswith("/metrics") or path.startswith("/api/dead-letters"):
             return ("fail", "ConnectionRefused")
         return None
     page.intercept(["*/api/*", "*/metrics*", "*/health*", "*/openapi.json*"], answer)
