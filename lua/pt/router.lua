@@ -12,6 +12,10 @@
 --       (a query parameter's openapi_pattern and openapi_enum, a function called for each
 --       /openapi.json, only document: what they say is checked elsewhere)
 --     cache = true,  -- optional: reuse the 200 answer until new data is committed (or 1 s)
+--     csv = "items", -- optional: the answer's rows can also be had as CSV (?format=csv or
+--       Accept: text/csv): true when the answer is the array of rows, the name of the field
+--       holding it, or a list of names (several arrays, a column `list` telling them apart);
+--       the columns come from the 200 schema's item properties (lua/lib/pt/csv.lua)
 --     handler = function(req) return body end }     -- or: return status, body[, content_type]
 -- req: method, path, params (path), args (validated query), query (raw), headers, body, id.
 -- A handler fails a request with pt.fail(status, detail).
@@ -24,6 +28,7 @@ local routes = {}
 local modules = {}
 local json_env = sandbox.env(modules)
 local cjson = json_env.cjson
+local csv = json_env.require("pt.csv")
 
 function pt.fail(status, detail, extra)
     error({ status = status, detail = detail, extra = extra }, 0)
@@ -74,6 +79,59 @@ local function check_route(r, where)
     end
 end
 
+-- A route with `csv`: its rows' lists (field names, or {false} for the answer itself), their
+-- columns from the 200 schema, and the query parameter `format` that asks for them.
+local function add_csv(r, where)
+    local schema = r.responses and r.responses["200"] and r.responses["200"].schema
+    assert(type(schema) == "table", where .. ": csv needs a 200 schema")
+    local names = r.csv == true and { false } or type(r.csv) == "string" and { r.csv } or r.csv
+    assert(type(names) == "table" and #names > 0, where .. ": csv must be true, a field or fields")
+    local props, seen = {}, {}
+    for _, n in ipairs(names) do
+        local list = n and schema.properties and schema.properties[n] or (not n and schema)
+        assert(type(list) == "table" and list.type == "array" and list.items,
+            where .. ": csv field " .. tostring(n) .. " is not an array in the 200 schema")
+        for k, v in pairs(list.items.properties or {}) do
+            if not seen[k] then
+                seen[k], props[k] = true, v
+            end
+        end
+    end
+    r._csv = { names = names, cols = csv.columns({ properties = props }) }
+    r.query = r.query or {}
+    r.query[#r.query + 1] = { name = "format", type = "string", enum = { "json", "csv" },
+        description = "csv: the rows as RFC 4180 CSV (as Accept: text/csv asks too); the " ..
+            "columns are the rows' fields in alphabetical order" ..
+            (#names > 1 and ", after a column list naming the array of each row" or "") .. "." }
+end
+
+-- The answer's rows as CSV (the route's `csv`).
+local function to_csv(r, value)
+    local lists = {}
+    for _, n in ipairs(r._csv.names) do
+        lists[#lists + 1] = { n or "", (n and value[n] or (not n and value)) or {} }
+    end
+    return csv.encode(r._csv.cols, lists, #r._csv.names > 1)
+end
+
+-- Whether Accept prefers text/csv to JSON (q values; */* and application/* count as JSON).
+local function accepts_csv(accept)
+    if accept == nil then
+        return false
+    end
+    local best_csv, best_json = -1, -1
+    for part in accept:gmatch("[^,]+") do
+        local mt = part:match("^%s*([^;%s]+)"):lower()
+        local q = tonumber(part:match(";%s*[qQ]%s*=%s*([%d.]+)")) or 1
+        if mt == "text/csv" then
+            best_csv = math.max(best_csv, q)
+        elseif mt == "application/json" or mt == "*/*" or mt == "application/*" then
+            best_json = math.max(best_json, q)
+        end
+    end
+    return best_csv > 0 and best_csv >= best_json
+end
+
 for _, f in ipairs(files) do
     local defs, env = sandbox.load_file(f[1], f[2], modules, { pt = pt, db = db })
     if defs == nil then
@@ -82,6 +140,9 @@ for _, f in ipairs(files) do
     assert(type(defs) == "table", f[2] .. ": must return a list of routes")
     for i, r in ipairs(defs) do
         check_route(r, f[2] .. " route " .. i)
+        if r.csv then
+            add_csv(r, f[2] .. " route " .. i)
+        end
         r.segs = compile(r.path)
         r.file = f[2]
         for _, other in ipairs(routes) do
@@ -257,6 +318,10 @@ local function openapi()
                 if type(desc) == "table" and desc.schema then
                     resp.content = {
                         [desc.content_type or "application/json"] = { schema = desc.schema } }
+                    if r._csv and tostring(code) == "200" then
+                        resp.content["text/csv"] = { schema = { type = "string",
+                            description = "The rows as RFC 4180 CSV: header row, CRLF, UTF-8" } }
+                    end
                 else
                     resp.content = { ["application/json"] = { schema = {} } }
                 end
@@ -314,6 +379,9 @@ local function run(r, req)
                 return a, b, c, r.path
             end
             return a, pt.json(b == nil and pt.null or b), "application/json", r.path
+        end
+        if r._csv and req.args.format == "csv" and type(a) == "table" then
+            return 200, to_csv(r, a), "text/csv; charset=utf-8", r.path
         end
         return 200, pt.json(a == nil and pt.null or a), "application/json", r.path
     end
@@ -437,6 +505,9 @@ return function(req)
         return reply(422, { detail = pt.array(errors) }, best.path)
     end
     req.args = args
+    if best._csv and req.query.format == nil and accepts_csv(req.headers.accept) then
+        args.format = "csv" -- before the cache key is made of args
+    end
     if best.cache then
         return run_cached(best, req)
     end

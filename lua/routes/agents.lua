@@ -10,6 +10,7 @@ local AGENT = { type = "object", properties = { agent_name = { type = "string" }
 return {
     {
         method = "GET", path = "/api/agents", tags = { "agents" },
+        csv = "agents", -- the rows as CSV too (?format=csv, Accept: text/csv)
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Agents with their totals, most active first",
         description = "usage_count counts pattern uses (an event referencing k patterns " ..
@@ -26,6 +27,8 @@ return {
     },
     {
         method = "GET", path = "/api/agents/{agent_name}/profile", tags = { "agents" },
+        -- the rows as CSV too (?format=csv, Accept: text/csv), a column list naming each
+        csv = { "by_pattern_type", "top_patterns" },
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "One agent's usage per pattern_type, with last use, and its top patterns",
         description = "by_pattern_type: usage_count, patterns (distinct), percentage of the " ..

@@ -22,6 +22,7 @@ local ITEM = { type = "object", properties = {
 return {
     {
         method = "GET", path = "/api/dead-letters", tags = { "dead letters" },
+        csv = "dead_letters", -- the rows as CSV too (?format=csv, Accept: text/csv)
         summary = "Dead letters, newest first",
         description = GUARD,
         query = {
@@ -41,6 +42,7 @@ return {
     },
     {
         method = "GET", path = "/api/dead-letters/summary", tags = { "dead letters" },
+        csv = "by_topic_reason", -- the rows as CSV too (?format=csv, Accept: text/csv)
         summary = "Dead letters per topic and reason: how many, the first and the last",
         description = GUARD,
         responses = { ["200"] = { description = "Counts per topic and reason", schema = {

@@ -73,6 +73,7 @@ local LIFECYCLE_ITEM = obj({ pattern_id = { type = "string" }, pattern_name = { 
 return {
     {
         method = "GET", path = "/api/patterns/usage/trends", tags = { "history" },
+        csv = "patterns", -- the rows as CSV too (?format=csv, Accept: text/csv)
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Fastest rising or falling patterns, and the overall trend",
         description = "Usage in the last window_days days against the window_days before, both " ..
@@ -99,6 +100,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/{pattern_id}/timeseries", tags = { "history" },
+        csv = { "points", "rolled_up" }, -- the rows as CSV too (?format=csv, Accept: text/csv)
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Usage of one pattern per hour or per UTC day, zero-filled",
         description = "Buckets whose start lies in [from rounded down to the bucket, to); " ..
@@ -146,6 +148,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/{pattern_id}/cooccurring", tags = { "history" },
+        csv = "cooccurring", -- the rows as CSV too (?format=csv, Accept: text/csv)
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Patterns used in the same events as this one",
         description = MEASURES_DESC,
@@ -163,6 +166,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/cooccurrence/top", tags = { "history" },
+        csv = "pairs", -- the rows as CSV too (?format=csv, Accept: text/csv)
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Pairs of patterns most often used in the same event",
         description = MEASURES_DESC,
@@ -174,6 +178,8 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/lifecycle", tags = { "history" },
+        -- the rows as CSV too (?format=csv, Accept: text/csv), a column list naming each
+        csv = { "deprecated_in_use", "potentially_stale", "not_used_recently" },
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Lifecycle contradictions and staleness",
         description = "deprecated_in_use: deprecated or retired patterns used in the last days " ..

@@ -43,6 +43,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/top", tags = { "usage" },
+        csv = true, -- the rows as CSV too (?format=csv, Accept: text/csv)
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Most used patterns (all time, or in the last `days` days)",
         description = "With days, patterns are ranked by their usage in the last days days " ..
@@ -58,6 +59,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/unused", tags = { "usage" },
+        csv = true, -- the rows as CSV too (?format=csv, Accept: text/csv)
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Registered patterns never used, older than min_age_days",
         query = { { name = "min_age_days", type = "integer", minimum = 1, maximum = 365,
@@ -68,6 +70,7 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/stale", tags = { "usage" },
+        csv = true, -- the rows as CSV too (?format=csv, Accept: text/csv)
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Patterns used before but not in the last days_inactive days",
         query = { { name = "days_inactive", type = "integer", minimum = 1, maximum = 365,
@@ -78,14 +81,21 @@ return {
     },
     {
         method = "GET", path = "/api/patterns/usage/unknown", tags = { "usage" },
+        csv = true, -- the rows as CSV too (?format=csv, Accept: text/csv)
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Pattern IDs seen in events but never registered in the catalog",
         query = { { name = "limit", type = "integer", minimum = 1, maximum = 1000,
             default = 100 } },
+        responses = { ["200"] = { description = "Unregistered pattern IDs, most used first",
+            schema = { type = "array", items = { type = "object", properties = {
+                pattern_id = { type = "string" }, count = { type = "integer" },
+                first_seen = { type = "string", format = "date-time", nullable = true },
+                last_seen = { type = "string", format = "date-time", nullable = true } } } } } },
         handler = usage.unknown,
     },
     {
         method = "GET", path = "/api/patterns/usage/by-agent/{agent_name}", tags = { "usage" },
+        csv = true, -- the rows as CSV too (?format=csv, Accept: text/csv)
         cache = true, -- answers reused until new data is committed (router.lua)
         summary = "Patterns used by one agent, most used by it first",
         query = { { name = "limit", type = "integer", minimum = 1, maximum = 200, default = 50 } },
