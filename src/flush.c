@@ -138,9 +138,13 @@ static void *builder_main(void *arg)
             for (int i = 0; i < n; i++) {
                 bytes += (size_t)lengths[i];
             }
-            log_debug("flush: parameters of %zu events (%zu references, %zu pair sides): %zu "
-                      "bytes",
-                      agg_events(f->agg), agg_refs(f->agg), agg_sides(f->agg), bytes);
+            if (log_get_level() <= LOG_DEBUG) {
+                log_fields(LOG_DEBUG,
+                           LOG_F(LF_UINT("events", agg_events(f->agg)),
+                                 LF_UINT("references", agg_refs(f->agg)),
+                                 LF_UINT("pair_sides", agg_sides(f->agg)), LF_UINT("bytes", bytes)),
+                           "flush parameters built");
+            }
         }
         pthread_mutex_lock(&f->mu);
         if (kind == B_PARAMS) {
@@ -738,9 +742,12 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
              * database) would otherwise be abandoned at every attempt and never commit: each
              * timeout in a row doubles the next attempt's time, up to 8 times the setting. */
             f->timeouts++;
-            log_warn("flush ran out of time (flush_timeout_ms); the next attempt may take up to "
-                     "%lld ms",
-                     (long long)attempt_timeout(f));
+            log_fields(LOG_WARN,
+                       LOG_F(LF_UINT("events", agg_events(f->agg)),
+                             LF_INT("next_timeout_ms", (long long)attempt_timeout(f))),
+                       "flush ran out of time (flush_timeout_ms); the next attempt may take up to "
+                       "%lld ms",
+                       (long long)attempt_timeout(f));
         }
         end(f, FLUSH_RETRY, err, true);
         return;
@@ -772,7 +779,10 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
     if (!transient(state)) {
         /* Not a passing condition: a schema change, a constraint from another system, a bug.
          * The batch is kept and retried, so nothing is lost, but someone must look. */
-        log_error("flush failed with SQLSTATE %s (retrying; this needs attention): %s", state, msg);
+        log_fields(LOG_ERROR,
+                   LOG_F(LF_STR("sqlstate", state), LF_STR("reason", msg),
+                         LF_UINT("events", agg_events(f->agg))),
+                   "flush failed with SQLSTATE %s (retrying; this needs attention)", state);
     }
     end(f, FLUSH_RETRY, msg, false);
 }
@@ -786,9 +796,12 @@ static void claimed_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
         const char *st = res ? pg_sqlstate(res) : "";
         const char *msg = res ? PQresultErrorMessage(res) : err;
         if (!transient(st)) {
-            log_error("claiming event IDs failed with SQLSTATE %s (retrying; this needs "
-                      "attention): %s",
-                      st, msg);
+            log_fields(LOG_ERROR,
+                       LOG_F(LF_STR("sqlstate", st), LF_STR("reason", msg),
+                             LF_UINT("held_events", agg_n_held(f->held))),
+                       "claiming event IDs failed with SQLSTATE %s (retrying; this needs "
+                       "attention)",
+                       st);
         }
         finish(f, FLUSH_RETRY, msg);
         return;
@@ -801,7 +814,7 @@ static void claimed_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
     }
     if (claims_read(&f->claims, res, won, why, sizeof why) != 0) {
         /* the claims committed, but which are ours is unknown: asking again tells */
-        log_error("claiming event IDs: %s (retrying)", why);
+        log_fields(LOG_ERROR, LOG_F(LF_STR("reason", why)), "claiming event IDs failed (retrying)");
         free(won);
         finish(f, FLUSH_RETRY, why);
         return;

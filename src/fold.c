@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cooc.h"
@@ -174,6 +175,7 @@ struct fold {
     int64_t n_chosen;
     job_t job;
     fold_stats_t st;
+    struct timespec started; /* of the transaction, for its log line */
     char err[512];
     /* worker */
     pthread_t thread;
@@ -558,6 +560,15 @@ static void schedule(fold_t *m, long ms)
     evtimer_add(m->timer, &tv);
 }
 
+/* Milliseconds since the transaction began. */
+static double ms_since(const fold_t *m)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - m->started.tv_sec) * 1e3 +
+           (double)(now.tv_nsec - m->started.tv_nsec) / 1e6;
+}
+
 static long interval(const fold_t *m)
 {
     return m->cfg->fold_interval_ms > 0 ? (long)m->cfg->fold_interval_ms : 1000;
@@ -586,9 +597,10 @@ static void finish(fold_t *m, bool ok, bool more)
             return;
         }
         if (!m->failing) {
-            log_warn("fold failed (the lists stay pending and count in every answer; retrying "
-                     "every 5 s): %s",
-                     m->err);
+            log_fields(LOG_WARN,
+                       LOG_F(LF_STR("reason", m->err), LF_DBL("duration_ms", ms_since(m))),
+                       "fold failed (the lists stay pending and count in every answer; retrying "
+                       "every 5 s)");
         }
         m->failing = true;
         schedule(m, 5000);
@@ -902,6 +914,16 @@ static void result_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
             m->st.entries_in += m->chosen_entries;
             m->st.pending_entries -= m->chosen_entries;
             metric_add(m->m_folded, (double)m->chosen_entries);
+            if (log_get_level() <= LOG_DEBUG) {
+                log_fields(LOG_DEBUG,
+                           LOG_F(LF_INT("owners", (long long)(m->job.patterns + m->job.agents)),
+                                 LF_INT("patterns", (long long)m->job.patterns),
+                                 LF_INT("agents", (long long)m->job.agents),
+                                 LF_INT("entries", (long long)m->chosen_entries),
+                                 LF_INT("pending_entries", (long long)m->st.pending_entries),
+                                 LF_DBL("duration_ms", ms_since(m))),
+                           "fold committed");
+            }
         }
         finish(m, true, m->behind);
         return;
@@ -984,6 +1006,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     }
     job_init(&m->job);
     m->err[0] = '\0';
+    clock_gettime(CLOCK_MONOTONIC, &m->started);
     step(m, M_BEGIN, "BEGIN", 0, NULL, NULL, NULL, false);
 }
 

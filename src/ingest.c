@@ -249,13 +249,18 @@ static void dead_letter(ingest_t *g, const ingest_msg_t *m, const char *reason, 
     time_t sec = time(NULL);
     if (sec != g->dl_log_second) {
         if (g->dl_suppressed > 0) {
-            log_warn("%llu more dead letters in the last second",
-                     (unsigned long long)g->dl_suppressed);
+            log_fields(LOG_WARN, LOG_F(LF_UINT("count", (unsigned long long)g->dl_suppressed)),
+                       "more dead letters in the last second, not logged one by one");
         }
         g->dl_log_second = sec;
         g->dl_suppressed = 0;
-        log_warn("dead letter: %s[%d]@%lld: %s%s%.300s", m->topic, m->partition,
-                 (long long)m->offset, reason, detail ? ": " : "", detail ? detail : "");
+        char d[301];
+        snprintf(d, sizeof d, "%s", detail ? detail : "");
+        log_fields(LOG_WARN,
+                   LOG_F(LF_STR("topic", m->topic), LF_INT("partition", m->partition),
+                         LF_INT("offset", (long long)m->offset), LF_STR("reason", reason),
+                         LF_STR("detail", detail ? d : NULL)),
+                   "dead letter");
     } else {
         g->dl_suppressed++;
     }
@@ -663,10 +668,14 @@ static void flush_done_cb(flush_status_t fs, const char *err, double secs, void 
         g->flushes_waited += g->inflight_waiters != NULL;
         g->last_flush_us = now_us();
         g->backoff_ms = 0;
-        log_debug("flush committed: %zu events, %zu pattern references, %zu patterns, %zu hours "
-                  "(%zu bytes held) in %.3fs",
-                  agg_events(g->inflight), agg_refs(g->inflight), agg_patterns(g->inflight),
-                  agg_n_hours(g->inflight), agg_bytes(g->inflight), secs);
+        if (log_get_level() <= LOG_DEBUG) {
+            const agg_t *a = g->inflight;
+            log_fields(LOG_DEBUG,
+                       LOG_F(LF_UINT("events", agg_events(a)), LF_UINT("references", agg_refs(a)),
+                             LF_UINT("patterns", agg_patterns(a)), LF_UINT("hours", agg_n_hours(a)),
+                             LF_UINT("bytes", agg_bytes(a)), LF_DBL("duration_ms", secs * 1000)),
+                       "flush committed");
+        }
         if (g->hooks.committed) {
             g->hooks.committed(g->inflight, g->hooks.ud);
         }
@@ -678,7 +687,11 @@ static void flush_done_cb(flush_status_t fs, const char *err, double secs, void 
         metric_add(g->m_flush_conflict, 1);
         metric_add(g->m_err_conflict, 1);
         g->flushes_failed++;
-        log_warn("flush refused: %s; dropping unflushed batches and re-reading offsets", err);
+        log_fields(LOG_WARN,
+                   LOG_F(LF_STR("reason", err), LF_UINT("events", agg_events(g->inflight)),
+                         LF_UINT("unflushed_events", agg_events(g->cur)),
+                         LF_DBL("duration_ms", secs * 1000)),
+                   "flush refused; dropping unflushed batches and re-reading offsets");
         agg_reset(g->inflight);
         agg_reset(g->cur);
         memset(g->batch_topics, 0, g->n_topics * sizeof(batch_topic_t));
@@ -712,8 +725,11 @@ static void flush_done_cb(flush_status_t fs, const char *err, double secs, void 
         if (g->backoff_ms > g->cfg->flush_retry_max_ms) {
             g->backoff_ms = g->cfg->flush_retry_max_ms;
         }
-        log_warn("flush failed (%s); %zu events kept, retrying in %lld ms", err ? err : "?",
-                 agg_events(g->cur), (long long)g->backoff_ms);
+        log_fields(LOG_WARN,
+                   LOG_F(LF_STR("reason", err ? err : "?"), LF_UINT("events", agg_events(g->cur)),
+                         LF_INT("retry_ms", (long long)g->backoff_ms),
+                         LF_DBL("duration_ms", secs * 1000)),
+                   "flush failed; its events are kept and it is retried");
         g->retry_wait = true;
         /* A drain (shutdown, revoke) keeps retrying quickly; its caller bounds the time. */
         int64_t wait_ms = g->drain_cb && g->backoff_ms > 500 ? 500 : g->backoff_ms;

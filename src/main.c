@@ -587,6 +587,10 @@ int main(int argc, char **argv)
     if (log_parse_level(cfg->log_level, &lvl)) {
         log_set_level(lvl);
     }
+    log_format_t lfmt;
+    if (log_parse_format(cfg->log_format, &lfmt)) {
+        log_set_format(lfmt);
+    }
     int rc;
     if (!strcmp(cmd, "migrate")) {
         rc = migrate_run(cfg, 30, err, sizeof err) == 0 ? 0 : 2;

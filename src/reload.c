@@ -224,6 +224,10 @@ int reload_now(reload_t *r, char *msg, size_t msglen)
     if (log_parse_level(app->cfg->log_level, &lvl)) {
         log_set_level(lvl);
     }
+    log_format_t lfmt;
+    if (log_parse_format(app->cfg->log_format, &lfmt)) {
+        log_set_format(lfmt);
+    }
     rules_t *old_rules = app->rules;
     if (app->ingest) {
         ingest_set_rules(app->ingest, rules);

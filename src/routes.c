@@ -400,11 +400,23 @@ static int push_request_protected(lua_State *L)
     return 1;
 }
 
+/* The request's path for its log lines; NULL once it has been answered. */
+static const char *req_path(const route_req_t *rr)
+{
+    const struct evhttp_uri *uri = rr->req ? evhttp_request_get_evhttp_uri(rr->req) : NULL;
+    return uri ? evhttp_uri_get_path(uri) : NULL;
+}
+
 static void close_cb(struct evhttp_connection *evcon, void *arg)
 {
     (void)evcon;
     route_req_t *rr = arg;
-    log_debug("http request %llu: client went away", (unsigned long long)rr->id);
+    if (log_get_level() <= LOG_DEBUG) {
+        log_fields(LOG_DEBUG,
+                   LOG_F(LF_UINT("request_id", rr->id), LF_STR("method", rr->method),
+                         LF_STR("path", req_path(rr))),
+                   "http request: client went away");
+    }
     if (rr->cancel) {
         rr->cancel(rr->cancel_ud);
         rr->cancel = NULL;
@@ -466,8 +478,8 @@ static void observe(route_req_t *rr, int status, const char *route)
 
 /* Sends the reply and detaches the request from its connection; the coroutine runs on until it
  * ends, and what it returns then is not sent. */
-static void reply_now(route_req_t *rr, int status, const char *ctype, const char *body, size_t len,
-                      const char *route)
+void routes_reply_early(route_req_t *rr, int status, const char *ctype, const char *body,
+                        size_t len, const char *route)
 {
     if (rr->replied) {
         return;
@@ -484,33 +496,20 @@ static void reply_now(route_req_t *rr, int status, const char *ctype, const char
     }
 }
 
-void routes_reply_early(route_req_t *rr, int status, const char *ctype, const char *body,
-                        size_t len, const char *route)
-{
-    reply_now(rr, status, ctype, body, len, route);
-}
-
 static void reply_and_finish(route_req_t *rr, int status, const char *ctype, const char *body,
                              size_t len, const char *route)
 {
-    if (!rr->replied) {
-        observe(rr, status, route);
-    }
-    if (rr->evcon) {
-        evhttp_connection_set_closecb(rr->evcon, NULL, NULL);
-        rr->evcon = NULL;
-    }
-    if (rr->req) {
-        http_reply(rr->req, status, ctype, body, len);
-        rr->req = NULL;
-    }
+    routes_reply_early(rr, status, ctype, body, len, route); /* nothing when replied early */
     finish(rr);
 }
 
 static void fail_request(route_req_t *rr, const char *why)
 {
-    log_error("http request %llu (%s)%s: %s", (unsigned long long)rr->id, rr->method,
-              rr->replied ? ", already answered from the cache, while refreshing it" : "", why);
+    log_fields(LOG_ERROR,
+               LOG_F(LF_UINT("request_id", rr->id), LF_STR("method", rr->method),
+                     LF_STR("path", req_path(rr))),
+               "http request failed%s: %s",
+               rr->replied ? " (already answered from the cache, while refreshing it)" : "", why);
     if (!rr->replied) {
         observe(rr, 500, "error");
     }
@@ -629,9 +628,11 @@ static bool authorized(route_req_t *rr)
     static unsigned long skipped;
     time_t now = time(NULL);
     if (now != last) {
-        log_info("http request %llu: %s %s with an invalid bearer token (%lu more since the last "
-                 "such line)",
-                 (unsigned long long)rr->id, rr->method, path ? path : "?", skipped);
+        log_fields(LOG_INFO,
+                   LOG_F(LF_UINT("request_id", rr->id), LF_STR("method", rr->method),
+                         LF_STR("path", path), LF_UINT("skipped", skipped)),
+                   "http request with an invalid bearer token (skipped: such requests since the "
+                   "last such line)");
         last = now;
         skipped = 0;
     } else {
@@ -674,8 +675,11 @@ void routes_handle(struct evhttp_request *req, void *ud)
     lua_pushcfunction(L, new_request_thread);
     lua_pushlightuserdata(L, rr);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-        log_warn("http request %llu: %s", (unsigned long long)rr->id,
-                 lua_isstring(L, -1) ? lua_tostring(L, -1) : "Lua error");
+        log_fields(LOG_WARN,
+                   LOG_F(LF_UINT("request_id", rr->id), LF_STR("method", rr->method),
+                         LF_STR("path", req_path(rr))),
+                   "http request refused: %s",
+                   lua_isstring(L, -1) ? lua_tostring(L, -1) : "Lua error");
         lua_pop(L, 1);
         if (rr->co_ref != LUA_NOREF) {
             luaL_unref(L, LUA_REGISTRYINDEX, rr->co_ref); /* frees a slot: allocates nothing */
@@ -697,8 +701,11 @@ void routes_handle(struct evhttp_request *req, void *ud)
     lua_pushlightuserdata(L, rr);
     int bad = 0;
     if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        log_warn("http request %llu: %s", (unsigned long long)rr->id,
-                 lua_isstring(L, -1) ? lua_tostring(L, -1) : "Lua error");
+        log_fields(LOG_WARN,
+                   LOG_F(LF_UINT("request_id", rr->id), LF_STR("method", rr->method),
+                         LF_STR("path", req_path(rr))),
+                   "http request refused: %s",
+                   lua_isstring(L, -1) ? lua_tostring(L, -1) : "Lua error");
         bad = 503;
     } else {
         bad = (int)lua_tointeger(L, -1);
