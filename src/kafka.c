@@ -73,10 +73,21 @@ struct kafka {
     uint64_t rebalances;
     void (*close_done)(void *ud);
     void *close_ud;
+    void (*first_assigned)(void *ud); /* kafka_on_first_assignment; NULL once called */
+    void *first_assigned_ud;
     rd_kafka_message_t *msgs[KAFKA_BATCH];
 };
 
 static void start_lookup(kafka_t *k);
+
+static void first_assignment_done(kafka_t *k)
+{
+    void (*fn)(void *) = k->first_assigned;
+    k->first_assigned = NULL;
+    if (fn) {
+        fn(k->first_assigned_ud);
+    }
+}
 
 static void rd_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -245,6 +256,7 @@ static void lookup_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
         k->parts[i].state = P_ACTIVE;
     }
     apply_assignment(k, false);
+    first_assignment_done(k);
 }
 
 static void start_lookup(kafka_t *k)
@@ -341,6 +353,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         k->brokers_down = false;
         if (k->n_parts == 0) {
             rd_kafka_assign(k->rk, partitions);
+            first_assignment_done(k);
             return;
         }
         /* assign() is called once the offsets are known (librdkafka waits for it). */
@@ -655,6 +668,12 @@ fail:
 void kafka_set_ingest(kafka_t *k, ingest_t *g)
 {
     k->ingest = g;
+}
+
+void kafka_on_first_assignment(kafka_t *k, void (*fn)(void *ud), void *ud)
+{
+    k->first_assigned = fn;
+    k->first_assigned_ud = ud;
 }
 
 static bool same_topics(rules_t *a, rules_t *b)

@@ -26,6 +26,10 @@ int kafka_start(kafka_t *k, char *err, size_t errlen) __attribute__((warn_unused
  * the subscription changes too (the rebalance flushes before releasing partitions; messages of
  * a removed topic that arrive before that are not counted and their offsets do not move). */
 void kafka_set_rules(kafka_t *k, rules_t *rules);
+/* fn(ud) is called once, on the loop, when the first assignment is in place: this member's
+ * partitions positioned at the offsets stored in PostgreSQL, or none assigned to it (readiness).
+ * Set it before kafka_start. */
+void kafka_on_first_assignment(kafka_t *k, void (*fn)(void *ud), void *ud);
 /* Stops consuming, flushes, leaves the group; done() is called when the consumer is closed. */
 void kafka_close(kafka_t *k, void (*done)(void *ud), void *ud);
 void kafka_free(kafka_t *k);

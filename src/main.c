@@ -23,6 +23,7 @@
 #include "lvm.h"
 #include "metrics.h"
 #include "migrate.h"
+#include "notify.h"
 #include "pg_pool.h"
 #include "routes.h"
 #include "rules.h"
@@ -134,6 +135,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     app->stopping = true;
     log_info("%s: stopping (flush, store offsets, leave the group)",
              sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    notify_stopping();
     struct timeval tv = {(time_t)(app->cfg->shutdown_timeout_ms / 1000),
                          (suseconds_t)((app->cfg->shutdown_timeout_ms % 1000) * 1000)};
     evtimer_add(app->ev_deadline, &tv);
@@ -185,6 +187,38 @@ static void lag_cb(evutil_socket_t fd, short what, void *arg)
     lag_arm(app);
 }
 
+/* STATUS= for the service manager (systemctl status): what is consumed and served, and how
+ * much was counted. */
+static void status_cb(char *buf, size_t len, void *ud)
+{
+    const app_t *app = ud;
+    uint64_t events = 0;
+    for (size_t i = 0; app->ingest && app->rules && i < rules_count(app->rules); i++) {
+        events += ingest_stats(app->ingest, i)->events;
+    }
+    char kafka[64] = "", http[96] = "";
+    if (app->kafka) {
+        snprintf(kafka, sizeof kafka, "%zu partitions assigned; ", kafka_n_parts(app->kafka));
+    }
+    if (app->http) {
+        snprintf(http, sizeof http, "HTTP on %s:%d; ", app->cfg->http_bind, http_port(app->http));
+    }
+    const char *stopping = !app->stopping ? ""
+                           : app->kafka   ? "stopping (final flush, leaving the group); "
+                                          : "stopping (final flush); ";
+    snprintf(buf, len, "%s%s%s%llu events in, %llu flushes (%llu failed)", stopping, kafka, http,
+             (unsigned long long)events,
+             (unsigned long long)(app->ingest ? ingest_flushes_ok(app->ingest) : 0),
+             (unsigned long long)(app->ingest ? ingest_flushes_failed(app->ingest) : 0));
+}
+
+/* Ready with Kafka: the first partitions are positioned at their stored offsets. */
+static void first_assigned_cb(void *ud)
+{
+    (void)ud;
+    notify_ready();
+}
+
 static int run(config_t *cfg)
 {
     char err[2048];
@@ -219,6 +253,9 @@ static int run(config_t *cfg)
         log_error("start-up: cannot create the event loop");
         return 2;
     }
+    if (notify_start(app.base, status_cb, &app) != 0) {
+        goto done;
+    }
     app.rules = rules_new(cfg, err, sizeof err);
     if (app.rules == NULL) {
         log_error("start-up: rules: %s", err);
@@ -240,6 +277,7 @@ static int run(config_t *cfg)
     }
     if (app.kafka) {
         kafka_set_ingest(app.kafka, app.ingest);
+        kafka_on_first_assignment(app.kafka, first_assigned_cb, NULL);
         if (kafka_start(app.kafka, err, sizeof err) != 0) {
             log_error("start-up: %s", err);
             goto done;
@@ -298,6 +336,10 @@ static int run(config_t *cfg)
     app.ev_deadline = evtimer_new(app.base, deadline_cb, &app);
     evsignal_add(app.ev_term, NULL);
     evsignal_add(app.ev_int, NULL);
+    if (app.kafka == NULL) {
+        /* Without Kafka, ready now: HTTP, when configured, listens (http_new bound it). */
+        notify_ready();
+    }
     pthread_sigmask(SIG_UNBLOCK, &stop_sigs, NULL);
     event_base_dispatch(app.base);
     rc = app.exit_code;
@@ -306,6 +348,7 @@ static int run(config_t *cfg)
     signal(SIGALRM, teardown_timeout);
     alarm(TEARDOWN_TIMEOUT_S);
 done:
+    notify_stop();
     if (app.ev_term) {
         event_free(app.ev_term);
     }

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "lvm.h"
 #include "metrics.h"
+#include "notify.h"
 
 #define MAX_FILES 256
 
@@ -192,6 +193,7 @@ int reload_now(reload_t *r, char *msg, size_t msglen)
 {
     app_t *app = r->app;
     char err[2048];
+    notify_reload_begin(); /* the service manager (systemd) is told RELOADING=1 ... READY=1 */
     struct timeval tv;
     gettimeofday(&tv, NULL);
     r->st.last_at_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
@@ -266,6 +268,7 @@ int reload_now(reload_t *r, char *msg, size_t msglen)
     }
     metric_add(r->m_ok, 1);
     snprintf(msg, msglen, "%s", r->st.last_message);
+    notify_reload_end();
     return 0;
 fail:
     routes_free(routes);
@@ -279,6 +282,7 @@ fail:
     log_error("reload failed, the running version stays: %s", err);
     metric_add(r->m_failed, 1);
     snprintf(msg, msglen, "%s", err);
+    notify_reload_end();
     return -1;
 }
 
