@@ -1,5 +1,7 @@
 #include "agg.h"
 
+#include <xxhash.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -557,12 +559,20 @@ void agg_add_dead(agg_t *a, const char *topic, int32_t partition, int64_t offset
         d->detail = xcalloc(1, dl + 1);
         memcpy(d->detail, detail, dl);
     }
-    d->payload = xcalloc(1, keep + 1);
-    if (keep > 0) {
-        memcpy(d->payload, payload, keep);
+    /* max_payload 0: no byte of it is kept (payloads may carry user text), only its size and
+     * hash, which tell a payload found again (in Kafka, say) from another */
+    d->payload = NULL;
+    if (max_payload > 0) {
+        d->payload = xcalloc(1, keep + 1);
+        if (keep > 0) {
+            memcpy(d->payload, payload, keep);
+        }
     }
-    d->payload_len = keep;
+    d->payload_len = d->payload ? keep : 0;
     d->payload_size = len;
+    XXH128_canonical_t h;
+    XXH128_canonicalFromHash(&h, XXH3_128bits(payload, len));
+    memcpy(d->hash, h.digest, sizeof d->hash);
     a->dead_bytes += keep + (d->detail ? strlen(d->detail) : 0) + sizeof(agg_dead_t);
 }
 

@@ -68,9 +68,10 @@ typedef struct {
     int64_t offset;
     const char *reason;  /* static string */
     char *detail;        /* owned, may be NULL */
-    char *payload;       /* owned, truncated copy */
+    char *payload;       /* owned, truncated copy; NULL when none is kept (max_payload 0) */
     size_t payload_len;  /* bytes kept */
     size_t payload_size; /* original size */
+    uint8_t hash[16];    /* XXH3-128 of the whole payload (canonical, big-endian) */
 } agg_dead_t;
 
 agg_t *agg_new(void);

@@ -39,21 +39,6 @@ static int cmp_held(const void *x, const void *y)
     return k != 0 ? k : (i < j ? -1 : i > j);
 }
 
-static void put_uuid(pg_buf_t *b, const uint8_t *k)
-{
-    static const char hex[] = "0123456789abcdef";
-    char s[36];
-    size_t n = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) {
-            s[n++] = '-';
-        }
-        s[n++] = hex[k[i] >> 4];
-        s[n++] = hex[k[i] & 15];
-    }
-    pg_buf_put(b, s, n);
-}
-
 static void put_claim(pg_buf_t *p, const agg_hold_t *h, bool first)
 {
     if (!first) {
@@ -61,7 +46,7 @@ static void put_claim(pg_buf_t *p, const agg_hold_t *h, bool first)
             pg_array_next(&p[i]);
         }
     }
-    put_uuid(&p[0], h->key);
+    pg_buf_uuid(&p[0], h->key);
     pg_array_int(&p[1], h->partition);
     pg_array_int(&p[2], h->offset);
     pg_array_int(&p[3], h->window_s);

@@ -92,7 +92,13 @@ static const option_t options[] = {
     {"max_event_bytes", T_INT, "1048576", OFF(max_event_bytes), NULL, true, 64, 1073741824,
      "Larger messages are dead-lettered without being decoded."},
     {"dead_letter_payload_max", T_INT, "65536", OFF(dead_letter_payload_max), NULL, true, 0,
-     16777216, "Bytes of a dead letter's payload kept in usage_dead_letters (the rest is cut)."},
+     16777216,
+     "Bytes of a dead letter's payload kept in usage_dead_letters (the rest is cut); "
+     "0 keeps none (payloads may carry user text): only its size and hash (payload_hash)."},
+    {"dead_letter_retention_days", T_INT, "30", OFF(dead_letter_retention_days), NULL, true, 0,
+     36500,
+     "Dead letters older than this are deleted (in batches, off the ingest path); 0 keeps "
+     "them all."},
     {"rule_instruction_budget", T_INT, "1000000", OFF(rule_instruction_budget), NULL, true, 1000,
      1000000000, "Lua instructions one rule call may run before it is stopped (rule timeout)."},
     {"lua_memory_mb", T_INT, "64", OFF(lua_memory_mb), NULL, true, 1, 4096,

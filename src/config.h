@@ -56,6 +56,7 @@ typedef struct config {
     int64_t max_buffer_mb;
     int64_t max_event_bytes;
     int64_t dead_letter_payload_max;
+    int64_t dead_letter_retention_days; /* 0: keep */
     int64_t rule_instruction_budget;
     int64_t lua_memory_mb;
     int64_t flush_retry_max_ms;

@@ -19,7 +19,7 @@
 static const char flush_sql[] =
     "SELECT pt_flush($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, "
     "$17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, "
-    "$35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51)";
+    "$35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52)";
 
 static const char types_sql[] =
     "SELECT pattern_id, coalesce(pattern_type, 'unknown') FROM pattern_lineage_nodes "
@@ -611,8 +611,14 @@ int flush_build(const agg_t *a, const char *group, bool durable, known_t *known,
         arr_text(&p[FLUSH_P_D_REASON], d->reason, strlen(d->reason));
         put_detail(&p[FLUSH_P_D_DETAIL], d->detail);
         arr_sep(&p[FLUSH_P_D_PAYLOAD]);
-        pg_array_bytea(&p[FLUSH_P_D_PAYLOAD].b, d->payload, d->payload_len);
+        if (d->payload != NULL) {
+            pg_array_bytea(&p[FLUSH_P_D_PAYLOAD].b, d->payload, d->payload_len);
+        } else {
+            pg_buf_put(&p[FLUSH_P_D_PAYLOAD].b, "NULL", 4); /* none kept */
+        }
         arr_int(&p[FLUSH_P_D_SIZE], (int64_t)d->payload_size);
+        arr_sep(&p[FLUSH_P_D_HASH]);
+        pg_buf_uuid(&p[FLUSH_P_D_HASH].b, d->hash);
     }
     for (int i = 0; i < FLUSH_NPARAMS; i++) {
         if (i != FLUSH_P_GROUP && i != FLUSH_P_X_DATA && i != FLUSH_P_DURABLE) {

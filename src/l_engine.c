@@ -118,6 +118,28 @@ static int l_engine_health(lua_State *L)
     }
     lua_setfield(L, -2, "ingest");
 
+    /* the dead letters kept (counted every few seconds by upkeep) and their retention */
+    const upkeep_dead_t *dl = upkeep_dead_letters(app->upkeep);
+    if (dl != NULL) {
+        lua_newtable(L);
+        if (dl->counted) {
+            set_int(L, "rows", dl->rows);
+        } else {
+            set_str(L, "rows", NULL); /* not counted yet */
+        }
+        if (dl->oldest >= 0) {
+            char buf[40];
+            text_format_time((int64_t)(dl->oldest * 1e6), buf, sizeof buf);
+            set_str(L, "oldest_at", buf);
+        } else {
+            set_str(L, "oldest_at", NULL);
+        }
+        set_int(L, "retention_days", (long long)app->cfg->dead_letter_retention_days);
+        set_int(L, "payload_max", (long long)app->cfg->dead_letter_payload_max);
+        set_int(L, "pruned", (long long)dl->pruned);
+        lua_setfield(L, -2, "dead_letters");
+    }
+
     if (app->reload) {
         const reload_status_t *rs = reload_status(app->reload);
         lua_newtable(L);

@@ -50,6 +50,21 @@ void pg_buf_putc(pg_buf_t *b, char ch)
     b->data[b->len] = '\0';
 }
 
+void pg_buf_uuid(pg_buf_t *b, const uint8_t *k)
+{
+    static const char hex[] = "0123456789abcdef";
+    char s[36];
+    size_t n = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            s[n++] = '-';
+        }
+        s[n++] = hex[k[i] >> 4];
+        s[n++] = hex[k[i] & 15];
+    }
+    pg_buf_put(b, s, n);
+}
+
 void pg_buf_put(pg_buf_t *b, const char *s, size_t len)
 {
     reserve(b, len);

@@ -16,6 +16,8 @@ void pg_buf_free(pg_buf_t *b);
 void pg_buf_reset(pg_buf_t *b);
 void pg_buf_putc(pg_buf_t *b, char c);
 void pg_buf_put(pg_buf_t *b, const char *s, size_t len);
+/* 16 bytes as the text of a PostgreSQL uuid (8-4-4-4-12 lowercase hex digits). */
+void pg_buf_uuid(pg_buf_t *b, const uint8_t *k);
 void pg_buf_printf(pg_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Array literals: start with '{', elements separated by ',', end with '}'. */
 void pg_array_text(pg_buf_t *b, const char *s, size_t len);

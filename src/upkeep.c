@@ -2,8 +2,10 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "pg.h"
 
 struct upkeep {
@@ -13,13 +15,32 @@ struct upkeep {
     struct event *prune_timer;
     uint64_t rollups; /* rollups that moved buckets */
     uint64_t pruned;  /* expired event-ID claims deleted */
+    int step;         /* of the prune cycle: P_CLAIMS, P_DEAD, P_STATS */
+    upkeep_dead_t dead;
+    metric_t *m_dead_rows, *m_dead_age, *m_dead_pruned;
 };
 
-/* Expired claims of event-ID deduplication (pt_prune_claims) go in batches of PRUNE_BATCH,
- * one every PRUNE_BUSY_MS while whole batches come back, else every PRUNE_IDLE_S. */
+/* The prune cycle, one query at a time on the upkeep connection: expired claims of event-ID
+ * deduplication (pt_prune_claims), then dead letters older than dead_letter_retention_days
+ * (pt_prune_dead_letters), each in batches of PRUNE_BATCH, one every PRUNE_BUSY_MS while whole
+ * batches come back; then how many dead letters are kept and the oldest one's time (metrics,
+ * /health); then PRUNE_IDLE_S of rest. */
 #define PRUNE_BATCH 10000
 #define PRUNE_BUSY_MS 100
 #define PRUNE_IDLE_S 10
+enum { P_CLAIMS, P_DEAD, P_STATS };
+
+static const char *const step_sql[] = {
+    [P_CLAIMS] = "SELECT pt_prune_claims($1::int)",
+    [P_DEAD] = "SELECT pt_prune_dead_letters($2::int, $1::int)",
+    [P_STATS] = "SELECT count(*), extract(epoch FROM min(created_at))::float8 "
+                "FROM usage_dead_letters",
+};
+static const char *const step_what[] = {
+    [P_CLAIMS] = "deleting expired event-ID claims",
+    [P_DEAD] = "deleting dead letters past dead_letter_retention_days",
+    [P_STATS] = "counting dead letters",
+};
 
 static void prune_after_ms(upkeep_t *m, int ms)
 {
@@ -27,19 +48,53 @@ static void prune_after_ms(upkeep_t *m, int ms)
     evtimer_add(m->prune_timer, &tv);
 }
 
+/* The step after m->step, and when: the same step again soon after a whole batch. */
+static void next_step(upkeep_t *m, bool whole_batch)
+{
+    if (whole_batch) {
+        prune_after_ms(m, PRUNE_BUSY_MS);
+        return;
+    }
+    m->step++;
+    if (m->step == P_DEAD && m->cfg->dead_letter_retention_days <= 0) {
+        m->step++;
+    }
+    if (m->step > P_STATS) {
+        m->step = P_CLAIMS;
+        prune_after_ms(m, PRUNE_IDLE_S * 1000);
+        return;
+    }
+    prune_after_ms(m, 0);
+}
+
 static void pruned_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
 {
     (void)c;
     upkeep_t *m = ud;
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        log_warn("deleting expired event-ID claims failed (retrying in %d s): %s", PRUNE_IDLE_S,
+        log_warn("%s failed (retrying in %d s): %s", step_what[m->step], PRUNE_IDLE_S,
                  res ? PQresultErrorMessage(res) : err);
+        m->step = P_CLAIMS;
         prune_after_ms(m, PRUNE_IDLE_S * 1000);
         return;
     }
     long long n = atoll(PQgetvalue(res, 0, 0));
-    m->pruned += (uint64_t)n;
-    prune_after_ms(m, n >= PRUNE_BATCH ? PRUNE_BUSY_MS : PRUNE_IDLE_S * 1000);
+    if (m->step == P_STATS) {
+        m->dead.rows = n;
+        m->dead.oldest = PQgetisnull(res, 0, 1) ? -1 : strtod(PQgetvalue(res, 0, 1), NULL);
+        m->dead.counted = true;
+        metric_set(m->m_dead_rows, (double)n);
+        metric_set(m->m_dead_age, m->dead.oldest < 0 ? 0 : (double)time(NULL) - m->dead.oldest);
+        next_step(m, false);
+        return;
+    }
+    if (m->step == P_CLAIMS) {
+        m->pruned += (uint64_t)n;
+    } else {
+        m->dead.pruned += (uint64_t)n;
+        metric_add(m->m_dead_pruned, (double)n);
+    }
+    next_step(m, n >= PRUNE_BATCH);
 }
 
 static void prune_cb(evutil_socket_t fd, short what, void *arg)
@@ -51,10 +106,12 @@ static void prune_cb(evutil_socket_t fd, short what, void *arg)
         prune_after_ms(m, 1000); /* the rollup has the connection */
         return;
     }
-    char lim[16];
+    char lim[16], days[24];
     snprintf(lim, sizeof lim, "%d", PRUNE_BATCH);
-    const char *vals[1] = {lim};
-    if (pg_conn_query(m->conn, "SELECT pt_prune_claims($1::int)", 1, vals, NULL, 600000, pruned_cb,
+    snprintf(days, sizeof days, "%lld", (long long)m->cfg->dead_letter_retention_days);
+    const char *vals[2] = {lim, days}; /* $1 the batch, $2 the days */
+    int np = m->step == P_CLAIMS ? 1 : m->step == P_DEAD ? 2 : 0;
+    if (pg_conn_query(m->conn, step_sql[m->step], np, np ? vals : NULL, NULL, 600000, pruned_cb,
                       m) != 0) {
         prune_after_ms(m, 1000);
     }
@@ -117,6 +174,13 @@ upkeep_t *upkeep_new(struct event_base *base, const config_t *c)
         upkeep_free(m);
         return NULL;
     }
+    m->dead.oldest = -1;
+    m->m_dead_rows = metrics_series("patterntrack_dead_letters_stored", METRIC_GAUGE,
+                                    "Dead letters kept in usage_dead_letters.", "");
+    m->m_dead_age = metrics_series("patterntrack_dead_letters_oldest_age_seconds", METRIC_GAUGE,
+                                   "Age of the oldest dead letter kept (0: none).", "");
+    m->m_dead_pruned = metrics_series("patterntrack_dead_letters_pruned_total", METRIC_COUNTER,
+                                      "Dead letters deleted after dead_letter_retention_days.", "");
     schedule(m, 60);
     prune_after_ms(m, PRUNE_IDLE_S * 1000);
     return m;
@@ -145,4 +209,9 @@ uint64_t upkeep_rollups(const upkeep_t *m)
 uint64_t upkeep_pruned_claims(const upkeep_t *m)
 {
     return m ? m->pruned : 0;
+}
+
+const upkeep_dead_t *upkeep_dead_letters(const upkeep_t *m)
+{
+    return m ? &m->dead : NULL;
 }

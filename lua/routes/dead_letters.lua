@@ -12,6 +12,9 @@ local ITEM = { type = "object", properties = {
     payload_truncated_at_ingest = { type = "boolean",
         description = "The stored payload was cut at dead_letter_payload_max." },
     created_at = TIME,
+    payload_hash = { type = "string", nullable = true, description = "XXH3-128 of the whole " ..
+        "payload (null for rows from before it was kept): tells a payload found again from " ..
+        "another, whether or not the payload is kept (dead_letter_payload_max = 0 keeps none)." },
     payload = { type = "string", nullable = true,
         description = "At most payload_max bytes of the stored payload; null when none is kept." },
     payload_encoding = { type = "string", enum = pt.array({ "utf-8", "base64" }),

@@ -35,7 +35,7 @@ CREATE OR REPLACE FUNCTION pt_flush(
     t_topic   TEXT[], t_events BIGINT[], t_without BIGINT[], t_dead BIGINT[],
     t_flagged BIGINT[], t_with BIGINT[], t_over BIGINT[], t_dups BIGINT[],
     d_topic   TEXT[], d_part INTEGER[], d_offset BIGINT[], d_reason TEXT[], d_detail TEXT[],
-    d_payload BYTEA[], d_size INTEGER[],
+    d_payload BYTEA[], d_size INTEGER[], d_hash UUID[],
     l_pattern TEXT[], l_n_agents INTEGER[], l_agents_len INTEGER[], l_n_partners INTEGER[],
     l_n_low   INTEGER[], l_partners_len INTEGER[], l_partners_max BIGINT[],
     m_agent   TEXT[], m_n INTEGER[], m_len INTEGER[],
@@ -199,11 +199,14 @@ BEGIN
     END IF;
 
     IF coalesce(array_length(d_topic, 1), 0) > 0 THEN
+        -- truncated: part of the payload (or all of it, when none is kept) is not in the row
         INSERT INTO usage_dead_letters
-               (topic, partition, kafka_offset, reason, detail, payload, payload_size, truncated)
-        SELECT topic, part, off, reason, detail, payload, size, size > octet_length(payload)
-          FROM unnest(d_topic, d_part, d_offset, d_reason, d_detail, d_payload, d_size)
-               AS x(topic, part, off, reason, detail, payload, size);
+               (topic, partition, kafka_offset, reason, detail, payload, payload_size, truncated,
+                payload_hash)
+        SELECT topic, part, off, reason, detail, payload, size,
+               size > coalesce(octet_length(payload), 0), hash
+          FROM unnest(d_topic, d_part, d_offset, d_reason, d_detail, d_payload, d_size, d_hash)
+               AS x(topic, part, off, reason, detail, payload, size, hash);
     END IF;
 
     -- Rows every flush of every engine touches (the busy agents, the current hour, the topics)

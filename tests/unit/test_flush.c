@@ -29,6 +29,8 @@ static void test_build(void)
     agg_note_offset(a, "topic-a", 3, -1, 42);
     agg_add_topic(a, &(agg_topic_t){.topic = "topic-a", .events = 1, .dead_letters = 1});
     agg_add_dead(a, "topic-a", 3, 41, "not json", "bad \xff byte", "\x01\xfe", 2, 100);
+    /* dead_letter_payload_max 0: no payload byte, only the size and the hash */
+    agg_add_dead(a, "topic-a", 3, 40, "not json", NULL, "abcdef", 6, 0);
     char *v[FLUSH_NPARAMS];
     int len[FLUSH_NPARAMS];
     int n = flush_build(a, "grp", true, k, v, len);
@@ -52,9 +54,12 @@ static void test_build(void)
     CHECK_EQ_STR(v[FLUSH_P_H_HOUR], "{2}");
     CHECK_EQ_STR(v[FLUSH_P_H_COUNT], "{1}");
     CHECK_EQ_STR(v[FLUSH_P_T_TOPIC], "{topic-a}");
-    CHECK_EQ_STR(v[FLUSH_P_D_DETAIL], "{\"bad ? byte\"}"); /* text must be UTF-8 */
-    CHECK_EQ_STR(v[FLUSH_P_D_PAYLOAD], "{\"\\\\x01fe\"}");
-    CHECK_EQ_STR(v[FLUSH_P_D_SIZE], "{2}");
+    CHECK_EQ_STR(v[FLUSH_P_D_DETAIL], "{\"bad ? byte\",NULL}"); /* text must be UTF-8 */
+    CHECK_EQ_STR(v[FLUSH_P_D_PAYLOAD], "{\"\\\\x01fe\",NULL}");
+    CHECK_EQ_STR(v[FLUSH_P_D_SIZE], "{2,6}");
+    /* XXH3-128 of each whole payload, as `xxhsum -H2` prints it, in uuid form */
+    CHECK_EQ_STR(v[FLUSH_P_D_HASH],
+                 "{7002dab4-0676-ae77-addf-cd1f07475bed,389197a5-5db2-b2e4-da35-a6714d34f8a2}");
     CHECK_EQ_STR(v[FLUSH_P_L_N_PARTNERS], "{0}");
     for (int i = 0; i < n; i++) {
         if (i != FLUSH_DATA_PARAM) {

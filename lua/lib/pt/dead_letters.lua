@@ -8,6 +8,7 @@ local M = {}
 -- told from bytes that are not UTF-8) and how many match in all.
 local LIST = [[
 SELECT id, topic, partition, kafka_offset, reason, detail, payload_size, truncated, created_at,
+       payload_hash::text AS payload_hash,
        substring(payload FROM 1 FOR $5::int + 3) AS payload, payload IS NULL AS no_payload,
        count(*) OVER () AS total
   FROM usage_dead_letters
@@ -70,7 +71,8 @@ function M.list(req)
         local item = { id = r.id, topic = r.topic, partition = r.partition,
             offset = r.kafka_offset, reason = r.reason, detail = r.detail,
             payload_size = r.payload_size, payload_truncated_at_ingest = r.truncated,
-            created_at = r.created_at, payload = pt.null, payload_encoding = pt.null,
+            created_at = r.created_at, payload_hash = r.payload_hash,
+            payload = pt.null, payload_encoding = pt.null,
             payload_shown_bytes = 0 }
         if not r.no_payload then
             item.payload, item.payload_encoding, item.payload_shown_bytes =
