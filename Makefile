@@ -7,7 +7,12 @@ ASAN_BUILD ?= build-asan
 JOBS ?= 2
 SHELL := /bin/bash
 
-.PHONY: all deps build run test unit services-up services-down soak clean
+# make install: where (PREFIX, /usr/local by default) and, for staging or packaging, under which
+# directory (DESTDIR, empty by default).
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+.PHONY: all deps build run test unit services-up services-down soak clean install deb
 
 all: build
 
@@ -45,6 +50,20 @@ unit: build
 soak: build
 	eval "$$(scripts/services up)" && PT_BIN=$(BUILD)/patterntrack PT_LOADGEN=$(BUILD)/bench/pt-loadgen \
 	    bash tests/integration/soak.sh
+
+# Installs what build/ holds (building it first): PREFIX/bin/patterntrack; lua/, rules/, sql/ and
+# web/ in PREFIX/share/patterntrack (the engine finds them from where it is installed); the
+# example config PREFIX/etc/patterntrack/patterntrack.lua and the service's environment file
+# PREFIX/etc/default/patterntrack (/etc/... when PREFIX is /usr), both kept when they exist; the
+# systemd unit in PREFIX/lib/systemd/system (/lib/systemd/system when PREFIX is /usr).
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
+
+# The Debian package of build/ (building it first): build/patterntrack_<version>_<arch>.deb, with
+# prefix /usr, made by CPack's DEB generator (CMakeLists.txt; control files in deploy/debian/).
+deb: build
+	cpack -G DEB --config $(BUILD)/CPackConfig.cmake -B $(abspath $(BUILD))
+	@ls -1 $(BUILD)/patterntrack_*.deb
 
 services-up:
 	@scripts/services up

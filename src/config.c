@@ -145,8 +145,11 @@ static const option_t options[] = {
      "text (one line: time, level, message) or json (one JSON object a line: time, level, msg "
      "and the fields of the event it reports, for log collectors)."},
     {"root", T_STRING, NULL, OFF(root), "PATTERNTRACK_ROOT", false, 0, 0,
-     "Directory that relative paths (rules/, lua/, sql/, web/) are resolved against (default: "
-     "the current directory when it holds lua/pt/sandbox.lua, else the source tree)."},
+     "Directory that relative paths (rules/, lua/, sql/, web/) are resolved against; it must "
+     "hold lua/pt/sandbox.lua. In the file, a relative root is relative to the file's "
+     "directory. Default: the current directory when it holds lua/pt/sandbox.lua, else the "
+     "installed data directory (../share/patterntrack from the executable) when it holds it, "
+     "else the source tree the engine was built from."},
 };
 
 static const char *const default_topics[] = {"agent-manifest-injections", "agent-actions",
@@ -495,6 +498,43 @@ static int set_lua(config_t *c, lua_State *L, const option_t *o, const char *ori
     return -1;
 }
 
+/* The config file's root (the value at the top of L's stack, [-0, +0]) replaces the one
+ * find_root chose, unless PATTERNTRACK_ROOT is set (the environment overrides the file). A
+ * relative root is relative to the file's directory. The root must hold lua/pt/sandbox.lua:
+ * a root without the engine's files is a config error naming the path. */
+static int root_from_file(config_t *c, lua_State *L, const char *path, char *err, size_t errlen)
+{
+    const char *env = getenv("PATTERNTRACK_ROOT");
+    if (env != NULL && *env != '\0') {
+        return 0;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING || cstring_at(L, -1) == NULL || !*lua_tostring(L, -1)) {
+        snprintf(err, errlen, "%s: root must be a non-empty string (a directory), got %s", path,
+                 luaL_typename(L, -1));
+        return -1;
+    }
+    const char *v = lua_tostring(L, -1);
+    const char *slash = strrchr(path, '/');
+    char root[4096], probe[4200];
+    if (v[0] == '/' || slash == NULL) {
+        snprintf(root, sizeof root, "%s", v);
+    } else {
+        snprintf(root, sizeof root, "%.*s/%s", (int)(slash - path), path, v);
+    }
+    snprintf(probe, sizeof probe, "%s/lua/pt/sandbox.lua", root);
+    if (access(probe, R_OK) != 0) {
+        snprintf(err, errlen,
+                 "%s: root %s does not hold the engine's files (cannot read %s: %s); root is "
+                 "the directory of lua/, rules/, sql/ and web/ (installed: "
+                 "PREFIX/share/patterntrack)",
+                 path, root, probe, strerror(errno));
+        return -1;
+    }
+    free(c->root);
+    c->root = xstrdup(root);
+    return 0;
+}
+
 static int load_file(config_t *c, const char *path, char *err, size_t errlen)
 {
     int rc = -1;
@@ -538,8 +578,11 @@ static int load_file(config_t *c, const char *path, char *err, size_t errlen)
             goto done;
         }
         if (strcmp(key, "root") == 0) {
+            if (root_from_file(c, L, path, err, errlen) != 0) {
+                goto done;
+            }
             lua_pop(L, 1);
-            continue; /* already applied before the file was read */
+            continue;
         }
         if (set_lua(c, L, o, path, err, errlen) != 0) {
             goto done;
@@ -638,17 +681,32 @@ static int resolve_token(config_t *c, char *err, size_t errlen)
     return 0;
 }
 
-/* Finds the root before the file is read: sandbox.lua lives there. */
+/* Finds the root before the file is read: sandbox.lua lives there. In order: PATTERNTRACK_ROOT
+ * (taken as given: a root without the files fails where they are read, naming the path); the
+ * current directory when it holds lua/pt/sandbox.lua (a source tree or a copy of one); the data
+ * directory installed next to the executable, <bindir>/../share/patterntrack, when it holds it
+ * (make install under any PREFIX or DESTDIR, an extracted package); else the source tree the
+ * binary was built from (running from build/). A root set in the config file replaces this
+ * one after the file is read (root_from_file). Returns a malloc'ed path. */
 static char *find_root(void)
 {
     const char *env = getenv("PATTERNTRACK_ROOT");
     if (env && *env) {
         return xstrdup(env);
     }
-    if (file_exists("lua/pt/sandbox.lua")) {
-        char cwd[4096];
-        if (getcwd(cwd, sizeof cwd)) {
-            return xstrdup(cwd);
+    char buf[4096];
+    if (file_exists("lua/pt/sandbox.lua") && getcwd(buf, sizeof buf)) {
+        return xstrdup(buf);
+    }
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    char *slash = n > 0 ? memrchr(buf, '/', (size_t)n) : NULL;
+    if (slash != NULL) {
+        char data[4096 + 64], probe[sizeof data + 32], *real;
+        *slash = '\0';
+        snprintf(data, sizeof data, "%s/../share/patterntrack", buf);
+        snprintf(probe, sizeof probe, "%s/lua/pt/sandbox.lua", data);
+        if (file_exists(probe) && (real = realpath(data, NULL)) != NULL) {
+            return real;
         }
     }
     return xstrdup(PT_SOURCE_DIR);
