@@ -33,8 +33,8 @@ enum { P_CLAIMS, P_DEAD, P_STATS };
 static const char *const step_sql[] = {
     [P_CLAIMS] = "SELECT pt_prune_claims($1::int)",
     [P_DEAD] = "SELECT pt_prune_dead_letters($2::int, $1::int)",
-    [P_STATS] = "SELECT count(*), extract(epoch FROM min(created_at))::float8 "
-                "FROM usage_dead_letters",
+    [P_STATS] = ("SELECT count(*), extract(epoch FROM min(created_at))::float8 "
+                 "FROM usage_dead_letters"),
 };
 static const char *const step_what[] = {
     [P_CLAIMS] = "deleting expired event-ID claims",

@@ -1124,6 +1124,12 @@ NEW_ROUTES = {
     "/api/agents/{agent_name}/profile": {"limit": (1, 100, 10)},
     "/api/patterns/usage/{pattern_id}": {"include_trend": None, "window_days": (1, 90, 7)},
 }
+# The routes whose rows come as CSV too take format=json|csv (lua/pt/router.lua).
+CSV = ["json", "csv"]
+for _p in ("/api/patterns/usage/trends", "/api/patterns/usage/{pattern_id}/timeseries",
+           "/api/patterns/usage/{pattern_id}/cooccurring", "/api/patterns/usage/cooccurrence/top",
+           "/api/patterns/usage/lifecycle", "/api/agents", "/api/agents/{agent_name}/profile"):
+    NEW_ROUTES[_p]["format"] = CSV
 
 
 def phase_openapi(ctx):
