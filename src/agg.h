@@ -3,7 +3,8 @@
  * advanced by, and dead letters. The (pattern, agent) uses and the co-occurring pairs are
  * aggregated when the batch is read (the iterators below sort the events' tuples in chunks of
  * bounded memory), not as events come. Owns copies of every string it holds. Does not know
- * about SQL, Kafka or Lua: the flush reads it through the iterators. */
+ * about SQL, Kafka or Lua: the flush reads it through the iterators. Filling is agg.c's, reading
+ * (the sorted iterators) agg_read.c's; agg_impl.h is the representation they share. */
 #ifndef PT_AGG_H
 #define PT_AGG_H
 

@@ -2,7 +2,8 @@
  * transaction at a time on a connection of its own: a pattern's (pattern_lists_pending into
  * pattern_lists: its agents and its co-occurring patterns) and an agent's (agent_lists_pending
  * into agent_lists: its patterns). Keeps pattern_cooccurrence_top current in the same
- * transaction. The lists are merged on a worker thread (cooc.c); PostgreSQL only stores them.
+ * transaction. The lists are merged on a worker thread (fold_job.c, with cooc.c's merge);
+ * PostgreSQL only stores them.
  * Owns its connection, timer and thread; knows nothing of flushes (they only add pending rows)
  * or of answers (they read folded and pending rows alike, so a fold changes no answer).
  *

@@ -1,10 +1,10 @@
 /* ingest: what happens to one message: size and UTF-8 checks, the topic's rule, the checks on
  * what it extracted, and the resulting uses, counters and dead letters in the current batch
  * (ingest.c); how an HTTP ingest body (NDJSON or a JSON array) splits into such messages
- * (ingest_body.c). Also owns the batching policy around the flush: size and time triggers, one
- * flush in flight while the next batch fills, retry with backoff, and the back-pressure
- * signal. Does not own the rules (the generation does) or any Kafka state (kafka passes
- * offsets in). */
+ * (ingest_body.c). Also owns the batching policy around the flush (ingest_batch.c): size and
+ * time triggers, one flush in flight while the next batch fills, retry with backoff, the
+ * back-pressure signal and the HTTP requests waiting for their batch's commit. Does not own the
+ * rules (the generation does) or any Kafka state (kafka passes offsets in). */
 #ifndef PT_INGEST_H
 #define PT_INGEST_H
 
