@@ -91,6 +91,7 @@ typedef struct {
     const char *compression;
     double dup_ratio;
     double no_id_ratio;
+    unsigned in_flight; /* max.in.flight.requests.per.connection; 0: librdkafka's */
     bool quiet;
 } opts_t;
 
@@ -130,6 +131,9 @@ static void usage(FILE *out)
             "                         every event then carries a unique event_id\n"
             "  --no-id-ratio F        with --dup-ratio, the fraction of good events with no ID\n"
             "                         at all (no event_id, id or correlation_id; default 0.1)\n"
+            "  --in-flight N          produce requests in flight per broker, 1..5 (default\n"
+            "                         librdkafka's 5); 1 keeps an idempotent producer in step\n"
+            "                         with a broker restarted under it (a test of outages)\n"
             "  --partitions-hint N    ignored\n"
             "  --quiet                no progress lines and notes (the summary stays)\n"
             "  --help                 this text\n"
@@ -197,6 +201,7 @@ enum {
     O_COMPRESSION,
     O_DUP_RATIO,
     O_NO_ID_RATIO,
+    O_IN_FLIGHT,
     O_PARTITIONS,
     O_QUIET,
     O_HELP
@@ -224,6 +229,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
         {"compression", required_argument, NULL, O_COMPRESSION},
         {"dup-ratio", required_argument, NULL, O_DUP_RATIO},
         {"no-id-ratio", required_argument, NULL, O_NO_ID_RATIO},
+        {"in-flight", required_argument, NULL, O_IN_FLIGHT},
         {"partitions-hint", required_argument, NULL, O_PARTITIONS},
         {"quiet", no_argument, NULL, O_QUIET},
         {"help", no_argument, NULL, O_HELP},
@@ -342,6 +348,12 @@ static int parse_opts(int argc, char **argv, opts_t *o)
                 o->no_id_ratio > 1) {
                 bad = "--no-id-ratio needs 0..1";
             }
+            break;
+        case O_IN_FLIGHT:
+            if (parse_u64(optarg, &u) != 0 || u < 1 || u > 5) {
+                bad = "--in-flight needs 1..5";
+            }
+            o->in_flight = (unsigned)u;
             break;
         case O_PARTITIONS:
             break;
@@ -2138,6 +2150,16 @@ static rd_kafka_t *producer_new(const opts_t *o, dr_state_t *st)
         if (rd_kafka_conf_set(conf, props[i][0], props[i][1], err, sizeof err) !=
             RD_KAFKA_CONF_OK) {
             fprintf(stderr, "pt-loadgen: %s: %s\n", props[i][0], err);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    if (o->in_flight > 0) {
+        char n[16];
+        snprintf(n, sizeof n, "%u", o->in_flight);
+        if (rd_kafka_conf_set(conf, "max.in.flight.requests.per.connection", n, err, sizeof err) !=
+            RD_KAFKA_CONF_OK) {
+            fprintf(stderr, "pt-loadgen: max.in.flight.requests.per.connection: %s\n", err);
             rd_kafka_conf_destroy(conf);
             return NULL;
         }

@@ -22,8 +22,9 @@ pg_pids() {
 trap 'pg_pids | xargs -r kill -CONT 2>/dev/null || true; svc start pg; svc start kafka; it_cleanup' EXIT
 
 events=$((MINUTES * 60 * RATE))
+# --in-flight 1: the broker is restarted under the producer (see it_kafka_down.sh)
 "$PT_LOADGEN" --topic-prefix "$IT_PREFIX" --events "$events" --rate "$RATE" --bad-ratio 0.01 \
-    --seed 77 --truth "$IT_DIR/truth.tsv" --quiet &
+    --in-flight 1 --seed 77 --truth "$IT_DIR/truth.tsv" --quiet &
 producer=$!
 engine_start
 progressed() { [ "$(db_total)" -gt "$1" ]; }
