@@ -40,6 +40,19 @@ static int check_count;
         }                                                                                          \
     } while (0)
 
+/* Writes text into the file dir/name (a fixture of the test), checking that it could. */
+static inline void check_put(const char *dir, const char *name, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
 static inline int check_done(const char *name)
 {
     printf("%s: %d checks, %d failed\n", name, check_count, check_failures);

@@ -20,14 +20,7 @@ static char dir[64];
 
 static void put(const char *name, const char *text)
 {
-    char path[128];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    CHECK(f != NULL);
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
+    check_put(dir, name, text);
 }
 
 static void put_config(int batch_timeout_ms, const char *group)

@@ -13,14 +13,7 @@ static char dir[64];
 
 static void put(const char *name, const char *text)
 {
-    char path[128];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    CHECK(f != NULL);
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
+    check_put(dir, name, text);
 }
 
 static rules_t *load(void)
