@@ -1,6 +1,7 @@
 /* config: every option of the engine, in one table (key, type, default, environment override,
- * whether a reload may change it, help). Loads the Lua config file in the sandbox, applies
- * environment overrides and validates. Owns the config_t it builds; does not own the rules or
+ * whether a reload may change it, help: config_options.c, which also prints --help and the
+ * README's table). Loads the Lua config file in the sandbox, applies environment overrides and
+ * validates. Owns the config_t it builds; does not own the rules or
  * routes the paths point at. */
 #ifndef PT_CONFIG_H
 #define PT_CONFIG_H
