@@ -1,6 +1,6 @@
 /* flush: the SQL of one flush. Turns an aggregate into the bound parameters of one call of
- * pt_flush (sql/functions/pt_flush.sql), sends it on the flush connection and classifies the
- * outcome. Owns that connection and what the engine knows the database holds (known.h: the
+ * pt_flush (sql/functions/pt_flush.sql; built by flush_params.c on the builder thread), sends it
+ * on the flush connection and classifies the outcome. Owns that connection and what the engine knows the database holds (known.h: the
  * (pattern, agent) keys committed, the patterns' types), which it reads before a flush (types)
  * and learns from each commit (keys). Does not decide when to flush or what to do after
  * (ingest does). */
