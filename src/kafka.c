@@ -1,4 +1,4 @@
-#include "kafka.h"
+#include "kafka_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,82 +12,6 @@
 #include "log.h"
 #include "pg.h"
 #include "pg_buf.h"
-
-/* Messages handled per loop turn. Each goes through a Lua rule and into the batch (0.15-0.8 ms
- * per message measured at 100,000 patterns with co-occurrence on), so a turn stays within a
- * few milliseconds and HTTP requests waiting behind it are not delayed by more; the read event
- * is re-armed while messages remain, and the loop's dispatch slice (main.c) lets what arrived
- * meanwhile run between turns. */
-#define KAFKA_BATCH 32
-/* The fetch wake-up (kafka_wake.h): every KAFKA_WAKE_MS while more than KAFKA_WAKE_BACKLOG
- * messages wait in Kafka beyond what was counted. */
-#define KAFKA_WAKE_MS 50
-#define KAFKA_WAKE_BACKLOG 1000
-/* Back-pressure, first step: while the batches are over max_buffer_mb the engine leaves what
- * librdkafka fetched in its queue (bounded by queued.max.messages.kbytes, which stops the
- * fetching) and looks again every KAFKA_HOLD_CHECK_MS: a flush in flight usually makes room
- * within a second. Only after KAFKA_HOLD_MS (PostgreSQL slow or down) are the partitions paused,
- * which drops the queue (refetched later) but lets the engine poll again: librdkafka leaves the
- * group of a consumer that does not poll for max.poll.interval.ms. */
-#define KAFKA_HOLD_CHECK_MS 20
-#define KAFKA_HOLD_MS 3000
-#define NO_RULE ((size_t)-1) /* a partition of a topic the current rules no longer have */
-
-typedef enum { P_PENDING, P_ACTIVE } part_state_t;
-
-typedef struct {
-    char *topic;
-    int32_t partition;
-    size_t topic_idx;
-    part_state_t state;
-    int64_t next;        /* next offset to count; -1: no stored offset and nothing consumed */
-    int64_t batch_start; /* `next` when the filling batch began: what PostgreSQL holds */
-} part_t;
-
-struct kafka {
-    struct event_base *base;
-    const config_t *cfg;
-    rules_t *rules;
-    ingest_t *ingest;
-    rd_kafka_t *rk;
-    rd_kafka_queue_t *q;
-    kafka_wake_t *wake;
-    int pipefd[2];
-    struct event *ev_read;
-    struct event *ev_retry;    /* retries the offset lookup */
-    struct event *ev_pressure; /* re-checks back-pressure */
-    struct event *ev_hold;     /* re-checks back-pressure while holding the queue */
-    bool holding;
-    bool hold_expired; /* held for KAFKA_HOLD_MS: the next message pauses */
-    struct timespec hold_since;
-    struct event *ev_revoke_timeout;
-    pg_conn_t *pgc;
-    part_t *parts;
-    size_t n_parts, cap_parts;
-    uint64_t generation; /* bumped by every (re)assignment; stale lookups are ignored */
-    bool lookup_running;
-    bool revoking;
-    bool paused;
-    bool closing;
-    bool brokers_down;
-    uint64_t rebalances;
-    void (*close_done)(void *ud);
-    void *close_ud;
-    void (*first_assigned)(void *ud); /* kafka_on_first_assignment; NULL once called */
-    void *first_assigned_ud;
-    rd_kafka_message_t *msgs[KAFKA_BATCH];
-};
-
-static void start_lookup(kafka_t *k);
-
-static void first_assignment_done(kafka_t *k)
-{
-    void (*fn)(void *) = k->first_assigned;
-    k->first_assigned = NULL;
-    if (fn) {
-        fn(k->first_assigned_ud);
-    }
-}
 
 static void rd_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -135,251 +59,6 @@ static int rd_stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     }
     k->brokers_down = up == 0;
     return 0; /* librdkafka frees json */
-}
-
-static part_t *find_part(kafka_t *k, const char *topic, int32_t partition)
-{
-    for (size_t i = 0; i < k->n_parts; i++) {
-        part_t *p = &k->parts[i];
-        if (p->partition == partition && strcmp(p->topic, topic) == 0) {
-            return p;
-        }
-    }
-    return NULL;
-}
-
-static void clear_parts(kafka_t *k)
-{
-    for (size_t i = 0; i < k->n_parts; i++) {
-        free(k->parts[i].topic);
-    }
-    k->n_parts = 0;
-}
-
-static void add_part(kafka_t *k, const char *topic, int32_t partition)
-{
-    if (k->n_parts == k->cap_parts) {
-        k->cap_parts = k->cap_parts ? k->cap_parts * 2 : 16;
-        part_t *np = realloc(k->parts, k->cap_parts * sizeof(part_t));
-        if (np == NULL) {
-            abort();
-        }
-        k->parts = np;
-    }
-    int idx = rules_find(k->rules, topic);
-    part_t *p = &k->parts[k->n_parts++];
-    p->topic = strdup(topic);
-    p->partition = partition;
-    p->topic_idx = idx < 0 ? NO_RULE : (size_t)idx;
-    p->state = P_PENDING;
-    p->next = -1;
-    p->batch_start = -1;
-}
-
-/* Positions every active partition at its `next` offset with one assign() call: used after an
- * assignment, a conflict and a back-pressure pause, so stale prefetched messages are dropped by
- * librdkafka and nothing in between is skipped. */
-static void apply_assignment(kafka_t *k, bool after_pause)
-{
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)k->n_parts);
-    int64_t start = strcmp(k->cfg->kafka_start_offset, "latest") == 0 ? RD_KAFKA_OFFSET_END
-                                                                      : RD_KAFKA_OFFSET_BEGINNING;
-    for (size_t i = 0; i < k->n_parts; i++) {
-        part_t *p = &k->parts[i];
-        rd_kafka_topic_partition_t *tp =
-            rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
-        tp->offset = p->next >= 0 ? p->next : start;
-        if (p->next < 0 && after_pause && start == RD_KAFKA_OFFSET_BEGINNING) {
-            /* Re-applied after a back-pressure pause, a partition not consumed yet: librdkafka
-             * 2.0 left such a partition, assigned at a logical offset while paused, without a
-             * fetch position for good (a bench run stalled on it). Its first offset, asked of
-             * the leader, is concrete. A rare path (a pause lasts seconds), so a blocking ask. */
-            int64_t lo = -1, hi = -1;
-            if (rd_kafka_query_watermark_offsets(k->rk, p->topic, p->partition, &lo, &hi, 2000) ==
-                    RD_KAFKA_RESP_ERR_NO_ERROR &&
-                lo >= 0) {
-                tp->offset = lo;
-            }
-        }
-    }
-    rd_kafka_resp_err_t e = rd_kafka_assign(k->rk, l);
-    if (e) {
-        log_error("kafka: assign failed: %s", rd_kafka_err2str(e));
-    } else {
-        log_info("kafka: consuming %zu partitions from the offsets stored in PostgreSQL",
-                 k->n_parts);
-    }
-    if (!k->paused) {
-        rd_kafka_resume_partitions(k->rk, l);
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-}
-
-typedef struct {
-    kafka_t *k;
-    uint64_t generation;
-} lookup_t;
-
-static void lookup_cb(pg_conn_t *c, PGresult *res, const char *err, void *ud)
-{
-    (void)c;
-    lookup_t *lk = ud;
-    kafka_t *k = lk->k;
-    uint64_t gen = lk->generation;
-    free(lk);
-    k->lookup_running = false;
-    if (gen != k->generation || k->closing) {
-        /* The assignment changed while the query ran: look again for the new one. */
-        if (!k->closing && k->n_parts > 0) {
-            start_lookup(k);
-        }
-        return;
-    }
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        log_warn("kafka: cannot read stored offsets (%s); retrying in 1 s",
-                 res ? PQresultErrorMessage(res) : err);
-        struct timeval tv = {1, 0};
-        evtimer_add(k->ev_retry, &tv);
-        return;
-    }
-    for (size_t i = 0; i < k->n_parts; i++) {
-        k->parts[i].next = -1;
-    }
-    for (int r = 0; r < PQntuples(res); r++) {
-        part_t *p = find_part(k, PQgetvalue(res, r, 0), atoi(PQgetvalue(res, r, 1)));
-        if (p) {
-            p->next = strtoll(PQgetvalue(res, r, 2), NULL, 10);
-        }
-    }
-    for (size_t i = 0; i < k->n_parts; i++) {
-        k->parts[i].batch_start = k->parts[i].next;
-        k->parts[i].state = P_ACTIVE;
-    }
-    apply_assignment(k, false);
-    first_assignment_done(k);
-}
-
-static void start_lookup(kafka_t *k)
-{
-    if (k->lookup_running) {
-        return; /* its callback sees the new generation and looks again */
-    }
-    pg_buf_t topics, parts;
-    pg_buf_init(&topics);
-    pg_buf_init(&parts);
-    pg_buf_putc(&topics, '{');
-    pg_buf_putc(&parts, '{');
-    for (size_t i = 0; i < k->n_parts; i++) {
-        if (i > 0) {
-            pg_array_next(&topics);
-            pg_array_next(&parts);
-        }
-        pg_array_text(&topics, k->parts[i].topic, strlen(k->parts[i].topic));
-        pg_array_int(&parts, k->parts[i].partition);
-    }
-    pg_array_end(&topics);
-    pg_array_end(&parts);
-    const char *vals[3] = {k->cfg->kafka_group_id, topics.data, parts.data};
-    lookup_t *lk = malloc(sizeof *lk);
-    if (lk == NULL) {
-        abort();
-    }
-    lk->k = k;
-    lk->generation = k->generation;
-    k->lookup_running = true;
-    if (pg_conn_query(k->pgc,
-                      "SELECT o.topic, o.partition, o.next_offset FROM usage_consumer_offsets o "
-                      "JOIN unnest($2::text[], $3::int[]) AS x(topic, part) "
-                      "ON o.topic = x.topic AND o.partition = x.part WHERE o.group_id = $1",
-                      3, vals, NULL, 30000, lookup_cb, lk) != 0) {
-        k->lookup_running = false;
-        free(lk);
-        struct timeval tv = {1, 0};
-        evtimer_add(k->ev_retry, &tv);
-    }
-    pg_buf_free(&topics);
-    pg_buf_free(&parts);
-}
-
-static void retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    kafka_t *k = arg;
-    if (!k->closing && k->n_parts > 0) {
-        start_lookup(k);
-    }
-}
-
-static void finish_revoke(kafka_t *k)
-{
-    if (!k->revoking) {
-        return;
-    }
-    k->revoking = false;
-    evtimer_del(k->ev_revoke_timeout);
-    rd_kafka_assign(k->rk, NULL);
-    log_info("kafka: partitions released");
-}
-
-static void revoke_drained_cb(void *ud)
-{
-    finish_revoke(ud);
-}
-
-static void revoke_timeout_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    log_warn("kafka: the flush before releasing partitions is taking too long; releasing them "
-             "(their batch stays queued, and PostgreSQL's offset check keeps it exact)");
-    finish_revoke(arg);
-}
-
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                         rd_kafka_topic_partition_list_t *partitions, void *opaque)
-{
-    (void)rk;
-    kafka_t *k = opaque;
-    k->rebalances++;
-    k->generation++;
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        log_info("kafka: %d partitions assigned; reading their offsets from PostgreSQL",
-                 partitions->cnt);
-        clear_parts(k);
-        for (int i = 0; i < partitions->cnt; i++) {
-            add_part(k, partitions->elems[i].topic, partitions->elems[i].partition);
-        }
-        k->brokers_down = false;
-        if (k->n_parts == 0) {
-            rd_kafka_assign(k->rk, partitions);
-            first_assignment_done(k);
-            return;
-        }
-        /* assign() is called once the offsets are known (librdkafka waits for it). */
-        start_lookup(k);
-        return;
-    }
-    if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-        log_info("kafka: %d partitions revoked; flushing before releasing them", partitions->cnt);
-        /* Record how far every partition got into the filling batch before forgetting them. */
-        if (k->ingest) {
-            ingest_note_offsets(k->ingest);
-        }
-        clear_parts(k);
-        k->revoking = true;
-        struct timeval tv = {(time_t)(k->cfg->flush_timeout_ms / 1000), 0};
-        evtimer_add(k->ev_revoke_timeout, &tv);
-        if (k->ingest) {
-            ingest_drain(k->ingest, revoke_drained_cb, k);
-        } else {
-            finish_revoke(k);
-        }
-        return;
-    }
-    log_error("kafka: rebalance error: %s", rd_kafka_err2str(err));
-    clear_parts(k);
-    rd_kafka_assign(k->rk, NULL);
 }
 
 static void fill_meta(rule_meta_t *m, const rd_kafka_message_t *rkm, const char *topic)
@@ -437,7 +116,7 @@ static void pressure_cb(evutil_socket_t fd, short what, void *arg)
         all_active = all_active && k->parts[i].state == P_ACTIVE;
     }
     if (k->n_parts > 0 && all_active && !k->revoking) {
-        apply_assignment(k, true);
+        kafka_apply_assignment(k, true);
     }
 }
 
@@ -450,10 +129,10 @@ static void handle_message(kafka_t *k, rd_kafka_message_t *rkm)
         return;
     }
     const char *topic = rd_kafka_topic_name(rkm->rkt);
-    part_t *p = find_part(k, topic, rkm->partition);
+    part_t *p = kafka_find_part(k, topic, rkm->partition);
     if (p == NULL || p->state != P_ACTIVE || p->topic_idx == NO_RULE || k->paused || k->revoking ||
         k->closing) {
-        return; /* not ours to count now; apply_assignment repositions before we count again */
+        return; /* not ours to count now; kafka_apply_assignment repositions before we count again */
     }
     if (p->next >= 0 && rkm->offset < p->next) {
         return; /* already counted */
@@ -630,7 +309,7 @@ kafka_t *kafka_new(struct event_base *base, const config_t *c, rules_t *rules, c
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_log_cb(conf, rd_log_cb);
     rd_kafka_conf_set_error_cb(conf, rd_error_cb);
-    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_rebalance_cb(conf, kafka_rebalance_cb);
     rd_kafka_conf_set_stats_cb(conf, rd_stats_cb);
     k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
     if (k->rk == NULL) {
@@ -646,10 +325,10 @@ kafka_t *kafka_new(struct event_base *base, const config_t *c, rules_t *rules, c
     }
     rd_kafka_queue_io_event_enable(k->q, k->pipefd[1], "1", 1);
     k->ev_read = event_new(base, k->pipefd[0], EV_READ | EV_PERSIST, read_cb, k);
-    k->ev_retry = evtimer_new(base, retry_cb, k);
+    k->ev_retry = evtimer_new(base, kafka_retry_cb, k);
     k->ev_pressure = evtimer_new(base, pressure_cb, k);
     k->ev_hold = evtimer_new(base, hold_cb, k);
-    k->ev_revoke_timeout = evtimer_new(base, revoke_timeout_cb, k);
+    k->ev_revoke_timeout = evtimer_new(base, kafka_revoke_timeout_cb, k);
     k->pgc = pg_conn_new(base, c->database_url, "offsets");
     if (!k->ev_read || !k->ev_retry || !k->ev_pressure || !k->ev_hold || !k->ev_revoke_timeout ||
         !k->pgc) {
@@ -809,7 +488,7 @@ void kafka_free(kafka_t *k)
         close(k->pipefd[1]);
     }
     pg_conn_free(k->pgc);
-    clear_parts(k);
+    kafka_clear_parts(k);
     free(k->parts);
     free(k);
 }
@@ -838,7 +517,7 @@ static void committed_hook(const agg_t *a, void *ud)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
     for (size_t i = 0; i < agg_n_offsets(a); i++) {
         const agg_offset_t *o = agg_offset_at(a, i);
-        if (find_part(k, o->topic, o->partition) != NULL) {
+        if (kafka_find_part(k, o->topic, o->partition) != NULL) {
             rd_kafka_topic_partition_list_add(l, o->topic, o->partition)->offset = o->next;
         }
     }
@@ -856,7 +535,7 @@ static void conflict_hook(void *ud)
         k->parts[i].state = P_PENDING;
     }
     if (k->n_parts > 0 && !k->closing) {
-        start_lookup(k);
+        kafka_start_lookup(k);
     }
 }
 

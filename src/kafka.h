@@ -2,8 +2,8 @@
  * into the event loop (a pipe written on empty -> non-empty), drains bounded batches, and owns
  * per-partition progress. Offsets belong to PostgreSQL: on assignment the partitions are
  * positioned at the offsets stored there, each batch carries the offsets it advanced (compare-
- * and-set at flush), and Kafka commits are informational. Does not own the rules or the batch;
- * every message goes to ingest. */
+ * and-set at flush), and Kafka commits are informational (assignment and revocation are
+ * kafka_assign.c's). Does not own the rules or the batch; every message goes to ingest. */
 #ifndef PT_KAFKA_H
 #define PT_KAFKA_H
 
