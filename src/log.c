@@ -8,6 +8,8 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "text.h"
+
 /* A text line is at most TEXT_LINE_MAX - 1 bytes with its newline, as it always was. A JSON
  * line carries the same message (formatted into TEXT_LINE_MAX) escaped, so it may grow; it is
  * at most JSON_LINE_MAX - 1 bytes, within PIPE_BUF, so one write to a pipe stays atomic. */
@@ -90,47 +92,6 @@ static bool puts_(out_t *o, const char *s)
     return put(o, s, strlen(s));
 }
 
-/* The length of the valid UTF-8 sequence (RFC 3629: no overlong forms, no surrogates, nothing
- * over U+10FFFF) that s starts with, or 0 when its first byte starts none. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    unsigned lo = 0x80, hi = 0xBF;
-    size_t k;
-    if (c < 0x80) {
-        return 1;
-    } else if (c >= 0xC2 && c <= 0xDF) {
-        k = 2;
-    } else if (c == 0xE0) {
-        k = 3;
-        lo = 0xA0;
-    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-        k = 3;
-    } else if (c == 0xED) {
-        k = 3;
-        hi = 0x9F;
-    } else if (c == 0xF0) {
-        k = 4;
-        lo = 0x90;
-    } else if (c >= 0xF1 && c <= 0xF3) {
-        k = 4;
-    } else if (c == 0xF4) {
-        k = 4;
-        hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (n < k || s[1] < lo || s[1] > hi) {
-        return 0;
-    }
-    for (size_t i = 2; i < k; i++) {
-        if (s[i] < 0x80 || s[i] > 0xBF) {
-            return 0;
-        }
-    }
-    return k;
-}
-
 /* A JSON string of s[0..n): quotes, backslashes and control characters escaped, each byte
  * that starts no valid UTF-8 sequence replaced with U+FFFD. Needs 2 bytes free or writes
  * nothing, sets cut and returns false; otherwise always closes the string, cutting s (and
@@ -177,7 +138,7 @@ static bool json_str(out_t *o, const char *s, size_t n)
             } else if (c < 0x80) {
                 w = (const char *)u + i;
                 k = 1;
-            } else if ((adv = utf8_seq(u + i, n - i)) > 0) {
+            } else if ((adv = text_utf8_seq(s + i, n - i)) > 0) {
                 w = (const char *)u + i;
                 k = adv;
             } else {

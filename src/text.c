@@ -4,6 +4,46 @@
 #include <string.h>
 #include <time.h>
 
+size_t text_utf8_seq(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    unsigned c = s[0];
+    unsigned lo = 0x80, hi = 0xBF; /* the second byte's range: excludes overlongs, surrogates */
+    size_t k;
+    if (c < 0x80) {
+        return 1;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+        k = 2;
+    } else if (c == 0xE0) {
+        k = 3;
+        lo = 0xA0;
+    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+        k = 3;
+    } else if (c == 0xED) {
+        k = 3;
+        hi = 0x9F;
+    } else if (c == 0xF0) {
+        k = 4;
+        lo = 0x90;
+    } else if (c >= 0xF1 && c <= 0xF3) {
+        k = 4;
+    } else if (c == 0xF4) {
+        k = 4;
+        hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (n < k || s[1] < lo || s[1] > hi) {
+        return 0;
+    }
+    for (size_t i = 2; i < k; i++) {
+        if (s[i] < 0x80 || s[i] > 0xBF) {
+            return 0;
+        }
+    }
+    return k;
+}
+
 bool text_utf8_valid(const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -18,40 +58,11 @@ bool text_utf8_valid(const char *str, size_t len)
                 continue;
             }
         }
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        uint32_t cp;
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
+        size_t k = text_utf8_seq(str + i, len - i);
+        if (k == 0) {
             return false;
         }
-        if (len - i <= n) {
-            return false;
-        }
-        for (size_t k = 1; k <= n; k++) {
-            unsigned char cc = s[i + k];
-            if ((cc & 0xC0) != 0x80) {
-                return false;
-            }
-            cp = (cp << 6) | (cc & 0x3F);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF)) {
-            return false;
-        }
-        i += n + 1;
+        i += k;
     }
     return true;
 }

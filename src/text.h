@@ -9,6 +9,9 @@
 
 /* True when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 bool text_utf8_valid(const char *s, size_t len);
+/* The length of the well-formed UTF-8 sequence s[0..n) starts with (1 to 4), or 0 when its first
+ * bytes start none (n >= 1). */
+size_t text_utf8_seq(const char *s, size_t n);
 
 /* FNV-1a of s[0..len) from the seed, then a final mix so that the low bits (hash-table slots)
  * are well spread. Not for anything an attacker must not collide. */
