@@ -4,12 +4,12 @@
 local M = {}
 
 -- A page of dead letters, newest first ($1 topic, $2 reason: NULL for any; $3 limit, $4
--- offset), with the first $5 + 3 bytes of each payload (3 more: a UTF-8 character cut at $5 is
--- told from bytes that are not UTF-8) and how many match in all.
+-- offset), with the first $5 bytes of each payload, how many it has (stored_len) and how many
+-- match in all.
 local LIST = [[
 SELECT id, topic, partition, kafka_offset, reason, detail, payload_size, truncated, created_at,
        payload_hash::text AS payload_hash,
-       substring(payload FROM 1 FOR $5::int + 3) AS payload, payload IS NULL AS no_payload,
+       substring(payload FROM 1 FOR $5::int) AS payload, octet_length(payload) AS stored_len,
        count(*) OVER () AS total
   FROM usage_dead_letters
  WHERE ($1::text IS NULL OR topic = $1) AND ($2::text IS NULL OR reason = $2)
@@ -45,20 +45,17 @@ local function base64(s)
     return table.concat(out)
 end
 
--- The payload as shown: at most max bytes; text when they are UTF-8 (cut on a character
--- boundary), else base64 of the bytes. Returns payload, encoding, shown bytes.
-local function show(p, max)
-    local cut = p:sub(1, max)
-    if utf8.len(p) or #p > max then
-        -- a character cut at max: drop its first bytes (at most 3)
-        for drop = 0, 3 do
-            local s = cut:sub(1, #cut - drop)
-            if utf8.len(s) then
-                return s, "utf-8", #s
-            end
+-- The payload as shown (its first bytes, p; cut: the payload has more): text when they are
+-- UTF-8, less the first bytes of a character cut at the end (at most 3), else base64 of them.
+-- Returns payload, encoding, shown bytes.
+local function show(p, cut)
+    for drop = 0, cut and 3 or 0 do
+        local s = p:sub(1, #p - drop)
+        if utf8.len(s) then
+            return s, "utf-8", #s
         end
     end
-    return base64(cut), "base64", #cut
+    return base64(p), "base64", #p
 end
 
 function M.list(req)
@@ -74,9 +71,9 @@ function M.list(req)
             created_at = r.created_at, payload_hash = r.payload_hash,
             payload = pt.null, payload_encoding = pt.null,
             payload_shown_bytes = 0 }
-        if not r.no_payload then
+        if r.payload ~= pt.null then
             item.payload, item.payload_encoding, item.payload_shown_bytes =
-                show(r.payload, a.payload_max)
+                show(r.payload, r.stored_len > a.payload_max)
         end
         out[#out + 1] = item
     end
